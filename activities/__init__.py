@@ -1,0 +1,1 @@
+"""Activities: every side effect of a mass revoke (ledger, venues, platform hook) lives here."""

@@ -1,0 +1,369 @@
+"""Batch activities: prepare (freeze + baseline probe), revoke and verify a bounded set of keys.
+
+They run on a venue's own task queue. Each key's outcome is data: recorded in the ledger (state,
+evidence, event) and returned so the workflow knows which keys go on. A failure of the batch itself
+(the venue unavailable, rate limiting, a ban) is raised as an ``ApplicationError`` so that Temporal's
+retry policy acts; the retried attempt skips what the ledger already records as done.
+
+Secrets are opened here, one key at a time, right before the call that needs them, and dropped after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.pacing import RateLimiter
+from activities.platform_hook import OWNER_MESSAGES, HookRequest, PlatformHook
+from activities.retries import call_venue
+from activities.venues.base import Credentials, KeyTarget, VenueAdapter
+from keyrevoke.errors import (
+    KeyRejected,
+    RateLimited,
+    RevokeRefused,
+    SecretStoreError,
+    UnsupportedVenue,
+    VenueError,
+)
+from keyrevoke.ledger import Ledger, SealedKey
+from keyrevoke.ledger.store import Transition, utc_now
+from keyrevoke.models import BatchRequest, BatchResult, VerifyRequest
+from keyrevoke.states import KeyState
+from workflows import options
+
+T = TypeVar("T")
+
+HEARTBEAT_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How hard one worker works a venue: set from the settings by the worker."""
+
+    requests_per_second: float
+    keys_in_flight: int
+    request_attempts: int
+
+
+def batch_failure(error: VenueError) -> ApplicationError:
+    """The ``ApplicationError`` that fails a batch attempt, telling the retry policy when to retry."""
+    delay = None
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        delay = timedelta(seconds=error.retry_after)
+    return ApplicationError(
+        str(error), type=type(error).__name__, non_retryable=not error.retryable, next_retry_delay=delay
+    )
+
+
+class BatchActivities:
+    """Probe, revoke and verify keys at the venues; the worker injects ledger, adapters and hook."""
+
+    def __init__(
+        self, ledger: Ledger, adapters: dict[str, VenueAdapter], hook: PlatformHook, limits: BatchLimits
+    ) -> None:
+        self.ledger = ledger
+        self.adapters = adapters
+        self.hook = hook
+        self.limits = limits
+        self._limiters = {venue: RateLimiter(limits.requests_per_second) for venue in adapters}
+
+    # --- activities ---------------------------------------------------------------------------
+
+    @activity.defn(name=options.PREPARE_BATCH)
+    async def prepare_batch(self, request: BatchRequest) -> BatchResult:
+        """Freeze each key at the platform, then probe it once to record a baseline."""
+
+        async def prepare(key: SealedKey) -> None:
+            if key.state is KeyState.PENDING:
+                await self.hook.send(self._hook_request("freeze", request.incident_id, key))
+                await self._apply(
+                    request.incident_id,
+                    Transition(key.key_id, key.venue, KeyState.FROZEN, (KeyState.PENDING,), "key.frozen"),
+                )
+            if key.state in (KeyState.PENDING, KeyState.FROZEN):
+                await self._baseline(request.incident_id, key)
+
+        keys = await self._run(request.incident_id, request.venue, request.key_ids, prepare)
+        return await self._result(request.incident_id, keys, KeyState.REVOKING)
+
+    @activity.defn(name=options.REVOKE_BATCH)
+    async def revoke_batch(self, request: BatchRequest) -> BatchResult:
+        """Delete each key at its venue; a key that is already gone counts as deleted."""
+
+        async def revoke(key: SealedKey) -> None:
+            if key.state is KeyState.REVOKING:
+                await self._revoke(request.incident_id, key)
+
+        keys = await self._run(request.incident_id, request.venue, request.key_ids, revoke)
+        return await self._result(request.incident_id, keys, KeyState.REVOKED)
+
+    @activity.defn(name=options.VERIFY_BATCH)
+    async def verify_batch(self, request: VerifyRequest) -> BatchResult:
+        """Probe each revoked key: rejected means confirmed (if its baseline worked); on the final
+        pass a key that still authenticates is reported live."""
+
+        async def verify(key: SealedKey) -> None:
+            if key.state is KeyState.REVOKED:
+                await self._verify(request.incident_id, key, request.final)
+
+        keys = await self._run(request.incident_id, request.venue, request.key_ids, verify)
+        return await self._result(request.incident_id, keys, KeyState.REVOKED)
+
+    # --- one key's steps ----------------------------------------------------------------------
+
+    async def _baseline(self, incident_id: str, key: SealedKey) -> None:
+        adapter = self._adapter(key.venue)
+        try:
+            answer = await self._call(key.venue, lambda: adapter.probe(self._target(key)))
+        except SecretStoreError as error:
+            await self._end(
+                incident_id,
+                key,
+                KeyState.FAILED,
+                (KeyState.PENDING, KeyState.FROZEN),
+                "key.failed",
+                str(error),
+            )
+            return
+        except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
+            # The probe could not run as the key: the baseline failed, the revoke still goes ahead.
+            ok, permissions, detail = False, "", f"baseline probe failed: {error}"
+        else:
+            ok, permissions = answer.accepted, ",".join(sorted(answer.permissions))
+            detail = f"baseline probe {'accepted' if ok else 'rejected'}: {answer.detail}".rstrip(": ")
+        await self._apply(
+            incident_id,
+            Transition(
+                key.key_id,
+                key.venue,
+                KeyState.REVOKING,
+                (KeyState.PENDING, KeyState.FROZEN),
+                "key.baseline",
+                detail,
+                {
+                    "baseline_ok": int(ok),
+                    "permissions": permissions,
+                    "baseline_at": utc_now(),
+                    "detail": detail,
+                },
+            ),
+        )
+
+    async def _revoke(self, incident_id: str, key: SealedKey) -> None:
+        adapter = self._adapter(key.venue)
+        try:
+            answer = await self._call(key.venue, lambda: adapter.revoke(self._target(key)))
+        except SecretStoreError as error:
+            await self._end(incident_id, key, KeyState.FAILED, (KeyState.REVOKING,), "key.failed", str(error))
+            return
+        except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
+            await self._end(
+                incident_id,
+                key,
+                KeyState.ESCALATED,
+                (KeyState.REVOKING,),
+                "key.escalated",
+                f"venue refused the revoke: {error}",
+            )
+            return
+        detail = "already gone at the venue" if answer.already_gone else f"deleted: {answer.detail}".rstrip(": ")
+        await self._apply(
+            incident_id,
+            Transition(
+                key.key_id,
+                key.venue,
+                KeyState.REVOKED,
+                (KeyState.REVOKING,),
+                "key.revoked",
+                detail,
+                {"revoked_at": utc_now(), "detail": detail},
+            ),
+        )
+
+    async def _verify(self, incident_id: str, key: SealedKey, final: bool) -> None:
+        adapter = self._adapter(key.venue)
+        try:
+            answer = await self._call(key.venue, lambda: adapter.probe(self._target(key)))
+        except (RevokeRefused, UnsupportedVenue, SecretStoreError) as error:
+            await self._end(
+                incident_id,
+                key,
+                KeyState.UNCONFIRMED,
+                (KeyState.REVOKED,),
+                "key.unconfirmed",
+                f"verify probe failed: {error}",
+            )
+            return
+        if not answer.accepted:
+            if key.baseline_ok:
+                await self._end(
+                    incident_id,
+                    key,
+                    KeyState.CONFIRMED,
+                    (KeyState.REVOKED,),
+                    "key.confirmed",
+                    f"venue rejects the key after revoke: {answer.detail}",
+                )
+            else:
+                await self._end(
+                    incident_id,
+                    key,
+                    KeyState.UNCONFIRMED,
+                    (KeyState.REVOKED,),
+                    "key.unconfirmed",
+                    f"rejected after revoke, but the baseline probe had failed too: {answer.detail}",
+                )
+        elif final:
+            await self._end(
+                incident_id,
+                key,
+                KeyState.LIVE,
+                (KeyState.REVOKED,),
+                "key.live",
+                "still authenticates at the verify deadline",
+            )
+        else:
+            await self._apply(
+                incident_id,
+                Transition(
+                    key.key_id,
+                    key.venue,
+                    KeyState.REVOKED,
+                    (KeyState.REVOKED,),
+                    "key.verify.live",
+                    answer.detail,
+                ),
+            )
+
+    async def _end(
+        self,
+        incident_id: str,
+        key: SealedKey,
+        state: KeyState,
+        from_states: tuple[KeyState, ...],
+        event: str,
+        detail: str,
+    ) -> None:
+        """Move a key to a final state and tell its owner what to do (the hook dedups retries)."""
+        await self.hook.send(self._hook_request("notify", incident_id, key, state))
+        await self._apply(
+            incident_id,
+            Transition(
+                key.key_id,
+                key.venue,
+                state,
+                from_states,
+                event,
+                detail,
+                {"ended_at": utc_now(), "detail": detail},
+            ),
+        )
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _adapter(self, venue: str) -> VenueAdapter:
+        adapter = self.adapters.get(venue)
+        if adapter is None:
+            raise UnsupportedVenue(venue, "this worker has no adapter for the venue")
+        return adapter
+
+    def _target(self, key: SealedKey) -> KeyTarget:
+        credentials = Credentials(
+            self.ledger.open_secret(key, "api_key"),
+            self.ledger.open_secret(key, "secret"),
+            self.ledger.open_secret(key, "passphrase"),
+        )
+        return KeyTarget(key.key_id, key.account, key.method, key.fingerprint, credentials)
+
+    async def _call(self, venue: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await call_venue(call, self._limiters[venue], self.limits.request_attempts)
+
+    async def _apply(self, incident_id: str, transition: Transition) -> None:
+        await asyncio.to_thread(self.ledger.apply, incident_id, [transition])
+
+    @staticmethod
+    def _hook_request(action: str, incident_id: str, key: SealedKey, state: KeyState | None = None) -> HookRequest:
+        state_name = state.value if state else ""
+        return HookRequest(
+            action,
+            incident_id,
+            key.key_id,
+            key.venue,
+            key.fingerprint,
+            state_name,
+            OWNER_MESSAGES.get(state_name, ""),
+        )
+
+    async def _run(
+        self,
+        incident_id: str,
+        venue: str,
+        key_ids: Sequence[str],
+        step: Callable[[SealedKey], Awaitable[None]],
+    ) -> list[str]:
+        """Run ``step`` over the batch's keys, a bounded number at a time, heartbeating as keys finish."""
+        if venue not in self.adapters:
+            raise ApplicationError(
+                f"{venue}: this worker has no adapter for the venue",
+                type="UnsupportedVenue",
+                non_retryable=True,
+            )
+        keys = await asyncio.to_thread(self.ledger.load_keys, incident_id, key_ids)
+        gate = asyncio.Semaphore(self.limits.keys_in_flight)
+        done: list[str] = []
+
+        async def one(key: SealedKey) -> None:
+            async with gate:
+                await step(key)
+                done.append(key.key_id)
+
+        try:
+            async with _heartbeating(done), asyncio.TaskGroup() as group:
+                for key in keys:
+                    group.create_task(one(key))
+        except* VenueError as failures:
+            raise batch_failure(_first(failures.exceptions)) from None
+        return [key.key_id for key in keys]
+
+    async def _result(self, incident_id: str, key_ids: Sequence[str], proceed_state: KeyState) -> BatchResult:
+        """Which keys of the batch are now in ``proceed_state``, read back from the ledger."""
+        keys = await asyncio.to_thread(self.ledger.load_keys, incident_id, key_ids)
+        proceed = tuple(k.key_id for k in keys if k.state is proceed_state)
+        return BatchResult(proceed=proceed, ended=len(keys) - len(proceed))
+
+
+def _first(errors: Sequence[BaseException]) -> VenueError:
+    for error in errors:
+        if isinstance(error, VenueError):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            return _first(error.exceptions)
+    raise AssertionError("except* VenueError matched no VenueError")
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(done: list[str]) -> AsyncIterator[None]:
+    """Heartbeat while the batch runs (its pacing may take longer than the heartbeat timeout)."""
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(len(done))
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

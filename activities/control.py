@@ -1,0 +1,37 @@
+"""Control activities: the ledger work of the incident and venue workflows, on the control queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+
+from keyrevoke.ledger import Ledger
+from keyrevoke.models import IncidentPlan, IncidentSummary, KeyRef, Page, PageRequest, VenuePlan, VenueSummary
+from workflows import options
+
+
+class ControlActivities:
+    """Ledger reads and writes for the workflows; the worker injects the ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    @activity.defn(name=options.PLAN_INCIDENT)
+    async def plan_incident(self, incident_id: str) -> IncidentPlan:
+        """Put the incident's scope into it (idempotent) and count keys per venue."""
+        counts = await asyncio.to_thread(self.ledger.plan_incident, incident_id)
+        return IncidentPlan(incident_id, tuple(VenuePlan(venue, n) for venue, n in counts.items()))
+
+    @activity.defn(name=options.LOAD_PAGE)
+    async def load_page(self, request: PageRequest) -> Page:
+        """The next page of a venue's keys after a cursor, riskiest first."""
+        rows = await asyncio.to_thread(
+            self.ledger.load_page, request.incident_id, request.venue, request.after_seq, request.limit
+        )
+        return Page(tuple(KeyRef(key_id, seq) for key_id, seq in rows))
+
+    @activity.defn(name=options.SUMMARIZE_INCIDENT)
+    async def summarize_incident(self, incident_id: str) -> IncidentSummary:
+        counts = await asyncio.to_thread(self.ledger.counts, incident_id)
+        return IncidentSummary(incident_id, tuple(VenueSummary(v, c) for v, c in counts.items()))

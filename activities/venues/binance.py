@@ -1,0 +1,201 @@
+"""Binance: probe a key by reading its own permissions; revoke it as the broker that owns its sub-account.
+
+Follows Binance's documentation:
+
+- probe: "Get API Key Permission (USER_DATA)", ``GET /sapi/v1/account/apiRestrictions``
+  (developers.binance.com/docs/wallet/account/api-key-permission), signed by the key itself;
+- revoke: "Delete Sub Account Api Key" (Binance Link), ``DELETE /sapi/v1/broker/subAccountApi`` with
+  ``subAccountId`` and ``subAccountApiKey``, signed by the broker master key
+  (developers.binance.com/docs/binance_link/exchange-link/account/Delete-Sub-Account-Api-Key);
+- answers: "HTTP Return Codes" (429 rate limit, 418 IP ban, both with ``Retry-After``; 5XX outcome
+  unknown) and "Error Codes" (-2014/-2015 invalid key, -1022 bad signature, -1021 timestamp outside
+  recvWindow, -2008 "Invalid Api-Key ID.") in developers.binance.com/docs/binance-spot-api-docs.
+
+Two answers need more than ccxt's exception class. ccxt raises ``DDoSProtection`` for both 429 and
+418, so the HTTP status decides between ``RateLimited`` and ``VenueBanned``. And the broker delete
+of a key that no longer exists comes back as -2008, which ccxt maps to ``AuthenticationError`` on
+api.binance.com but to ``ExchangeError`` elsewhere: the venue's own code decides "already gone".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import ccxt
+
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.classify import classify
+from keyrevoke.errors import (
+    RateLimited,
+    RevokeRefused,
+    UnsupportedVenue,
+    VenueBanned,
+    VenueError,
+    VenueUnavailable,
+)
+
+#: Binance's code for "Invalid Api-Key ID.": the key to delete does not exist (any more)
+BAD_API_ID = -2008
+
+# Flags of the apiRestrictions answer, by keyrevoke permission word.
+TRADE_FLAGS = (
+    "enableSpotAndMarginTrading",
+    "enableMargin",
+    "enableFutures",
+    "enableVanillaOptions",
+    "enablePortfolioMarginTrading",
+    "enableFixApiTrade",
+)
+TRANSFER_FLAGS = ("enableInternalTransfer", "permitsUniversalTransfer")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The raw HTTP answer behind the last ccxt call of the current asyncio task (never its body)."""
+
+    status: int
+    headers: Mapping[str, str]
+    code: int | None  # the venue's own error code ("code"), if the body carried one
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
+
+
+def _venue_code(body: str) -> int | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    code = payload.get("code") if isinstance(payload, dict) else None
+    return code if isinstance(code, int) else None
+
+
+# Per asyncio task, so calls running at once through the one shared master object never mix answers
+# (``exchange.last_response_headers`` is per object, and ccxt keeps no status code at all).
+_LAST_ANSWER: ContextVar[_Answer | None] = ContextVar("binance_last_answer", default=None)
+
+
+def _remember(
+    code: Any,
+    reason: Any,
+    url: Any,
+    method: Any,
+    response_headers: Any,
+    response_body: Any,
+    request_headers: Any,
+    request_body: Any,
+) -> Any:
+    """ccxt's ``on_rest_response`` hook: note the answer, then do what ccxt's own hook does."""
+    _LAST_ANSWER.set(_Answer(int(code), dict(response_headers or {}), _venue_code(response_body or "")))
+    return response_body.strip()
+
+
+def _watch(exchange: Any) -> Any:
+    """Let ``exchange`` report its raw answers to this task (see ``_remember``)."""
+    exchange.on_rest_response = _remember
+    _LAST_ANSWER.set(None)
+    return exchange
+
+
+async def _release(exchange: Any) -> None:
+    """Detach a per-key object from the shared session (ccxt warns about unclosed objects otherwise).
+
+    The session is not ccxt's own, so ``close`` leaves it open; its exit pause is not needed here.
+    """
+    exchange.timeout_on_exit = 0
+    await exchange.close()
+
+
+class BinanceAdapter(VenueAdapter):
+    """Binance through ccxt's implicit SAPI methods (pages listed in this module's docstring)."""
+
+    venue = "binance"
+    revoke_methods = ("broker",)
+    master_methods = frozenset({"broker"})
+
+    async def probe(self, target: KeyTarget) -> ProbeAnswer:
+        """Read the key's own restrictions: it authenticates, or Binance rejects it."""
+        exchange = _watch(self.exchanges.create(self.venue, target.credentials))
+        try:
+            restrictions = await exchange.sapiGetAccountApiRestrictions()
+        except ccxt.AuthenticationError as exc:
+            return ProbeAnswer(accepted=False, detail=_rejected(exc))
+        except ccxt.BaseError as exc:
+            raise self._classify(exc, exchange) from None
+        finally:
+            await _release(exchange)
+        if not isinstance(restrictions, dict):
+            raise VenueUnavailable(self.venue, "unexpected apiRestrictions answer")
+        permissions = _permissions(restrictions)
+        ip_restrict = bool(restrictions.get("ipRestrict"))
+        detail = f"apiRestrictions: {','.join(permissions) or 'none'}; ipRestrict={ip_restrict}"
+        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+
+    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
+        """Delete the key as the broker master; a key Binance no longer knows is already gone."""
+        method = target.method or self.revoke_methods[0]
+        if method not in self.revoke_methods:
+            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: broker)")
+        if self.master is None:
+            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        if not target.account:
+            raise RevokeRefused(self.venue, "the broker delete needs the key's sub-account id")
+        exchange = _watch(self.exchanges.master(self.venue, self.master))
+        params = {"subAccountId": target.account, "subAccountApiKey": target.credentials.api_key}
+        try:
+            await exchange.sapiDeleteBrokerSubAccountApi(params)
+        except ccxt.BaseError as exc:
+            answer = _LAST_ANSWER.get()
+            if answer is not None and answer.code == BAD_API_ID:
+                return RevokeAnswer(already_gone=True, detail="broker delete: -2008 Invalid Api-Key ID")
+            if isinstance(exc, ccxt.AuthenticationError):
+                # the master key itself was refused: no permission, wrong secret, not a broker
+                raise RevokeRefused(self.venue, f"broker master refused: {_rejected(exc)}") from None
+            raise self._classify(exc, exchange) from None
+        return RevokeAnswer(already_gone=False, detail="deleted by broker: DELETE broker/subAccountApi")
+
+    def _classify(self, error: Exception, exchange: Any) -> VenueError:
+        answer = _LAST_ANSWER.get()
+        headers = answer.headers if answer is not None else exchange.last_response_headers
+        if isinstance(error, ccxt.DDoSProtection) and answer is not None:
+            retry_after = _seconds(answer.header("Retry-After"))
+            if answer.status == 429:
+                return RateLimited(self.venue, "DDoSProtection (HTTP 429)", retry_after)
+            if answer.status == 418:
+                return VenueBanned(self.venue, "DDoSProtection (HTTP 418)", retry_after)
+        return classify(self.venue, error, headers)
+
+
+def _rejected(error: Exception) -> str:
+    """``rejected: AuthenticationError (code -2015)``: the class and Binance's code, nothing else."""
+    answer = _LAST_ANSWER.get()
+    code = answer.code if answer is not None else None
+    suffix = f" (code {code})" if code is not None else ""
+    return f"rejected: {type(error).__name__}{suffix}"
+
+
+def _permissions(restrictions: Mapping[str, Any]) -> tuple[str, ...]:
+    found = []
+    if restrictions.get("enableReading"):
+        found.append("read")
+    if any(restrictions.get(flag) for flag in TRADE_FLAGS):
+        found.append("trade")
+    if restrictions.get("enableWithdrawals"):
+        found.append("withdraw")
+    if any(restrictions.get(flag) for flag in TRANSFER_FLAGS):
+        found.append("transfer")
+    return tuple(found)
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,39 @@
+"""Which adapter serves which venue, and the platform's master credentials for each venue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from activities.venues.base import Credentials, VenueAdapter
+from activities.venues.binance import BinanceAdapter
+from activities.venues.bybit import BybitAdapter
+from activities.venues.exchanges import ExchangeFactory
+from keyrevoke.errors import ConfigurationError, UnsupportedVenue
+
+ADAPTERS: dict[str, type[VenueAdapter]] = {adapter.venue: adapter for adapter in (BinanceAdapter, BybitAdapter)}
+
+
+def load_master_credentials(path: Path) -> dict[str, Credentials]:
+    """Read ``{venue: {"api_key", "secret", "passphrase"}}``; a missing file means no master keys."""
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigurationError(f"{path}: cannot read master credentials ({type(error).__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{path}: expected a JSON object of venue -> credentials")
+    masters: dict[str, Credentials] = {}
+    for venue, entry in raw.items():
+        if not isinstance(entry, dict) or not entry.get("api_key") or not entry.get("secret"):
+            raise ConfigurationError(f"{path}: venue {venue!r} needs api_key and secret")
+        masters[venue] = Credentials(str(entry["api_key"]), str(entry["secret"]), str(entry.get("passphrase", "")))
+    return masters
+
+
+def build_adapter(venue: str, exchanges: ExchangeFactory, masters: dict[str, Credentials]) -> VenueAdapter:
+    adapter_class = ADAPTERS.get(venue)
+    if adapter_class is None:
+        raise UnsupportedVenue(venue, "no revocation adapter for this venue")
+    return adapter_class(exchanges, masters.get(venue))

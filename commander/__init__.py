@@ -1,0 +1,1 @@
+"""The incident commander's command-line interface: ``keyrevoke``."""

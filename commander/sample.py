@@ -1,0 +1,74 @@
+"""A sample inventory for the embedded demo: made-up keys over every venue the simulator serves.
+
+The same seed gives the same keys, so running the demo again imports nothing twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from keyrevoke.inventory import COLUMNS
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class SampleVenue:
+    venue: str
+    methods: tuple[str, ...]
+    key_length: int
+    secret_length: int
+
+
+SAMPLE_VENUES: tuple[SampleVenue, ...] = (
+    SampleVenue("binance", ("broker",), 64, 64),
+    SampleVenue("bybit", ("self", "sub"), 18, 36),
+)
+
+
+def _token(rng: random.Random, length: int) -> str:
+    return "".join(rng.choice(_ALNUM) for _ in range(length))
+
+
+def write_sample(folder: Path, keys: int, seed: int = 2022) -> tuple[Path, Path]:
+    """Write ``inventory.csv`` (``keys`` rows spread over the sample venues) and ``masters.json``."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    inventory = folder / "inventory.csv"
+    with inventory.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for number in range(keys):
+            venue = SAMPLE_VENUES[number % len(SAMPLE_VENUES)]
+            writer.writerow(
+                {
+                    "key_id": f"k{number:06d}",
+                    "venue": venue.venue,
+                    "owner": f"user{rng.randrange(max(1, keys // 2)):05d}",
+                    "account": str(rng.randrange(10**8, 10**9)),
+                    "api_key": _token(rng, venue.key_length),
+                    "secret": _token(rng, venue.secret_length),
+                    "passphrase": "",
+                    "method": rng.choice(venue.methods),
+                    "priority": rng.choice((0, 0, 0, 5, 10)),
+                }
+            )
+    masters = folder / "masters.json"
+    masters.write_text(
+        json.dumps(
+            {
+                v.venue: {"api_key": _token(rng, v.key_length), "secret": _token(rng, v.secret_length)}
+                for v in SAMPLE_VENUES
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    masters.chmod(0o600)
+    return inventory, masters

@@ -1,0 +1,209 @@
+"""Reading inventory files (CSV or JSON lines) into validated rows.
+
+A row that cannot be used becomes an ``InventoryRowError`` naming the file, the line and the reason;
+the other rows go on. Secrets stay inside ``InventoryRow`` (whose repr hides them) until the ledger
+seals them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from keyrevoke.crypto import fingerprint
+from keyrevoke.errors import InputError, InventoryRowError
+from keyrevoke.venues import methods_for
+
+COLUMNS: tuple[str, ...] = (
+    "key_id",
+    "venue",
+    "owner",
+    "account",
+    "api_key",
+    "secret",
+    "passphrase",
+    "method",
+    "priority",
+)
+REQUIRED: tuple[str, ...] = ("key_id", "venue", "owner", "api_key", "secret")
+_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+_PRINTABLE_TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")
+# Where csv puts fields beyond the header's; not "", which is the name of an empty header column
+# (a trailing comma in the header, as spreadsheets write it).
+_EXTRA_FIELDS = "\x00extra fields"
+
+
+@dataclass(frozen=True, repr=False)
+class InventoryRow:
+    """One valid inventory row. ``priority``: larger goes first."""
+
+    line: int
+    key_id: str
+    venue: str
+    owner: str
+    account: str
+    api_key: str
+    secret: str
+    passphrase: str
+    method: str
+    priority: int
+
+    def __repr__(self) -> str:
+        return f"InventoryRow(line={self.line}, key_id={self.key_id!r}, venue={self.venue!r})"
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.api_key)
+
+
+def _text(raw: dict[str, object], name: str) -> str:
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str | int):
+        raise ValueError(f"column {name!r} must be text")
+    return str(value).strip()
+
+
+def parse_row(raw: dict[str, object], source: str, line: int) -> InventoryRow:
+    """Validate one raw row (column name -> value). Messages never include a secret or an API key."""
+
+    def fail(reason: str) -> InventoryRowError:
+        return InventoryRowError(source, line, reason)
+
+    unknown = sorted(set(raw) - set(COLUMNS) - {""})
+    if unknown:
+        raise fail(f"unknown column(s) {', '.join(map(repr, unknown))}")
+    try:
+        values = {name: _text(raw, name) for name in COLUMNS}
+    except ValueError as error:
+        raise fail(str(error)) from None
+    for name in REQUIRED:
+        if not values[name]:
+            raise fail(f"missing {name}")
+    key_id = values["key_id"]
+    if not _KEY_ID.match(key_id):
+        raise fail("key_id must be 1-128 characters of letters, digits and _ . : @ -, starting with a letter or digit")
+    venue = values["venue"].lower()
+    venue_methods = methods_for(venue)
+    if venue_methods is None:
+        raise fail(f"key {key_id}: unknown or unsupported venue {values['venue']!r}")
+    for name in ("api_key", "secret", "passphrase"):
+        if values[name] and not _PRINTABLE_TOKEN.match(values[name]):
+            raise fail(f"key {key_id}: {name} must be printable ASCII without spaces")
+    if venue_methods.needs_passphrase and not values["passphrase"]:
+        raise fail(f"key {key_id}: venue {venue} needs a passphrase")
+    method = values["method"].lower() or venue_methods.default
+    if method not in venue_methods.methods:
+        raise fail(
+            f"key {key_id}: venue {venue} has no revoke method {method!r} (known: {', '.join(venue_methods.methods)})"
+        )
+    priority_text = values["priority"] or "0"
+    try:
+        priority = int(priority_text)
+    except ValueError:
+        raise fail(f"key {key_id}: priority must be an integer, got {priority_text!r}") from None
+    if not -1_000_000 <= priority <= 1_000_000:
+        raise fail(f"key {key_id}: priority out of range")
+    return InventoryRow(
+        line=line,
+        key_id=key_id,
+        venue=venue,
+        owner=values["owner"],
+        account=values["account"],
+        api_key=values["api_key"],
+        secret=values["secret"],
+        passphrase=values["passphrase"],
+        method=method,
+        priority=priority,
+    )
+
+
+def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, object] | InventoryRowError]]:
+    source = str(path)
+    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as error:
+                    yield number, InventoryRowError(source, number, f"not valid JSON ({error.msg})")
+                    continue
+                except (ValueError, RecursionError):
+                    # json raises these, not JSONDecodeError, for a number too long or nesting too deep
+                    yield number, InventoryRowError(source, number, "not valid JSON (number too long or too deep)")
+                    continue
+                if not isinstance(value, dict):
+                    yield number, InventoryRowError(source, number, "each line must be a JSON object")
+                    continue
+                yield number, value
+        return
+    with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: spreadsheets start CSV with a BOM
+        reader = csv.DictReader(handle, restkey=_EXTRA_FIELDS)
+        if reader.fieldnames is None:
+            return
+        missing = [name for name in REQUIRED if name not in reader.fieldnames]
+        if missing:
+            raise InputError(f"{source}:1: header lacks column(s) {', '.join(missing)}")
+        for raw in reader:
+            if _EXTRA_FIELDS in raw:
+                yield reader.line_num, InventoryRowError(source, reader.line_num, "more fields than columns")
+                continue
+            yield reader.line_num, dict(raw)
+
+
+def read_inventory(path: Path) -> tuple[list[InventoryRow], list[InventoryRowError]]:
+    """All valid rows of ``path`` and an error for each row that is not.
+
+    Duplicates inside the file (a key_id or an API key seen on an earlier line) are errors of the
+    later line; the first occurrence is kept.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such inventory file")
+    rows: list[InventoryRow] = []
+    errors: list[InventoryRowError] = []
+    seen_ids: dict[str, int] = {}
+    seen_keys: dict[tuple[str, str], int] = {}
+    try:
+        for number, raw in _raw_rows(path):
+            if isinstance(raw, InventoryRowError):
+                errors.append(raw)
+                continue
+            try:
+                row = parse_row(raw, str(path), number)
+            except InventoryRowError as error:
+                errors.append(error)
+                continue
+            if row.key_id in seen_ids:
+                errors.append(
+                    InventoryRowError(
+                        str(path),
+                        number,
+                        f"duplicate key_id {row.key_id} (first on line {seen_ids[row.key_id]})",
+                    )
+                )
+                continue
+            api_ref = (row.venue, row.fingerprint)
+            if api_ref in seen_keys:
+                errors.append(
+                    InventoryRowError(
+                        str(path),
+                        number,
+                        f"key {row.key_id}: same API key ({row.fingerprint}) as line {seen_keys[api_ref]}",
+                    )
+                )
+                continue
+            seen_ids[row.key_id] = number
+            seen_keys[api_ref] = number
+            rows.append(row)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise InputError(f"{path}: not valid CSV ({error})") from None
+    return rows, errors

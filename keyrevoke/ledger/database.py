@@ -1,0 +1,162 @@
+"""One code path over SQLite and PostgreSQL: a connection, its placeholder style and its schema."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from keyrevoke.errors import ConfigurationError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    key_id TEXT PRIMARY KEY,
+    venue TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    account TEXT NOT NULL,
+    method TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    key_hint TEXT NOT NULL,
+    content_digest TEXT NOT NULL,
+    api_key_sealed TEXT NOT NULL,
+    secret_sealed TEXT NOT NULL,
+    passphrase_sealed TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS keys_venue_fingerprint ON keys (venue, fingerprint);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incident_owners (
+    incident_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (incident_id, owner)
+);
+CREATE TABLE IF NOT EXISTS incident_keys (
+    incident_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    venue TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    baseline_ok INTEGER,
+    permissions TEXT NOT NULL DEFAULT '',
+    baseline_at TEXT,
+    revoked_at TEXT,
+    ended_at TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (incident_id, key_id)
+);
+CREATE INDEX IF NOT EXISTS incident_keys_page ON incident_keys (incident_id, venue, seq);
+CREATE TABLE IF NOT EXISTS events (
+    event_id {serial} PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    venue TEXT NOT NULL DEFAULT '',
+    key_id TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_incident ON events (incident_id, event_id);
+"""
+
+
+class Database:
+    """A connection to SQLite or PostgreSQL behind one lock; SQL is written with ``?`` placeholders.
+
+    Activities call the ledger from worker threads; one connection guarded by a lock keeps SQLite
+    (which allows one writer) and psycopg (one connection is not for concurrent use) both correct.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        if url.startswith("sqlite:///"):
+            self.kind = "sqlite"
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA busy_timeout=30000")
+            self._connection: Any = connection
+            serial = "INTEGER"  # an INTEGER PRIMARY KEY is SQLite's rowid: it counts up by itself
+        elif url.startswith(("postgresql://", "postgres://")):
+            self.kind = "postgresql"
+            try:
+                import psycopg
+            except ImportError as error:
+                raise ConfigurationError(
+                    "KEYREVOKE_LEDGER_URL points at PostgreSQL: install keyrevoke[postgres] (psycopg)"
+                ) from error
+            try:
+                self._connection = psycopg.connect(url, autocommit=True)
+            except psycopg.OperationalError as error:
+                raise ConfigurationError(f"cannot connect to the PostgreSQL ledger: {error}") from None
+            serial = "BIGINT GENERATED ALWAYS AS IDENTITY"
+        else:
+            raise ConfigurationError(
+                f"KEYREVOKE_LEDGER_URL must start with sqlite:/// or postgresql://, got {url.split(':')[0]!r}"
+            )
+        with self.transaction() as cursor:
+            for statement in SCHEMA.format(serial=serial).split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.kind == "postgresql" else sql
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        """One transaction; statements inside use ``?`` placeholders on both databases."""
+        with self._lock:
+            cursor = self._connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
+            try:
+                yield _Tx(self, cursor)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            else:
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            cursor = self._connection.cursor()
+            try:
+                cursor.execute(self._sql(sql), tuple(params))
+                return [tuple(row) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+class _Tx:
+    def __init__(self, database: Database, cursor: Any) -> None:
+        self._database = database
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cursor.execute(self._database._sql(sql), tuple(params))
+        return int(self._cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cursor.executemany(self._database._sql(sql), [tuple(r) for r in rows])
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(self._database._sql(sql), tuple(params))
+        return [tuple(row) for row in self._cursor.fetchall()]

@@ -1,0 +1,427 @@
+"""The ledger's operations: what the CLI, the activities and the report read and write.
+
+Every state change is a conditional update (``WHERE state IN (...)``) with its event appended in the
+same transaction, so a retried activity can never move a key twice or log a step twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from keyrevoke.crypto import SecretBox, key_hint
+from keyrevoke.errors import IncidentConflictError, InputError, InventoryRowError
+from keyrevoke.inventory import InventoryRow
+from keyrevoke.ledger.database import Database
+from keyrevoke.states import KeyState
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int
+    unchanged: int
+    errors: list[InventoryRowError] = field(default_factory=list)
+
+
+@dataclass(frozen=True, repr=False)
+class SealedKey:
+    """A key of an incident with its secrets still sealed, as a batch activity loads it."""
+
+    key_id: str
+    venue: str
+    account: str
+    method: str
+    fingerprint: str
+    api_key_sealed: str
+    secret_sealed: str
+    passphrase_sealed: str
+    state: KeyState
+    baseline_ok: bool | None
+
+    def __repr__(self) -> str:
+        return f"SealedKey(key_id={self.key_id!r}, state={self.state.value})"
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """One key's line in the evidence report: everything but secrets."""
+
+    key_id: str
+    venue: str
+    owner: str
+    account: str
+    method: str
+    priority: int
+    fingerprint: str
+    key_hint: str
+    state: str
+    baseline_ok: bool | None
+    permissions: str
+    baseline_at: str | None
+    revoked_at: str | None
+    ended_at: str | None
+    detail: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    incident_id: str
+    venues: tuple[str, ...]
+    owners: int
+    created_at: str
+    created_by: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Move one key to ``to_state`` if it is in one of ``from_states``; log ``event`` if it moved."""
+
+    key_id: str
+    venue: str
+    to_state: KeyState
+    from_states: tuple[KeyState, ...]
+    event: str
+    detail: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+_UPDATABLE_FIELDS = frozenset({"baseline_ok", "permissions", "baseline_at", "revoked_at", "ended_at", "detail"})
+
+
+class Ledger:
+    """The ledger over one database, with the box that seals and opens secrets."""
+
+    def __init__(self, database: Database, box: SecretBox) -> None:
+        self.db = database
+        self.box = box
+
+    # --- inventory ----------------------------------------------------------------------------
+
+    def _digest(self, row: InventoryRow) -> str:
+        # Keyed, so the digest of a secret is no oracle for guessing it.
+        material = "\x1f".join(
+            [
+                row.venue,
+                row.owner,
+                row.account,
+                row.method,
+                str(row.priority),
+                row.api_key,
+                row.secret,
+                row.passphrase,
+            ]
+        )
+        return hmac.new(self.box.current.material, material.encode(), hashlib.sha256).hexdigest()
+
+    def import_rows(self, rows: Sequence[InventoryRow], source: str) -> ImportResult:
+        """Add new rows; rows already present with the same content change nothing.
+
+        A key_id (or API key) already imported with other content is reported, not overwritten.
+        All rows of one call go in one transaction: a crash keeps all or none of them.
+        """
+        added = unchanged = 0
+        errors: list[InventoryRowError] = []
+        now = utc_now()
+        with self.db.transaction() as tx:
+            for row in rows:
+                digest = self._digest(row)
+                existing = tx.fetchall(
+                    "SELECT key_id, content_digest FROM keys WHERE key_id = ? OR (venue = ? AND fingerprint = ?)",
+                    (row.key_id, row.venue, row.fingerprint),
+                )
+                if existing:
+                    same = [r for r in existing if r[0] == row.key_id and r[1] == digest]
+                    if same and len(existing) == 1:
+                        unchanged += 1
+                        continue
+                    other = next((r[0] for r in existing if r[0] != row.key_id), None)
+                    reason = (
+                        f"key {row.key_id}: same API key ({row.fingerprint}) already imported as key {other}"
+                        if other
+                        else f"key {row.key_id}: already imported with different data (the ledger keeps the first)"
+                    )
+                    errors.append(InventoryRowError(source, row.line, reason))
+                    continue
+                tx.execute(
+                    "INSERT INTO keys (key_id, venue, owner, account, method, priority, fingerprint, key_hint,"
+                    " content_digest, api_key_sealed, secret_sealed, passphrase_sealed, imported_at, source)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.key_id,
+                        row.venue,
+                        row.owner,
+                        row.account,
+                        row.method,
+                        row.priority,
+                        row.fingerprint,
+                        key_hint(row.api_key),
+                        digest,
+                        self.box.seal(row.api_key, f"{row.key_id}/api_key"),
+                        self.box.seal(row.secret, f"{row.key_id}/secret"),
+                        self.box.seal(row.passphrase, f"{row.key_id}/passphrase"),
+                        now,
+                        source,
+                    ),
+                )
+                added += 1
+        return ImportResult(added=added, unchanged=unchanged, errors=errors)
+
+    def list_keys(self, venue: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT key_id, venue, owner, account, method, priority, fingerprint, key_hint FROM keys"
+        params: tuple[Any, ...] = ()
+        if venue:
+            sql += " WHERE venue = ?"
+            params = (venue,)
+        names = ("key_id", "venue", "owner", "account", "method", "priority", "fingerprint", "key_hint")
+        return [dict(zip(names, row, strict=True)) for row in self.db.query(sql + " ORDER BY venue, key_id", params)]
+
+    def open_secret(self, key: SealedKey, name: str) -> str:
+        """Decrypt one sealed field (``api_key``, ``secret``, ``passphrase``) of ``key``."""
+        sealed = {
+            "api_key": key.api_key_sealed,
+            "secret": key.secret_sealed,
+            "passphrase": key.passphrase_sealed,
+        }
+        return self.box.open(sealed[name], f"{key.key_id}/{name}")
+
+    # --- incidents ----------------------------------------------------------------------------
+
+    def create_incident(
+        self, incident_id: str, venues: Iterable[str], owners: Iterable[str], actor: str
+    ) -> tuple[IncidentRecord, bool]:
+        """Record an incident's scope; returns the record and whether it was new.
+
+        The same id with the same scope returns the existing record; with another scope it is refused.
+        """
+        venue_list = sorted({v.lower() for v in venues})
+        owner_list = sorted(set(owners))
+        owners_digest = hashlib.sha256("\n".join(owner_list).encode()).hexdigest()
+        scope = json.dumps({"venues": venue_list, "owners": len(owner_list), "owners_sha256": owners_digest})
+        with self.db.transaction() as tx:
+            existing = tx.fetchall("SELECT scope FROM incidents WHERE incident_id = ?", (incident_id,))
+            if existing:
+                if existing[0][0] != scope:
+                    raise IncidentConflictError(
+                        f"incident {incident_id} already exists with another scope; choose a new incident id"
+                    )
+                created = False
+            else:
+                tx.execute(
+                    "INSERT INTO incidents (incident_id, scope, created_at, created_by) VALUES (?, ?, ?, ?)",
+                    (incident_id, scope, utc_now(), actor),
+                )
+                tx.executemany(
+                    "INSERT INTO incident_owners (incident_id, owner) VALUES (?, ?)",
+                    [(incident_id, owner) for owner in owner_list],
+                )
+                self._event(tx, incident_id, actor, "incident.created", detail=scope)
+                created = True
+        record = self.get_incident(incident_id)
+        assert record is not None
+        return record, created
+
+    def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        rows = self.db.query(
+            "SELECT scope, created_at, created_by FROM incidents WHERE incident_id = ?", (incident_id,)
+        )
+        if not rows:
+            return None
+        scope = json.loads(rows[0][0])
+        return IncidentRecord(incident_id, tuple(scope["venues"]), scope["owners"], rows[0][1], rows[0][2])
+
+    def require_incident(self, incident_id: str) -> IncidentRecord:
+        record = self.get_incident(incident_id)
+        if record is None:
+            raise InputError(f"no incident {incident_id!r} in the ledger")
+        return record
+
+    def plan_incident(self, incident_id: str) -> dict[str, int]:
+        """Put every key in the incident's scope into it (once), numbered per venue, riskiest first."""
+        record = self.require_incident(incident_id)
+        conditions = []
+        params: list[Any] = [KeyState.PENDING.value, utc_now()]
+        if record.venues:
+            conditions.append(f"k.venue IN ({', '.join('?' for _ in record.venues)})")
+            params.extend(record.venues)
+        if record.owners:
+            conditions.append("k.owner IN (SELECT owner FROM incident_owners WHERE incident_id = ?)")
+            params.append(incident_id)
+        where = " AND ".join(conditions) or "1 = 1"
+        base = self._next_seq(incident_id)
+        with self.db.transaction() as tx:
+            # Numbering continues after keys already planned, so a second plan adds nothing twice.
+            tx.execute(
+                "INSERT INTO incident_keys (incident_id, key_id, venue, seq, state, updated_at)"  # noqa: S608 - placeholders only
+                " SELECT ?, k.key_id, k.venue,"
+                " ROW_NUMBER() OVER (PARTITION BY k.venue ORDER BY k.priority DESC, k.key_id) + ?, ?, ?"
+                f" FROM keys k WHERE {where}"
+                " AND k.key_id NOT IN (SELECT key_id FROM incident_keys WHERE incident_id = ?)",
+                [incident_id, base, *params, incident_id],
+            )
+            rows = tx.fetchall(
+                "SELECT venue, COUNT(*) FROM incident_keys WHERE incident_id = ? GROUP BY venue ORDER BY venue",
+                (incident_id,),
+            )
+            self._event(tx, incident_id, "keyrevoke", "incident.planned", detail=json.dumps(dict(rows)))
+        return {venue: int(count) for venue, count in rows}
+
+    def _next_seq(self, incident_id: str) -> int:
+        rows = self.db.query("SELECT COALESCE(MAX(seq), 0) FROM incident_keys WHERE incident_id = ?", (incident_id,))
+        return int(rows[0][0])
+
+    def load_page(self, incident_id: str, venue: str, after_seq: int, limit: int) -> list[tuple[str, int]]:
+        return [
+            (str(key_id), int(seq))
+            for key_id, seq in self.db.query(
+                "SELECT key_id, seq FROM incident_keys WHERE incident_id = ? AND venue = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (incident_id, venue, after_seq, limit),
+            )
+        ]
+
+    def load_keys(self, incident_id: str, key_ids: Sequence[str]) -> list[SealedKey]:
+        if not key_ids:
+            return []
+        marks = ", ".join("?" for _ in key_ids)
+        rows = self.db.query(
+            "SELECT k.key_id, k.venue, k.account, k.method, k.fingerprint, k.api_key_sealed, k.secret_sealed,"  # noqa: S608
+            " k.passphrase_sealed, ik.state, ik.baseline_ok FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
+            f" WHERE ik.incident_id = ? AND ik.key_id IN ({marks})",
+            (incident_id, *key_ids),
+        )
+        by_id = {
+            row[0]: SealedKey(
+                key_id=row[0],
+                venue=row[1],
+                account=row[2],
+                method=row[3],
+                fingerprint=row[4],
+                api_key_sealed=row[5],
+                secret_sealed=row[6],
+                passphrase_sealed=row[7],
+                state=KeyState(row[8]),
+                baseline_ok=None if row[9] is None else bool(row[9]),
+            )
+            for row in rows
+        }
+        return [by_id[key_id] for key_id in key_ids if key_id in by_id]
+
+    # --- state changes and events -------------------------------------------------------------
+
+    def apply(self, incident_id: str, transitions: Sequence[Transition], actor: str = "keyrevoke") -> list[str]:
+        """Apply the transitions whose key is still in a ``from_state``; returns the keys that moved."""
+        moved: list[str] = []
+        now = utc_now()
+        with self.db.transaction() as tx:
+            for change in transitions:
+                unknown = set(change.fields) - _UPDATABLE_FIELDS
+                if unknown:
+                    raise ValueError(f"not a key field: {sorted(unknown)}")
+                assignments = ", ".join(f"{name} = ?" for name in change.fields)
+                sets = "state = ?, updated_at = ?" + (f", {assignments}" if assignments else "")
+                marks = ", ".join("?" for _ in change.from_states)
+                count = tx.execute(
+                    f"UPDATE incident_keys SET {sets} WHERE incident_id = ? AND key_id = ? AND state IN ({marks})",  # noqa: S608
+                    (
+                        change.to_state.value,
+                        now,
+                        *change.fields.values(),
+                        incident_id,
+                        change.key_id,
+                        *(s.value for s in change.from_states),
+                    ),
+                )
+                if count:
+                    self._event(tx, incident_id, actor, change.event, change.venue, change.key_id, change.detail, now)
+                    moved.append(change.key_id)
+        return moved
+
+    def append_event(
+        self, incident_id: str, actor: str, kind: str, venue: str = "", key_id: str = "", detail: str = ""
+    ) -> None:
+        with self.db.transaction() as tx:
+            self._event(tx, incident_id, actor, kind, venue, key_id, detail)
+
+    @staticmethod
+    def _event(
+        tx: Any,
+        incident_id: str,
+        actor: str,
+        kind: str,
+        venue: str = "",
+        key_id: str = "",
+        detail: str = "",
+        at: str | None = None,
+    ) -> None:
+        tx.execute(
+            "INSERT INTO events (incident_id, at, actor, kind, venue, key_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (incident_id, at or utc_now(), actor, kind, venue, key_id, detail),
+        )
+
+    def events(self, incident_id: str, key_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT event_id, at, actor, kind, venue, key_id, detail FROM events WHERE incident_id = ?"
+        params: tuple[Any, ...] = (incident_id,)
+        if key_id is not None:
+            sql += " AND key_id = ?"
+            params += (key_id,)
+        names = ("event_id", "at", "actor", "kind", "venue", "key_id", "detail")
+        return [dict(zip(names, row, strict=True)) for row in self.db.query(sql + " ORDER BY event_id", params)]
+
+    # --- reading progress and evidence ----------------------------------------------------------
+
+    def counts(self, incident_id: str) -> dict[str, dict[str, int]]:
+        """Keys per state per venue."""
+        result: dict[str, dict[str, int]] = {}
+        for venue, state, count in self.db.query(
+            "SELECT venue, state, COUNT(*) FROM incident_keys WHERE incident_id = ? GROUP BY venue, state",
+            (incident_id,),
+        ):
+            result.setdefault(venue, {})[state] = int(count)
+        return dict(sorted(result.items()))
+
+    def key_statuses(self, incident_id: str) -> Iterator[KeyStatus]:
+        rows = self.db.query(
+            "SELECT k.key_id, k.venue, k.owner, k.account, k.method, k.priority, k.fingerprint, k.key_hint,"
+            " ik.state, ik.baseline_ok, ik.permissions, ik.baseline_at, ik.revoked_at, ik.ended_at,"
+            " ik.detail, ik.updated_at"
+            " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id WHERE ik.incident_id = ?"
+            " ORDER BY ik.venue, ik.seq",
+            (incident_id,),
+        )
+        for row in rows:
+            yield KeyStatus(
+                key_id=row[0],
+                venue=row[1],
+                owner=row[2],
+                account=row[3],
+                method=row[4],
+                priority=int(row[5]),
+                fingerprint=row[6],
+                key_hint=row[7],
+                state=row[8],
+                baseline_ok=None if row[9] is None else bool(row[9]),
+                permissions=row[10],
+                baseline_at=row[11],
+                revoked_at=row[12],
+                ended_at=row[13],
+                detail=row[14],
+                updated_at=row[15],
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_ledger(url: str, box: SecretBox) -> Ledger:
+    """Open (and create if needed) the ledger at ``url``: ``sqlite:///path`` or ``postgresql://...``."""
+    return Ledger(Database(url), box)

@@ -1,0 +1,144 @@
+"""Frozen data that crosses workflow boundaries: inputs, results, queries.
+
+Nothing here holds a secret or a full API key: keys travel by ``key_id`` (the platform's own
+reference) and are shown by fingerprint. This module imports only the standard library so that
+workflow code can import it inside the sandbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class IncidentInput:
+    """Start of an incident workflow. The scope itself was recorded in the ledger by the commander."""
+
+    incident_id: str
+    task_queue_prefix: str
+    batch_size: int = 25
+    batches_in_flight: int = 4
+    verify_interval_seconds: float = 2.0
+    verify_deadline_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class VenuePlan:
+    venue: str
+    keys: int
+
+
+@dataclass(frozen=True)
+class IncidentPlan:
+    """What planning put in scope: keys per venue."""
+
+    incident_id: str
+    venues: tuple[VenuePlan, ...]
+
+    @property
+    def total_keys(self) -> int:
+        return sum(v.keys for v in self.venues)
+
+
+@dataclass(frozen=True)
+class VenueInput:
+    """Input of a venue workflow; ``after_seq`` and ``done`` carry the state across continue-as-new."""
+
+    incident_id: str
+    venue: str
+    task_queue: str
+    control_queue: str
+    batch_size: int
+    batches_in_flight: int
+    verify_interval_seconds: float
+    verify_deadline_seconds: float
+    after_seq: int = 0
+    batches_done: int = 0
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    incident_id: str
+    venue: str
+    after_seq: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """One key of an incident, as the workflows see it: never a secret."""
+
+    key_id: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Page:
+    keys: tuple[KeyRef, ...]
+
+    @property
+    def last_seq(self) -> int:
+        return self.keys[-1].seq if self.keys else 0
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    incident_id: str
+    venue: str
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    incident_id: str
+    venue: str
+    key_ids: tuple[str, ...]
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Per-key outcomes of one batch, as data: which keys go on to the next step."""
+
+    proceed: tuple[str, ...] = ()
+    ended: int = 0
+
+
+@dataclass(frozen=True)
+class VenueSummary:
+    venue: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IncidentSummary:
+    incident_id: str
+    venues: tuple[VenueSummary, ...]
+
+    def total(self, state: str) -> int:
+        return sum(v.counts.get(state, 0) for v in self.venues)
+
+    @property
+    def total_keys(self) -> int:
+        return sum(sum(v.counts.values()) for v in self.venues)
+
+
+@dataclass(frozen=True)
+class VenueProgress:
+    """Answer of the venue workflow's ``progress`` query: small, whatever the number of keys."""
+
+    venue: str
+    batches_done: int
+    batches_in_flight: int
+    last_seq_loaded: int
+    exhausted: bool
+
+
+def control_queue(prefix: str) -> str:
+    """The task queue of workflows and ledger activities."""
+    return f"{prefix}-control"
+
+
+def venue_queue(prefix: str, venue: str) -> str:
+    """The task queue of one venue's batch activities: its rate is that venue's rate."""
+    return f"{prefix}-venue-{venue}"

@@ -1,0 +1,130 @@
+"""Every knob of keyrevoke, in one place.
+
+Each setting has a default that works for the embedded set-up (dev server, simulator and worker on
+loopback, ledger in a SQLite file under the state directory) and an environment variable
+``KEYREVOKE_<NAME>`` to change it. Workflow code never imports this module: activities and workers
+receive what they need from it when the worker is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from keyrevoke import models
+
+
+class Settings(BaseSettings):
+    """keyrevoke's settings, read from ``KEYREVOKE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="KEYREVOKE_", extra="ignore", frozen=True)
+
+    state_dir: Path = Field(
+        default=Path(".state"),
+        description="Folder for the embedded set-up: ledger file, dev-server database, reports, hook sink.",
+    )
+    ledger_url: str = Field(
+        default="",
+        description="sqlite:///path/to/file or postgresql://user@host/db; empty means <state_dir>/ledger.sqlite.",
+    )
+    ledger_kek: SecretStr | None = Field(
+        default=None, description="Key-encryption key for secrets at rest: 32 bytes, urlsafe base64."
+    )
+    ledger_kek_file: Path | None = Field(
+        default=None,
+        description="File holding the key-encryption key; empty means <state_dir>/ledger.kek (made once).",
+    )
+    master_credentials_file: Path | None = Field(
+        default=None,
+        description="JSON file {venue: {api_key, secret, passphrase}} with the platform's master keys "
+        "(broker or master accounts that delete sub-account keys); empty means <state_dir>/masters.json.",
+    )
+
+    temporal_address: str = Field(default="127.0.0.1:7233", description="Temporal frontend host:port.")
+    temporal_namespace: str = Field(default="default")
+    task_queue_prefix: str = Field(
+        default="keyrevoke", description="Task queues are <prefix>-control and <prefix>-venue-<venue>."
+    )
+
+    venue_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Base URL per venue, e.g. {"binance": "http://127.0.0.1:8800/binance"}; a venue not '
+        "listed is called at its real address. The simulator prints these.",
+    )
+    venue_activities_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="Batch activities per second on each venue task queue, enforced by the Temporal server "
+        "for all the queue's workers together.",
+    )
+    venue_requests_per_second: float = Field(
+        default=200.0, gt=0, description="Requests per second one worker sends to one venue."
+    )
+    venue_request_timeout_seconds: float = Field(default=10.0, gt=0)
+    request_attempts: int = Field(default=4, ge=1, description="Attempts for one venue request (tenacity).")
+
+    batch_size: int = Field(default=25, ge=1, le=500, description="Keys per batch activity.")
+    batches_in_flight: int = Field(default=4, ge=1, le=100, description="Concurrent batches per venue.")
+    keys_in_flight_per_batch: int = Field(
+        default=8, ge=1, le=200, description="Keys one batch activity works on at once."
+    )
+    verify_interval_seconds: float = Field(default=2.0, gt=0, description="Pause between verify probes.")
+    verify_deadline_seconds: float = Field(
+        default=120.0, gt=0, description="After this long a key that still authenticates is reported live."
+    )
+
+    worker_http_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Worker health endpoint (/healthz, /readyz); 0 turns it off.",
+    )
+    worker_shutdown_seconds: float = Field(
+        default=30.0, gt=0, description="On SIGTERM, how long running activities get to finish."
+    )
+
+    hook_file: Path | None = Field(
+        default=None,
+        description="Platform hook file sink (JSON lines of freeze and notify requests); empty means "
+        "<state_dir>/platform-hook.jsonl.",
+    )
+    operator: str = Field(default="", description="The commander's identity; empty means the OS user.")
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _address_has_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+    @field_validator("venue_urls")
+    @classmethod
+    def _urls_are_http(cls, value: dict[str, str]) -> dict[str, str]:
+        for venue, url in value.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"venue {venue!r}: base URL must start with http:// or https://, got {url!r}")
+        return value
+
+    # Derived paths: defaults hang off state_dir so one flag moves the whole embedded set-up.
+
+    def resolved_ledger_url(self) -> str:
+        return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite'}"
+
+    def resolved_kek_file(self) -> Path:
+        return self.ledger_kek_file or self.state_dir / "ledger.kek"
+
+    def resolved_masters_file(self) -> Path:
+        return self.master_credentials_file or self.state_dir / "masters.json"
+
+    def resolved_hook_file(self) -> Path:
+        return self.hook_file or self.state_dir / "platform-hook.jsonl"
+
+    @property
+    def control_queue(self) -> str:
+        return models.control_queue(self.task_queue_prefix)
+
+    def venue_queue(self, venue: str) -> str:
+        return models.venue_queue(self.task_queue_prefix, venue)

@@ -1,0 +1,33 @@
+"""Which venues keyrevoke can revoke at, and how: the inventory's vocabulary.
+
+This table is the inventory's view (no ccxt here, so that importing and the CLI stay fast); the adapter
+registry checks at start-up that every venue and method named here has an adapter that accepts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VenueMethods:
+    """Revoke methods a venue accepts; the first is used for inventory rows that leave ``method`` empty."""
+
+    methods: tuple[str, ...]
+    needs_passphrase: bool = False
+
+    @property
+    def default(self) -> str:
+        return self.methods[0]
+
+
+SUPPORTED_VENUES: dict[str, VenueMethods] = {
+    # the broker (the platform's master account) deletes the sub-account's key
+    "binance": VenueMethods(("broker",)),
+    # the leaked key deletes itself, or the platform's master account deletes its sub-account's key
+    "bybit": VenueMethods(("self", "sub")),
+}
+
+
+def methods_for(venue: str) -> VenueMethods | None:
+    return SUPPORTED_VENUES.get(venue)

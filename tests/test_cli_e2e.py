@@ -1,0 +1,237 @@
+"""End to end through the ``keyrevoke`` command on a Temporal dev server, as the commander runs it.
+
+A worker runs as its own ``keyrevoke worker`` process; the simulator runs in the test so that the
+test can ask it which keys are still live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import subprocess
+import sysconfig
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Replayer
+
+from commander.sample import write_sample
+from tests.harness import Stage, stage
+from workflows.incident import IncidentWorkflow
+from workflows.venue import VenueWorkflow
+
+pytestmark = pytest.mark.e2e
+
+KEYREVOKE = str(Path(sysconfig.get_path("scripts")) / "keyrevoke")
+
+
+def cli_env(st: Stage) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYREVOKE_")}
+    s = st.settings
+    env.update(
+        {
+            "KEYREVOKE_STATE_DIR": str(s.state_dir),
+            "KEYREVOKE_TEMPORAL_ADDRESS": s.temporal_address,
+            "KEYREVOKE_TASK_QUEUE_PREFIX": s.task_queue_prefix,
+            "KEYREVOKE_MASTER_CREDENTIALS_FILE": str(st.masters),
+            "KEYREVOKE_VENUE_URLS": json.dumps(s.venue_urls),
+            "KEYREVOKE_WORKER_HTTP_PORT": "0",
+            "KEYREVOKE_VERIFY_INTERVAL_SECONDS": "0.5",
+            "KEYREVOKE_OPERATOR": "commander-on-duty",
+        }
+    )
+    return env
+
+
+async def keyrevoke(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a thread: the simulator serves from this test's event loop meanwhile."""
+    result = await asyncio.to_thread(
+        subprocess.run, [KEYREVOKE, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    if check and result.returncode != 0:
+        command = " ".join(args)
+        raise AssertionError(f"keyrevoke {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def address_of(client: Client) -> str:
+    return client.service_client.config.target_host
+
+
+@pytest.fixture
+async def cli_stage(tmp_path: Path, queue_prefix: str, dev_client: Client) -> AsyncIterator[Stage]:
+    async with stage(tmp_path, 240, queue_prefix, temporal_address=address_of(dev_client)) as st:
+        yield st
+
+
+@pytest.fixture
+async def worker(cli_stage: Stage, tmp_path: Path) -> AsyncIterator[Path]:
+    """``keyrevoke worker --queues all`` as its own process; yields the file its output goes to."""
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [KEYREVOKE, "--verbose", "worker", "--queues", "all"],
+            env=cli_env(cli_stage),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield log
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _histories(client: Client, incident_id: str) -> list[object]:
+    histories = []
+    async for execution in client.list_workflows(f"WorkflowId STARTS_WITH 'keyrevoke-incident-{incident_id}'"):
+        histories.append(await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history())
+    return histories
+
+
+async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_client: Client, tmp_path: Path) -> None:
+    st = cli_stage
+    env = cli_env(st)
+    # The inventory was imported by the stage; importing the same file again changes nothing.
+    again = await keyrevoke(env, "inventory", "import", str(st.inventory))
+    assert again.stdout.strip() == "0 added, 240 unchanged, 0 rejected"
+
+    first = await keyrevoke(env, "incident", "start", "--id", "e2e-main")
+    assert first.stdout.strip() == "e2e-main"
+    # A second start of the same incident while it runs joins it instead of doubling the work.
+    second = await keyrevoke(env, "incident", "start", "--id", "e2e-main")
+    assert second.stdout.strip() == "e2e-main"
+    assert "joined" in second.stderr
+
+    watched = await keyrevoke(env, "incident", "status", "e2e-main", "--watch")
+    assert watched.returncode == 0
+    status = json.loads((await keyrevoke(env, "incident", "status", "e2e-main", "--json")).stdout)
+    assert status["workflow"] == "completed"
+    assert status["done_ratio"] == 1.0
+    assert set(status["venues"]) == {"binance", "bybit"}
+    assert sum(v.get("confirmed", 0) for v in status["venues"].values()) == 240
+    assert all(set(v) == {"confirmed"} for v in status["venues"].values())
+
+    # Every key is really gone at its venue, and was revoked exactly once.
+    for row in st.rows:
+        assert not st.simulator.is_live(row.venue, row.api_key), row.key_id
+    revoked = [e["key_id"] for e in st.ledger.events("e2e-main") if e["kind"] == "key.revoked"]
+    assert sorted(revoked) == sorted(r.key_id for r in st.rows)
+    actors = {e["actor"] for e in st.ledger.events("e2e-main") if e["kind"].startswith("incident.")}
+    assert "commander-on-duty" in actors
+
+    # After the end, the same incident id is refused with a clear error.
+    refused = await keyrevoke(env, "incident", "start", "--id", "e2e-main", check=False)
+    assert refused.returncode == 2
+    assert "already run" in refused.stderr
+
+    out = tmp_path / "report"
+    await keyrevoke(env, "incident", "report", "e2e-main", "--out", str(out))
+    report = json.loads((out / "report.json").read_text())
+    assert report["totals"]["confirmed"] == 240
+    assert report["needs_human"] == []
+    with (out / "report.csv").open() as handle:
+        lines = list(csv.DictReader(handle))
+    assert len(lines) == 240
+    assert {line["state"] for line in lines} == {"confirmed"}
+    assert all(line["baseline_ok"] == "True" and line["revoked_at"] for line in lines)
+
+    # The recorded histories replay without non-determinism.
+    histories = await _histories(dev_client, "e2e-main")
+    assert len(histories) >= 3  # the incident and one workflow per venue
+    replayer = Replayer(workflows=[IncidentWorkflow, VenueWorkflow])
+    for history in histories:
+        await replayer.replay_workflow(history)  # type: ignore[arg-type]
+
+    # No secret anywhere: histories, the ledger file, the report, the hook sink, the worker's log.
+    places = {
+        "histories": "\n".join(h.to_json() for h in histories),  # type: ignore[attr-defined]
+        "ledger": (st.settings.state_dir / "ledger.sqlite").read_bytes().decode("latin-1"),
+        "report.json": (out / "report.json").read_text(),
+        "report.csv": (out / "report.csv").read_text(),
+        "hook": st.settings.resolved_hook_file().read_text(),
+        "worker log": worker.read_text(),
+        "cli output": first.stdout + first.stderr + watched.stdout + watched.stderr,
+    }
+    for secret in st.secrets():
+        for place, text in places.items():
+            assert secret not in text, f"a secret or API key appears in {place}"
+
+
+async def test_bad_inventory_rows_get_clear_errors_and_lose_nothing(cli_stage: Stage, tmp_path: Path) -> None:
+    env = cli_env(cli_stage)
+    before = await keyrevoke(env, "inventory", "show", "--json")
+    assert len(json.loads(before.stdout)) == 240
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "key_id,venue,owner,account,api_key,secret,passphrase,method,priority\n"
+        "n1,binance,alice,1,AAAAAAAAAAAAAAAAAAAAAAAA,s3cretvalue1,,,1\n"
+        "n2,krakenish,bob,2,BBBBBBBBBBBBBBBBBBBBBBBB,s3cretvalue2,,,\n"
+        "n3,bybit,carol,3,CCCCCCCCCCCCCCCCCCCCCCCC,,,,\n"
+        "n1,bybit,dave,4,DDDDDDDDDDDDDDDDDDDDDDDD,s3cretvalue4,,,\n"
+        "n5,bybit,erin,5,EEEEEEEEEEEEEEEEEEEEEEEE,s3cretvalue5,,self,high\n"
+        "k000000,binance,mallory,6,FFFFFFFFFFFFFFFFFFFFFFFF,s3cretvalue6,,,\n"
+    )
+    result = await keyrevoke(env, "inventory", "import", str(bad), check=False)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "1 added, 0 unchanged, 5 rejected"
+    errors = result.stderr
+    assert f"{bad}:3: key n2: unknown or unsupported venue 'krakenish'" in errors
+    assert f"{bad}:4: missing secret" in errors
+    assert f"{bad}:5: duplicate key_id n1 (first on line 2)" in errors
+    assert f"{bad}:6: key n5: priority must be an integer" in errors
+    assert f"{bad}:7: key k000000: already imported with different data" in errors
+    for secret in ("s3cretvalue", "BBBBBBBBBBBBBBBBBBBBBBBB", "FFFFFFFFFFFFFFFFFFFFFFFF"):
+        assert secret not in errors + result.stdout
+    after = json.loads((await keyrevoke(env, "inventory", "show", "--json")).stdout)
+    assert len(after) == 241
+    kept = next(k for k in after if k["key_id"] == "k000000")
+    assert kept["owner"] != "mallory"  # the first import is kept
+
+    missing = await keyrevoke(env, "inventory", "import", str(tmp_path / "nope.csv"), check=False)
+    assert missing.returncode == 2
+    assert "nope.csv: no such inventory file" in missing.stderr
+
+
+def test_wrong_setting_is_named(tmp_path: Path) -> None:
+    env = {**os.environ, "KEYREVOKE_STATE_DIR": str(tmp_path), "KEYREVOKE_BATCH_SIZE": "0"}
+    result = subprocess.run(
+        [KEYREVOKE, "inventory", "show"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "KEYREVOKE_BATCH_SIZE" in result.stderr
+
+
+def test_demo_confirms_every_key(tmp_path: Path) -> None:
+    """The README's main command, as a new user runs it (smaller than its default, same path)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYREVOKE_")}
+    env["KEYREVOKE_VERIFY_INTERVAL_SECONDS"] = "0.5"
+    state = tmp_path / "demo"
+    result = subprocess.run(
+        [KEYREVOKE, "demo", "--keys", "200", "--state-dir", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "200 of 200 keys confirmed" in result.stdout
+    report = json.loads((state / "report.json").read_text())
+    assert report["totals"]["confirmed"] == 200
+    assert (state / "report.csv").exists()
+    assert (state / "temporal.db").exists()
+    assert (state / "ledger.sqlite").exists()
+    inventory, _ = write_sample(tmp_path / "again", 200)  # the same sample: its secrets
+    for line in inventory.read_text().splitlines()[1:]:
+        secret = line.split(",")[5]
+        assert secret not in result.stdout + result.stderr

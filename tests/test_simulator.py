@@ -1,0 +1,432 @@
+"""The venue simulator speaks each venue's protocol as documented: signing, errors, limits, faults.
+
+These tests sign requests by hand, following the venues' documentation, so they check the simulator
+independently of ccxt (tests/test_venue_adapters.py runs ccxt against it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+
+from venuesim import Scenario, SimKey, SimMaster, VenueFaults, VenueSimulator, serve_forever
+
+BIN_KEY = SimKey("b1", "binance", "binKey0001", "binSecret0001", account="5001")
+ALL = ("read", "trade", "withdraw", "transfer")
+BIN_WITHDRAW = SimKey("b2", "binance", "binKey0002", "binSecret0002", account="5002", permissions=ALL)
+BIN_OTHER = SimKey("b3", "binance", "binKey0003", "binSecret0003", account="5003")
+BIN_MASTER = SimMaster("binance", "binMaster01", "binMasterSecret", account="1")
+BY_KEY = SimKey("y1", "bybit", "bybKey0001", "bybSecret0001", account="7001", permissions=("read", "trade", "transfer"))
+BY_READ_ONLY = SimKey("y2", "bybit", "bybKey0002", "bybSecret0002", account="7002", permissions=("read",))
+BY_OTHER = SimKey("y3", "bybit", "bybKey0003", "bybSecret0003", account="7003")
+BY_MASTER = SimMaster("bybit", "bybMaster01", "bybMasterSecret", account="1000")
+KEYS = (BIN_KEY, BIN_WITHDRAW, BIN_OTHER, BY_KEY, BY_READ_ONLY, BY_OTHER)
+MASTERS = (BIN_MASTER, BY_MASTER)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[VenueSimulator]:
+    async with VenueSimulator(KEYS, MASTERS) as simulator:
+        yield simulator
+
+
+async def started(**venues: dict[str, Any]) -> VenueSimulator:
+    simulator = VenueSimulator(KEYS, MASTERS, Scenario.from_dict({"seed": 3, "venues": venues}))
+    await simulator.start()
+    return simulator
+
+
+# --- signing as the venues document it -------------------------------------------------------------
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def binance(
+    http: aiohttp.ClientSession,
+    sim: VenueSimulator,
+    method: str,
+    path: str,
+    api_key: str,
+    secret: str,
+    params: dict[str, str] | None = None,
+    *,
+    timestamp: int | None = None,
+    recv_window: int | None = None,
+    tamper: bool = False,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A SIGNED request: HMAC-SHA256 hex of the query string, keyed with the secret."""
+    query = dict(params or {})
+    query["timestamp"] = str(now_ms() if timestamp is None else timestamp)
+    if recv_window is not None:
+        query["recvWindow"] = str(recv_window)
+    total_params = urlencode(query)
+    signature = hmac.new(secret.encode(), total_params.encode(), hashlib.sha256).hexdigest()
+    if tamper:
+        signature = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    url = f"{sim.base_url('binance')}{path}?{total_params}&signature={signature}"
+    async with http.request(method, url, headers={"X-MBX-APIKEY": api_key}) as response:
+        return response.status, await body_of(response), dict(response.headers)
+
+
+async def bybit(
+    http: aiohttp.ClientSession,
+    sim: VenueSimulator,
+    method: str,
+    path: str,
+    api_key: str,
+    secret: str,
+    body: dict[str, Any] | None = None,
+    *,
+    timestamp: int | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A v5 request: X-BAPI-SIGN = hex HMAC-SHA256(timestamp + key + recv_window + payload)."""
+    stamp, recv_window = str(now_ms() if timestamp is None else timestamp), "5000"
+    payload = json.dumps(body or {}) if method == "POST" else ""
+    signature = hmac.new(secret.encode(), f"{stamp}{api_key}{recv_window}{payload}".encode(), hashlib.sha256)
+    headers = {
+        "X-BAPI-API-KEY": api_key,
+        "X-BAPI-TIMESTAMP": stamp,
+        "X-BAPI-RECV-WINDOW": recv_window,
+        "X-BAPI-SIGN": signature.hexdigest(),
+        "Content-Type": "application/json",
+    }
+    url = f"{sim.base_url('bybit')}{path}"
+    async with http.request(method, url, headers=headers, data=payload or None) as response:
+        return response.status, await body_of(response), dict(response.headers)
+
+
+async def body_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The JSON body; a front door's HTML error page becomes ``{"html": status}``."""
+    if response.content_type != "application/json":
+        return {"html": response.status}
+    result: dict[str, Any] = await response.json()
+    return result
+
+
+RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
+BROKER_DELETE = "/sapi/v1/broker/subAccountApi"
+
+
+# --- Binance ---------------------------------------------------------------------------------------
+
+
+async def test_binance_api_restrictions_follow_the_key_permissions(http, sim):
+    status, body, headers = await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret)
+    assert status == 200
+    assert body["enableReading"]
+    assert body["enableSpotAndMarginTrading"]
+    assert not body["enableWithdrawals"]
+    assert not body["enableInternalTransfer"]
+    assert "X-MBX-USED-WEIGHT-1M" in headers
+
+    status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_WITHDRAW.api_key, BIN_WITHDRAW.secret)
+    assert body["enableWithdrawals"]
+    assert body["ipRestrict"]
+    assert body["permitsUniversalTransfer"]
+
+
+@pytest.mark.parametrize("how", ["wrong secret", "modified signature"])
+async def test_binance_rejects_a_bad_signature(http, sim, how):
+    secret = "not-the-secret" if how == "wrong secret" else BIN_KEY.secret
+    status, body, _ = await binance(
+        http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, secret, tamper=how == "modified signature"
+    )
+    assert (status, body) == (400, {"code": -1022, "msg": "Signature for this request is not valid."})
+
+
+async def test_binance_timing_security(http, sim):
+    late = now_ms() - 10_000
+    status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret, timestamp=late)
+    assert (status, body["code"]) == (400, -1021)
+    assert body["msg"] == "Timestamp for this request is outside of the recvWindow."
+    # the same timestamp is fine with a wider recvWindow
+    status, _, _ = await binance(
+        http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret, timestamp=late, recv_window=20_000
+    )
+    assert status == 200
+    ahead = now_ms() + 5_000
+    status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret, timestamp=ahead)
+    assert (status, body["code"]) == (400, -1021)
+    status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret, recv_window=60_001)
+    assert (status, body["code"]) == (400, -1131)
+
+
+async def test_binance_rejects_unknown_and_malformed_keys(http, sim):
+    status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, "unknownKey42", "whatever")
+    assert (status, body) == (401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})
+    status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, "bad key!", "whatever")
+    assert (status, body) == (401, {"code": -2014, "msg": "API-key format invalid."})
+
+
+async def test_binance_broker_deletes_a_sub_account_key(http, sim):
+    params = {"subAccountId": BIN_KEY.account, "subAccountApiKey": BIN_KEY.api_key}
+    # only the broker master may
+    status, body, _ = await binance(http, sim, "DELETE", BROKER_DELETE, BIN_OTHER.api_key, BIN_OTHER.secret, params)
+    assert (status, body["code"]) == (401, -1002)
+    wrong_account = {**params, "subAccountId": "999"}
+    status, body, _ = await binance(
+        http, sim, "DELETE", BROKER_DELETE, BIN_MASTER.api_key, BIN_MASTER.secret, wrong_account
+    )
+    assert (status, body["code"]) == (400, -1130)
+    assert sim.is_live("binance", BIN_KEY.api_key)
+
+    status, body, _ = await binance(http, sim, "DELETE", BROKER_DELETE, BIN_MASTER.api_key, BIN_MASTER.secret, params)
+    assert (status, body) == (200, {})
+    assert not sim.is_live("binance", BIN_KEY.api_key)
+    status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret)
+    assert (status, body["code"]) == (401, -2015)
+    # a key that is gone: Invalid Api-Key ID
+    status, body, _ = await binance(http, sim, "DELETE", BROKER_DELETE, BIN_MASTER.api_key, BIN_MASTER.secret, params)
+    assert (status, body) == (400, {"code": -2008, "msg": "Invalid Api-Key ID."})
+    assert sim.stats.deletes["binance"] == 1
+
+
+async def test_binance_master_without_permission_is_refused(http):
+    sim = await started(binance={"master_lacks_permission": True})
+    try:
+        params = {"subAccountId": BIN_KEY.account, "subAccountApiKey": BIN_KEY.api_key}
+        status, body, _ = await binance(
+            http, sim, "DELETE", BROKER_DELETE, BIN_MASTER.api_key, BIN_MASTER.secret, params
+        )
+        assert (status, body["code"]) == (401, -2015)
+        assert sim.is_live("binance", BIN_KEY.api_key)
+    finally:
+        await sim.stop()
+
+
+async def test_binance_rate_limit_then_ban(http):
+    sim = await started(binance={"requests_per_second": 2, "ban_after_429s": 2, "ban_seconds": 30})
+    try:
+        answers = [await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret) for _ in range(5)]
+        statuses = [status for status, _, _ in answers]
+        assert statuses[:2] == [200, 200]
+        assert statuses[2:4] == [429, 429]
+        assert statuses[4] == 418
+        _, body, headers = answers[2]
+        assert body["code"] == -1003
+        assert int(headers["Retry-After"]) >= 1
+        _, body, headers = answers[4]
+        assert body["code"] == -1003
+        assert "banned" in body["msg"]
+        assert 25 <= int(headers["Retry-After"]) <= 30
+        assert sim.stats.rate_limited["binance"] == 2
+        assert sim.stats.banned["binance"] == 1
+        assert sim.stats.peak_requests_per_second("binance") >= 3
+    finally:
+        await sim.stop()
+
+
+# --- Bybit -----------------------------------------------------------------------------------------
+
+
+async def test_bybit_query_api_answers_the_documented_fields(http, sim):
+    status, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+    assert status == 200
+    assert body["retCode"] == 0
+    result = body["result"]
+    assert result["apiKey"] == BY_KEY.api_key
+    assert result["secret"] == ""
+    assert result["readOnly"] == 0
+    assert result["permissions"]["Spot"] == ["SpotTrade"]
+    assert "AccountTransfer" in result["permissions"]["Wallet"]
+    status, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_READ_ONLY.api_key, BY_READ_ONLY.secret)
+    assert body["result"]["readOnly"] == 1
+    assert body["result"]["permissions"]["ContractTrade"] == []
+
+
+async def test_bybit_errors_are_http_200_with_a_ret_code(http, sim):
+    path = "/v5/user/query-api"
+    status, body, _ = await bybit(http, sim, "GET", path, "unknownKey", "whatever")
+    assert (status, body["retCode"], body["retMsg"]) == (200, 10003, "API key is invalid.")
+    assert set(body) == {"retCode", "retMsg", "result", "retExtInfo", "time"}
+    status, body, _ = await bybit(http, sim, "GET", path, BY_KEY.api_key, "not-the-secret")
+    assert (status, body["retCode"]) == (200, 10004)
+    status, body, _ = await bybit(http, sim, "GET", path, BY_KEY.api_key, BY_KEY.secret, timestamp=now_ms() - 60_000)
+    assert (status, body["retCode"]) == (200, 10002)
+
+
+async def test_bybit_key_deletes_itself_only_with_wallet_permission(http, sim):
+    _, body, _ = await bybit(http, sim, "POST", "/v5/user/delete-api", BY_READ_ONLY.api_key, BY_READ_ONLY.secret)
+    assert body["retCode"] == 10005
+    assert sim.is_live("bybit", BY_READ_ONLY.api_key)
+    _status, body, _ = await bybit(http, sim, "POST", "/v5/user/delete-api", BY_KEY.api_key, BY_KEY.secret)
+    assert body["retCode"] == 0
+    assert not sim.is_live("bybit", BY_KEY.api_key)
+    _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+    assert body["retCode"] == 10003
+
+
+async def test_bybit_master_deletes_a_sub_key(http, sim):
+    path, target = "/v5/user/delete-sub-api", {"apikey": BY_OTHER.api_key}
+    _, body, _ = await bybit(http, sim, "POST", path, BY_KEY.api_key, BY_KEY.secret, target)
+    assert body["retCode"] == 10005  # only the master manages other keys
+    _, body, _ = await bybit(http, sim, "POST", path, BY_MASTER.api_key, BY_MASTER.secret, target)
+    assert body["retCode"] == 0
+    assert not sim.is_live("bybit", BY_OTHER.api_key)
+    _, body, _ = await bybit(http, sim, "POST", path, BY_MASTER.api_key, BY_MASTER.secret, target)
+    assert body["retCode"] == 10001
+
+
+async def test_bybit_rate_limit_headers_and_ip_ban(http):
+    sim = await started(bybit={"requests_per_second": 2, "ban_after_429s": 2, "ban_seconds": 30})
+    try:
+        path = "/v5/user/query-api"
+        answers = [await bybit(http, sim, "GET", path, BY_KEY.api_key, BY_KEY.secret) for _ in range(4)]
+        assert [body["retCode"] for _, body, _ in answers] == [0, 0, 10006, 10006]
+        _, _, headers = answers[0]
+        assert (headers["X-Bapi-Limit"], headers["X-Bapi-Limit-Status"]) == ("2", "1")
+        _, _, headers = answers[2]
+        assert headers["X-Bapi-Limit-Status"] == "0"
+        assert int(headers["X-Bapi-Limit-Reset-Timestamp"]) > now_ms() - 100
+        url = f"{sim.base_url('bybit')}{path}"
+        async with http.get(url) as response:
+            assert (response.status, await response.text()) == (403, "access too frequent")
+    finally:
+        await sim.stop()
+
+
+# --- shared faults ---------------------------------------------------------------------------------
+
+
+async def test_ip_blocked_and_already_deleted_keys(http):
+    sim = await started(
+        binance={"ip_blocked_keys": [BIN_KEY.key_id], "already_deleted_keys": [BIN_OTHER.key_id]},
+        bybit={"ip_blocked_keys": [BY_KEY.key_id]},
+    )
+    try:
+        status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret)
+        assert (status, body["code"]) == (401, -2015)
+        assert sim.is_live("binance", BIN_KEY.api_key)  # it exists, just not from here
+        status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_OTHER.api_key, BIN_OTHER.secret)
+        assert (status, body["code"]) == (401, -2015)
+        assert not sim.is_live("binance", BIN_OTHER.api_key)
+        _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+        assert body["retCode"] == 10010
+    finally:
+        await sim.stop()
+
+
+async def test_a_deleted_key_keeps_working_during_the_grace_period(http):
+    sim = await started(bybit={"revoke_grace_seconds": 0.4})
+    try:
+        _, body, _ = await bybit(http, sim, "POST", "/v5/user/delete-api", BY_KEY.api_key, BY_KEY.secret)
+        assert body["retCode"] == 0
+        assert sim.is_live("bybit", BY_KEY.api_key)
+        _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+        assert body["retCode"] == 0
+        await asyncio.sleep(0.5)
+        assert not sim.is_live("bybit", BY_KEY.api_key)
+        _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+        assert body["retCode"] == 10003
+    finally:
+        await sim.stop()
+
+
+async def test_errors_hangs_and_lost_delete_answers(http):
+    sim = await started(
+        binance={"error_rate": 1.0},
+        bybit={"timeout_rate": 1.0, "hang_seconds": 5},
+    )
+    try:
+        url = f"{sim.base_url('binance')}{RESTRICTIONS}"
+        async with http.get(url) as response:
+            assert response.status == 503
+            assert response.content_type == "text/html"
+        with pytest.raises(asyncio.TimeoutError):
+            await bybit_with_timeout(http, sim, 0.2)
+    finally:
+        await sim.stop()
+
+    sim = await started(binance={"lost_delete_rate": 1.0})
+    try:
+        params = {"subAccountId": BIN_KEY.account, "subAccountApiKey": BIN_KEY.api_key}
+        try:
+            status, _, _ = await binance(
+                http, sim, "DELETE", BROKER_DELETE, BIN_MASTER.api_key, BIN_MASTER.secret, params
+            )
+        except aiohttp.ClientConnectionError:
+            status = 0
+        assert status in (0, 502)
+        assert not sim.is_live("binance", BIN_KEY.api_key)  # the delete itself happened
+        assert sim.stats.lost_answers["binance"] == 1
+        assert sim.stats.deletes["binance"] == 1
+    finally:
+        await sim.stop()
+
+
+async def bybit_with_timeout(http: aiohttp.ClientSession, sim: VenueSimulator, seconds: float) -> None:
+    async with asyncio.timeout(seconds):
+        await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+
+
+# --- the simulator's own surface -------------------------------------------------------------------
+
+
+def test_scenario_file_round_trip(tmp_path: Path):
+    path = tmp_path / "scenario.json"
+    path.write_text(
+        json.dumps({"seed": 9, "venues": {"binance": {"latency_ms": 5, "ip_blocked_keys": ["b1"]}}}),
+        encoding="utf-8",
+    )
+    scenario = Scenario.from_file(path)
+    assert scenario.seed == 9
+    assert scenario.for_venue("binance") == VenueFaults(latency_ms=5, ip_blocked_keys=frozenset({"b1"}))
+    assert scenario.for_venue("bybit") == VenueFaults()
+    path.write_text(json.dumps({"venues": {"binance": {"latency": 5}}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="latency"):
+        Scenario.from_file(path)
+    with pytest.raises(ValueError, match="error_rate"):
+        Scenario.from_dict({"venues": {"bybit": {"error_rate": 2}}})
+
+
+def test_reprs_hide_secrets_and_bad_input_is_refused():
+    for thing in (BIN_KEY, BIN_MASTER):
+        assert BIN_KEY.secret not in repr(thing)
+        assert BIN_MASTER.secret not in repr(thing)
+        assert BIN_KEY.api_key not in repr(thing)
+        assert BIN_MASTER.api_key not in repr(thing)
+    with pytest.raises(ValueError, match="does not speak"):
+        VenueSimulator([SimKey("x", "kraken", "k", "s")])
+    with pytest.raises(ValueError, match="reuses"):
+        VenueSimulator([BIN_KEY, SimKey("dup", "binance", BIN_KEY.api_key, "other")])
+    with pytest.raises(ValueError, match="alphanumeric"):
+        VenueSimulator([SimKey("odd", "binance", "not-alnum", "s")])
+    with pytest.raises(ValueError, match="permissions"):
+        SimKey("p", "bybit", "k", "s", permissions=("admin",))
+
+
+async def test_urls_stats_and_serve_forever(http):
+    sim = VenueSimulator([BIN_KEY], [BY_MASTER])
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_forever(sim, stop))
+    while not sim.running:
+        await asyncio.sleep(0.01)
+    assert sim.venue_urls == {"binance": f"http://127.0.0.1:{sim.port}/binance"}
+    assert sim.base_url("bybit").endswith("/bybit")  # served for its master, though it has no keys
+    await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret)
+    snapshot = sim.stats.snapshot()
+    assert snapshot["requests"] == {"binance": 1}
+    assert snapshot["paths"]["binance"] == {RESTRICTIONS: 1}
+    assert sum(snapshot["per_second"]["binance"].values()) == 1
+    json.dumps(snapshot)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert not sim.running

@@ -1,0 +1,101 @@
+"""The incident and venue workflows on the time-skipping test server, with real activities.
+
+The activities are the real ones: a SQLite ledger, ccxt talking to the simulator on loopback. The
+test server skips the verify timers, so a verify deadline of minutes passes in no time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from keyrevoke.models import IncidentInput, IncidentSummary
+from keyrevoke.states import KeyState
+from tests.harness import Stage, running_workers, stage
+from workflows.incident import IncidentWorkflow, incident_workflow_id
+
+
+async def _run_incident(env: WorkflowEnvironment, st: Stage, incident_id: str) -> IncidentSummary:
+    st.ledger.create_incident(incident_id, [], [], "tester")
+    async with running_workers(env.client, st):
+        return await env.client.execute_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(
+                incident_id=incident_id,
+                task_queue_prefix=st.settings.task_queue_prefix,
+                batch_size=5,
+                batches_in_flight=3,
+                verify_interval_seconds=5,
+                verify_deadline_seconds=300,
+            ),
+            id=incident_workflow_id(incident_id),
+            task_queue=st.settings.control_queue,
+        )
+
+
+def _states(st: Stage, incident_id: str) -> dict[str, str]:
+    return {k.key_id: k.state for k in st.ledger.key_statuses(incident_id)}
+
+
+async def test_every_key_confirmed_and_deleted_at_its_venue(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, queue_prefix: str
+) -> None:
+    async with stage(tmp_path, 24, queue_prefix) as st:
+        summary = await _run_incident(time_skipping_env, st, "wf-happy")
+        assert summary.total_keys == 24
+        assert summary.total(KeyState.CONFIRMED) == 24
+        assert {v.venue for v in summary.venues} == {"binance", "bybit"}
+        for row in st.rows:
+            assert not st.simulator.is_live(row.venue, row.api_key), row.key_id
+        # every key went through each step exactly once
+        kinds = [e["kind"] for e in st.ledger.events("wf-happy") if e["key_id"]]
+        for step in ("key.frozen", "key.baseline", "key.revoked", "key.confirmed"):
+            assert kinds.count(step) == 24, step
+
+
+async def test_key_whose_baseline_probe_fails_is_not_confirmed(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, queue_prefix: str
+) -> None:
+    blocked = ["k000000", "k000001"]  # one binance, one bybit key in the sample
+    scenario = {"venues": {"binance": {"ip_blocked_keys": blocked}, "bybit": {"ip_blocked_keys": blocked}}}
+    async with stage(tmp_path, 10, queue_prefix, scenario=scenario) as st:
+        summary = await _run_incident(time_skipping_env, st, "wf-baseline")
+        states = _states(st, "wf-baseline")
+        for key_id in blocked:
+            assert states[key_id] == KeyState.UNCONFIRMED, key_id
+        assert summary.total(KeyState.CONFIRMED) == 8
+        baseline = {k.key_id: k.baseline_ok for k in st.ledger.key_statuses("wf-baseline")}
+        assert baseline["k000000"] is False
+        assert baseline["k000002"] is True
+
+
+async def test_key_still_working_at_the_deadline_is_reported_live(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, queue_prefix: str
+) -> None:
+    # The simulator keeps deleted keys working for an hour; the workflow's deadline is five minutes.
+    scenario = {"venues": {"bybit": {"revoke_grace_seconds": 3600}}}
+    async with stage(tmp_path, 6, queue_prefix, scenario=scenario) as st:
+        summary = await _run_incident(time_skipping_env, st, "wf-live")
+        states = _states(st, "wf-live")
+        bybit = [r.key_id for r in st.rows if r.venue == "bybit"]
+        assert all(states[k] == KeyState.LIVE for k in bybit)
+        assert summary.total(KeyState.LIVE) == len(bybit)
+        assert summary.total(KeyState.CONFIRMED) == 6 - len(bybit)
+        hook = (st.settings.resolved_hook_file()).read_text()
+        assert hook.count('"state": "live"') == len(bybit)  # owners told to revoke by hand
+
+
+async def test_refused_revoke_is_escalated(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, queue_prefix: str
+) -> None:
+    scenario = {"venues": {"binance": {"master_lacks_permission": True}}}
+    async with stage(tmp_path, 6, queue_prefix, scenario=scenario) as st:
+        summary = await _run_incident(time_skipping_env, st, "wf-refused")
+        binance = [r.key_id for r in st.rows if r.venue == "binance"]
+        states = _states(st, "wf-refused")
+        assert all(states[k] == KeyState.ESCALATED for k in binance)
+        assert summary.total(KeyState.ESCALATED) == len(binance)
+        for row in st.rows:
+            if row.venue == "binance":
+                assert st.simulator.is_live("binance", row.api_key)

@@ -1,0 +1,141 @@
+"""What a venue module provides, and the request pipeline every venue shares.
+
+A venue module subclasses ``VenueProtocol``: it lists its endpoints, verifies requests the way its
+venue does, and renders the shared faults (rate limit, ban, 5xx) in its venue's own wire format. The
+pipeline here applies the scenario's faults in front of every endpoint, so fault logic is written
+once for all venues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from aiohttp import web
+
+from venuesim.faults import Fate, FaultGate, LostAnswer, Verdict
+from venuesim.state import SimKey, VenueState
+from venuesim.stats import SimStats
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: status recorded in the statistics for a request whose connection was dropped on purpose
+DROPPED = 0
+
+
+class Refusal(Exception):
+    """Raised by a venue module to answer at once with ``response`` (a refused request)."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # below the venue's prefix, e.g. "/sapi/v1/account/apiRestrictions"
+    handler: Handler
+    weight: int = 1  # what the request costs in the venue's rate-limit accounting
+
+
+class VenueProtocol(ABC):
+    """One venue's REST protocol, served below ``/<name>``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, state: VenueState, gate: FaultGate, stats: SimStats) -> None:
+        self.state = state
+        self.gate = gate
+        self.stats = stats
+
+    # --- what each venue module provides ----------------------------------------------------------
+
+    @abstractmethod
+    def endpoints(self) -> Iterable[Endpoint]:
+        """The venue's routes, with their handlers."""
+
+    @abstractmethod
+    def render_rate_limited(self, retry_after: int) -> web.Response:
+        """The venue's answer to a request over its rate limit."""
+
+    @abstractmethod
+    def render_banned(self, retry_after: int) -> web.Response:
+        """The venue's answer while the caller is banned for ignoring rate limits."""
+
+    def render_unavailable(self, status: int = 503) -> web.Response:
+        """A 5xx from the venue's front door: an HTML page, as load balancers and gateways send."""
+        reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
+        title = f"{status} {reason.get(status, 'Server Error')}"
+        body = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
+        return web.Response(status=status, text=body, content_type="text/html")
+
+    def decorate(self, response: web.StreamResponse) -> None:  # noqa: B027 - optional hook
+        """Add the venue's own headers (rate-limit usage and the like) to every answer."""
+
+    def validate_key(self, key: SimKey) -> None:  # noqa: B027 - optional hook
+        """Refuse, at start-up, a key this venue could never have issued."""
+
+    # --- shared machinery ----------------------------------------------------------------------------
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        """Add the venue's endpoints, each behind the shared fault pipeline, below ``/<name>``."""
+        for endpoint in self.endpoints():
+            router.add_route(endpoint.method, f"/{self.name}{endpoint.path}", self._pipeline(endpoint))
+
+    def _pipeline(self, endpoint: Endpoint) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            self.stats.record_request(self.name, endpoint.path)
+            await self.gate.delay()
+            response = await self._imposed(self.gate.admit(endpoint.weight))
+            if response is None:
+                try:
+                    response = await endpoint.handler(request)
+                except Refusal as refusal:
+                    response = refusal.response
+                except _Dropped:
+                    return self._drop(request)
+            self.decorate(response)
+            self.stats.record_status(self.name, response.status)
+            return response
+
+        return handle
+
+    async def _imposed(self, verdict: Verdict) -> web.StreamResponse | None:
+        """The answer the scenario imposes instead of the endpoint's, if any."""
+        if verdict.fate is Fate.BANNED:
+            self.stats.banned[self.name] += 1
+            return self.render_banned(verdict.retry_after)
+        if verdict.fate is Fate.RATE_LIMITED:
+            self.stats.rate_limited[self.name] += 1
+            return self.render_rate_limited(verdict.retry_after)
+        if verdict.fate is Fate.HANG:
+            # the client gives up first; its disconnect cancels this handler
+            await asyncio.sleep(self.gate.faults.hang_seconds)
+            return self.render_unavailable(504)
+        if verdict.fate is Fate.ERROR:
+            return self.render_unavailable(503)
+        return None
+
+    def _drop(self, request: web.Request) -> web.StreamResponse:
+        if request.transport is not None:
+            request.transport.abort()
+        self.stats.record_status(self.name, DROPPED)
+        return web.Response()  # never sent: the connection is gone
+
+    def deleted(self, answer: web.Response) -> web.Response:
+        """Return the answer to a delete that was carried out, unless the scenario loses it."""
+        lost = self.gate.lose_delete_answer()
+        if lost is None:
+            return answer
+        self.stats.lost_answers[self.name] += 1
+        if lost is LostAnswer.ERROR:
+            return self.render_unavailable(502)
+        raise _Dropped
+
+
+class _Dropped(Exception):
+    """The connection of the current request is to be closed without an answer."""

@@ -1,0 +1,130 @@
+"""Running keyrevoke's workers for a chosen set of task queues in one process.
+
+``control`` runs the workflows and the ledger activities; each venue name runs that venue's batch
+activities on its own task queue, paced by the Temporal server for every worker of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.batches import BatchActivities, BatchLimits
+from activities.control import ControlActivities
+from activities.platform_hook import FileHook
+from activities.venues.exchanges import ExchangeFactory
+from activities.venues.registry import ADAPTERS, build_adapter, load_master_credentials
+from keyrevoke.errors import ConfigurationError
+from keyrevoke.ledger import Ledger
+from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.settings import Settings
+from workers.health import HealthServer
+from workflows.incident import IncidentWorkflow
+from workflows.venue import VenueWorkflow
+
+log = logging.getLogger(__name__)
+
+CONTROL = "control"
+
+
+def parse_queues(text: str) -> list[str]:
+    """``control,binance`` -> ``["control", "binance"]``; ``all`` means control and every venue."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigurationError("--queues: name at least one queue (control, a venue, or all)")
+    if "all" in names:
+        return [CONTROL, *ADAPTERS]
+    unknown = [name for name in names if name != CONTROL and name not in ADAPTERS]
+    if unknown:
+        known = ", ".join([CONTROL, *ADAPTERS])
+        raise ConfigurationError(f"--queues: unknown queue(s) {', '.join(unknown)} (known: {known}, all)")
+    return list(dict.fromkeys(names))
+
+
+@contextlib.asynccontextmanager
+async def workers_for(
+    client: Client, settings: Settings, queues: Sequence[str], ledger: Ledger | None = None
+) -> AsyncIterator[list[Worker]]:
+    """Build (not start) the workers for ``queues``, with the clients and settings they need."""
+    own_ledger = ledger is None
+    ledger = ledger or ledger_from_settings(settings)
+    exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
+    try:
+        built: list[Worker] = []
+        if CONTROL in queues:
+            control = ControlActivities(ledger)
+            built.append(
+                Worker(
+                    client,
+                    task_queue=settings.control_queue,
+                    workflows=[IncidentWorkflow, VenueWorkflow],
+                    activities=[control.plan_incident, control.load_page, control.summarize_incident],
+                    graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
+                )
+            )
+        venues = [q for q in queues if q != CONTROL]
+        if venues:
+            masters = load_master_credentials(settings.resolved_masters_file())
+            adapters = {venue: build_adapter(venue, exchanges, masters) for venue in venues}
+            batches = BatchActivities(
+                ledger,
+                adapters,
+                FileHook(settings.resolved_hook_file()),
+                BatchLimits(
+                    settings.venue_requests_per_second,
+                    settings.keys_in_flight_per_batch,
+                    settings.request_attempts,
+                ),
+            )
+            for venue in venues:
+                built.append(
+                    Worker(
+                        client,
+                        task_queue=settings.venue_queue(venue),
+                        activities=[batches.prepare_batch, batches.revoke_batch, batches.verify_batch],
+                        max_task_queue_activities_per_second=settings.venue_activities_per_second,
+                        max_concurrent_activities=settings.batches_in_flight * 2,
+                        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
+                    )
+                )
+        yield built
+    finally:
+        await exchanges.close()
+        if own_ledger:
+            ledger.close()
+
+
+async def run_workers(
+    client: Client,
+    settings: Settings,
+    queues: Sequence[str],
+    stop: asyncio.Event,
+    ledger: Ledger | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run the workers for ``queues`` until ``stop`` is set, then shut them down gracefully."""
+    health = HealthServer(settings.worker_http_port) if settings.worker_http_port else None
+    async with workers_for(client, settings, queues, ledger) as built:
+        if health:
+            await health.start()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for worker in built:
+                    await stack.enter_async_context(worker)
+                if health:
+                    health.ready = True
+                if ready:
+                    ready.set()
+                log.info("workers running for %s", ", ".join(queues))
+                await stop.wait()
+                if health:
+                    health.ready = False
+        finally:
+            if health:
+                await health.stop()

@@ -1,0 +1,1 @@
+"""Workflow code: deterministic orchestration only. Side effects live in ``activities``."""

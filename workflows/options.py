@@ -1,0 +1,41 @@
+"""Activity names, timeouts and retry policies, named once for every workflow that calls them.
+
+Workflows call activities by name so that they never import activity code (and with it ccxt).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Control activities: the ledger, on the control task queue.
+PLAN_INCIDENT = "plan_incident"
+LOAD_PAGE = "load_page"
+SUMMARIZE_INCIDENT = "summarize_incident"
+
+# Batch activities: a bounded set of keys, on the venue's own task queue.
+PREPARE_BATCH = "prepare_batch"  # freeze, then the baseline probe
+REVOKE_BATCH = "revoke_batch"
+VERIFY_BATCH = "verify_batch"
+
+# Errors that no retry will fix; raised as ApplicationError types by the activities.
+NON_RETRYABLE_ERRORS = ["InputError", "ConfigurationError", "SecretStoreError", "UnsupportedVenue"]
+
+CONTROL_TIMEOUT = timedelta(seconds=60)
+CONTROL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
+
+# A batch paces its requests to the venue's rate, so it may take a while; the heartbeat, not the
+# start-to-close timeout, is what notices a dead worker.
+BATCH_TIMEOUT = timedelta(minutes=10)
+BATCH_HEARTBEAT = timedelta(seconds=20)
+BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
