@@ -274,6 +274,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # ccxt logs whole requests at DEBUG, API keys included: never let it below WARNING.
+    logging.getLogger("ccxt").setLevel(logging.WARNING)
     try:
         code: int = asyncio.run(args.handler(args))
         return code

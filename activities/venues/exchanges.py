@@ -74,7 +74,10 @@ class ExchangeFactory:
         return exchange
 
     async def close(self) -> None:
-        """Close the shared session. The objects made here own nothing else that needs closing."""
+        """Close the shared session, after detaching the master objects from it."""
+        for exchange in self._masters.values():
+            exchange.timeout_on_exit = 0  # the session is ours: ccxt's pause before closing is not needed
+            await exchange.close()
         self._masters.clear()
         if self._session is not None:
             await self._session.close()
