@@ -68,7 +68,7 @@ async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> i
         finally:
             await simulator.stop()
         report_dir = state_dir
-        json_path, csv_path = await asyncio.to_thread(write_report, ledger, incident_id, report_dir)
+        json_path, csv_path, html_path = await asyncio.to_thread(write_report, ledger, incident_id, report_dir)
         counts = await asyncio.to_thread(ledger.counts, incident_id)
     finally:
         ledger.close()
@@ -76,7 +76,7 @@ async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> i
     confirmed = sum(per.get(KeyState.CONFIRMED.value, 0) for per in counts.values())
     print(f"incident {incident_id}: workflow {status}; {confirmed} of {total} keys confirmed")
     print(f"wall time {elapsed:.1f} s, {total / elapsed if elapsed else 0:.1f} keys/s")
-    print(f"report: {json_path} and {csv_path}")
+    print(f"report: {json_path}, {csv_path} and {html_path}")
     return 0 if status == "completed" and total > 0 and confirmed == total else 1
 
 

@@ -24,6 +24,9 @@ from keyrevoke.settings import Settings
 
 EXIT_INPUT = 2
 
+# Verbs import what they need inside their function: `keyrevoke --help` and the light verbs stay fast
+# without loading ccxt and the Temporal SDK.
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
@@ -141,12 +144,23 @@ async def cmd_incident_report(args: argparse.Namespace) -> int:
     ledger = ledger_from_settings(settings)
     try:
         out = Path(args.out) if args.out else settings.state_dir / "reports" / args.id
-        json_path, csv_path = write_report(ledger, args.id, out)
+        paths = write_report(ledger, args.id, out)
     finally:
         ledger.close()
-    print(json_path)
-    print(csv_path)
+    for path in paths:
+        print(path)
     return 0
+
+
+async def cmd_incident_verify_report(args: argparse.Namespace) -> int:
+    from keyrevoke.report import verify_report
+
+    broken = verify_report(Path(args.file))
+    if broken is None:
+        print(f"{args.file}: the event chain holds")
+        return 0
+    print(f"{args.file}: the event chain breaks at {broken}", file=sys.stderr)
+    return 1
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -243,9 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("id")
     sub.add_argument("--watch", action="store_true", help="live view until the incident ends")
     sub.add_argument("--json", action="store_true")
-    sub = verb(incident, "report", cmd_incident_report, "write the evidence report (JSON and CSV)")
+    sub = verb(incident, "report", cmd_incident_report, "write the evidence report (JSON, CSV and HTML)")
     sub.add_argument("id")
-    sub.add_argument("--out", help="folder for report.json and report.csv")
+    sub.add_argument("--out", help="folder for report.json, report.csv and report.html")
+    sub = verb(incident, "verify-report", cmd_incident_verify_report, "check a report's hash-chained event log")
+    sub.add_argument("file")
 
     sub = verb(verbs, "worker", cmd_worker, "run workers for chosen task queues")
     sub.add_argument("--queues", default="all", help="comma list: control, venue names, or all (default)")

@@ -44,6 +44,33 @@ class Settings(BaseSettings):
 
     temporal_address: str = Field(default="127.0.0.1:7233", description="Temporal frontend host:port.")
     temporal_namespace: str = Field(default="default")
+    temporal_api_key: SecretStr | None = Field(
+        default=None, description="API key for Temporal Cloud (sent as a bearer token; implies TLS)."
+    )
+    temporal_tls: bool = Field(default=False, description="Connect to Temporal over TLS.")
+    temporal_tls_ca_file: Path | None = Field(default=None, description="CA bundle that signs the server.")
+    temporal_tls_cert_file: Path | None = Field(default=None, description="Client certificate for mTLS.")
+    temporal_tls_key_file: Path | None = Field(default=None, description="Client private key for mTLS.")
+    temporal_tls_server_name: str = Field(default="", description="Expected server name, if not the host.")
+
+    payload_key: SecretStr | None = Field(
+        default=None,
+        description="AES key for Temporal payloads: 32 bytes, urlsafe base64. Empty means the key file.",
+    )
+    payload_key_file: Path | None = Field(
+        default=None, description="File with the payload key; empty means <state_dir>/payload.key (made once)."
+    )
+    payload_old_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated older payload keys that still decrypt (key rotation)."
+    )
+    codec_server_port: int = Field(default=8081, ge=1, le=65535, description="Port of `keyrevoke codec-server`.")
+    codec_server_token: SecretStr | None = Field(
+        default=None, description="Bearer token the codec server requires; empty refuses every request."
+    )
+    codec_server_cors_origin: str = Field(
+        default="http://127.0.0.1:8233", description="The Temporal UI's origin, allowed by CORS."
+    )
+
     task_queue_prefix: str = Field(
         default="keyrevoke", description="Task queues are <prefix>-control and <prefix>-venue-<venue>."
     )
@@ -118,6 +145,9 @@ class Settings(BaseSettings):
 
     def resolved_masters_file(self) -> Path:
         return self.master_credentials_file or self.state_dir / "masters.json"
+
+    def resolved_payload_key_file(self) -> Path:
+        return self.payload_key_file or self.state_dir / "payload.key"
 
     def resolved_hook_file(self) -> Path:
         return self.hook_file or self.state_dir / "platform-hook.jsonl"

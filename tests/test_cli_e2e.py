@@ -145,6 +145,19 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
     assert {line["state"] for line in lines} == {"confirmed"}
     assert all(line["baseline_ok"] == "True" and line["revoked_at"] for line in lines)
 
+    assert "240 of 240 keys confirmed" in (out / "report.html").read_text()
+    verified = await keyrevoke(env, "incident", "verify-report", str(out / "report.json"))
+    assert "the event chain holds" in verified.stdout
+    assert report["chain"]["length"] == len(report["events"])
+    tampered = dict(report)
+    tampered["events"] = [dict(e) for e in report["events"]]
+    victim = next(e for e in tampered["events"] if e["kind"] == "key.confirmed")
+    victim["detail"] = "nothing to see"
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    broken = await keyrevoke(env, "incident", "verify-report", str(tmp_path / "tampered.json"), check=False)
+    assert broken.returncode == 1
+    assert f"breaks at event {victim['n']}" in broken.stderr
+
     # The recorded histories replay without non-determinism.
     histories = await _histories(dev_client, "e2e-main")
     assert len(histories) >= 3  # the incident and one workflow per venue

@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     incident_id TEXT PRIMARY KEY,
     scope TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
+    created_by TEXT NOT NULL,
+    chain_head TEXT NOT NULL,
+    chain_length INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS incident_owners (
     incident_id TEXT NOT NULL,
@@ -59,14 +61,17 @@ CREATE INDEX IF NOT EXISTS incident_keys_page ON incident_keys (incident_id, ven
 CREATE TABLE IF NOT EXISTS events (
     event_id {serial} PRIMARY KEY,
     incident_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
     at TEXT NOT NULL,
     actor TEXT NOT NULL,
     kind TEXT NOT NULL,
     venue TEXT NOT NULL DEFAULT '',
     key_id TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT ''
+    detail TEXT NOT NULL DEFAULT '',
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_incident ON events (incident_id, event_id);
+CREATE UNIQUE INDEX IF NOT EXISTS events_chain ON events (incident_id, n);
 """
 
 

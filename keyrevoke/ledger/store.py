@@ -16,6 +16,7 @@ from typing import Any
 
 from keyrevoke.crypto import SecretBox, key_hint
 from keyrevoke.errors import IncidentConflictError, InputError, InventoryRowError
+from keyrevoke.evidence import GENESIS, event_hash
 from keyrevoke.inventory import InventoryRow
 from keyrevoke.ledger.database import Database
 from keyrevoke.states import KeyState
@@ -217,8 +218,9 @@ class Ledger:
                 created = False
             else:
                 tx.execute(
-                    "INSERT INTO incidents (incident_id, scope, created_at, created_by) VALUES (?, ?, ?, ?)",
-                    (incident_id, scope, utc_now(), actor),
+                    "INSERT INTO incidents (incident_id, scope, created_at, created_by, chain_head, chain_length)"
+                    " VALUES (?, ?, ?, ?, ?, 0)",
+                    (incident_id, scope, utc_now(), actor, GENESIS),
                 )
                 tx.executemany(
                     "INSERT INTO incident_owners (incident_id, owner) VALUES (?, ?)",
@@ -238,6 +240,13 @@ class Ledger:
             return None
         scope = json.loads(rows[0][0])
         return IncidentRecord(incident_id, tuple(scope["venues"]), scope["owners"], rows[0][1], rows[0][2])
+
+    def chain_head(self, incident_id: str) -> tuple[str, int]:
+        """The hash of the incident's last event and the number of events."""
+        rows = self.db.query("SELECT chain_head, chain_length FROM incidents WHERE incident_id = ?", (incident_id,))
+        if not rows:
+            raise InputError(f"no incident {incident_id!r} in the ledger")
+        return str(rows[0][0]), int(rows[0][1])
 
     def require_incident(self, incident_id: str) -> IncidentRecord:
         record = self.get_incident(incident_id)
@@ -352,8 +361,8 @@ class Ledger:
         with self.db.transaction() as tx:
             self._event(tx, incident_id, actor, kind, venue, key_id, detail)
 
-    @staticmethod
     def _event(
+        self,
         tx: Any,
         incident_id: str,
         actor: str,
@@ -363,19 +372,50 @@ class Ledger:
         detail: str = "",
         at: str | None = None,
     ) -> None:
+        """Append one event to the incident's hash chain, inside the caller's transaction."""
+        # The incident row is the chain's lock: PostgreSQL locks it until the transaction ends;
+        # SQLite's write transaction (BEGIN IMMEDIATE) already serializes all writers.
+        lock = " FOR UPDATE" if self.db.kind == "postgresql" else ""
+        head = tx.fetchall(
+            f"SELECT chain_head, chain_length FROM incidents WHERE incident_id = ?{lock}",  # noqa: S608
+            (incident_id,),
+        )
+        if not head:
+            raise InputError(f"no incident {incident_id!r} in the ledger")
+        prev_hash, length = head[0][0], int(head[0][1])
+        event = {
+            "incident_id": incident_id,
+            "n": length + 1,
+            "at": at or utc_now(),
+            "actor": actor,
+            "kind": kind,
+            "venue": venue,
+            "key_id": key_id,
+            "detail": detail,
+        }
+        digest = event_hash(prev_hash, event)
         tx.execute(
-            "INSERT INTO events (incident_id, at, actor, kind, venue, key_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (incident_id, at or utc_now(), actor, kind, venue, key_id, detail),
+            "INSERT INTO events (incident_id, n, at, actor, kind, venue, key_id, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*event.values(), prev_hash, digest),
+        )
+        tx.execute(
+            "UPDATE incidents SET chain_head = ?, chain_length = ? WHERE incident_id = ?",
+            (digest, length + 1, incident_id),
         )
 
     def events(self, incident_id: str, key_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT event_id, at, actor, kind, venue, key_id, detail FROM events WHERE incident_id = ?"
+        sql = (
+            "SELECT incident_id, n, at, actor, kind, venue, key_id, detail, prev_hash, hash"
+            " FROM events WHERE incident_id = ?"
+        )
         params: tuple[Any, ...] = (incident_id,)
         if key_id is not None:
             sql += " AND key_id = ?"
             params += (key_id,)
-        names = ("event_id", "at", "actor", "kind", "venue", "key_id", "detail")
-        return [dict(zip(names, row, strict=True)) for row in self.db.query(sql + " ORDER BY event_id", params)]
+        names = ("incident_id", "n", "at", "actor", "kind", "venue", "key_id", "detail", "prev_hash", "hash")
+        rows = self.db.query(sql + " ORDER BY n", params)
+        return [dict(zip(names, (*row[:1], int(row[1]), *row[2:]), strict=True)) for row in rows]
 
     # --- reading progress and evidence ----------------------------------------------------------
 
