@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio import activity
@@ -36,6 +37,7 @@ from keyrevoke.ledger import Ledger, SealedKey
 from keyrevoke.ledger.store import Transition, utc_now
 from keyrevoke.models import BatchRequest, BatchResult, VerifyRequest
 from keyrevoke.states import KeyState
+from keyrevoke.telemetry import NoTelemetry, Telemetry
 from workflows import options
 
 T = TypeVar("T")
@@ -66,12 +68,18 @@ class BatchActivities:
     """Probe, revoke and verify keys at the venues; the worker injects ledger, adapters and hook."""
 
     def __init__(
-        self, ledger: Ledger, adapters: dict[str, VenueAdapter], hook: PlatformHook, limits: BatchLimits
+        self,
+        ledger: Ledger,
+        adapters: dict[str, VenueAdapter],
+        hook: PlatformHook,
+        limits: BatchLimits,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.ledger = ledger
         self.adapters = adapters
         self.hook = hook
         self.limits = limits
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._limiters = {venue: RateLimiter(limits.requests_per_second) for venue in adapters}
 
     # --- activities ---------------------------------------------------------------------------
@@ -158,6 +166,7 @@ class BatchActivities:
 
     async def _revoke(self, incident_id: str, key: SealedKey) -> None:
         adapter = self._adapter(key.venue)
+        started = time.monotonic()
         try:
             answer = await self._call(key.venue, lambda: adapter.revoke(self._target(key)))
         except SecretStoreError as error:
@@ -173,6 +182,7 @@ class BatchActivities:
                 f"venue refused the revoke: {error}",
             )
             return
+        self.telemetry.revoke_latency(key.venue, time.monotonic() - started)
         detail = "already gone at the venue" if answer.already_gone else f"deleted: {answer.detail}".rstrip(": ")
         await self._apply(
             incident_id,
@@ -203,6 +213,9 @@ class BatchActivities:
             return
         if not answer.accepted:
             if key.baseline_ok:
+                if key.revoked_at:
+                    since = datetime.now(UTC) - datetime.fromisoformat(key.revoked_at)
+                    self.telemetry.confirm_latency(key.venue, since.total_seconds())
                 await self._end(
                     incident_id,
                     key,
@@ -283,10 +296,17 @@ class BatchActivities:
         return KeyTarget(key.key_id, key.account, key.method, key.fingerprint, credentials)
 
     async def _call(self, venue: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await call_venue(call, self._limiters[venue], self.limits.request_attempts)
+        def seen(error: VenueError) -> None:
+            self.telemetry.venue_error(venue, type(error).__name__)
 
-    async def _apply(self, incident_id: str, transition: Transition) -> None:
-        await asyncio.to_thread(self.ledger.apply, incident_id, [transition])
+        return await call_venue(call, self._limiters[venue], self.limits.request_attempts, seen)
+
+    async def _apply(self, incident_id: str, transition: Transition) -> bool:
+        """Record one transition; True if the key moved (False: a retry found it done already)."""
+        moved = await asyncio.to_thread(self.ledger.apply, incident_id, [transition])
+        if moved and transition.to_state not in transition.from_states:
+            self.telemetry.key_transition(transition.venue, transition.to_state.value)
+        return bool(moved)
 
     @staticmethod
     def _hook_request(action: str, incident_id: str, key: SealedKey, state: KeyState | None = None) -> HookRequest:

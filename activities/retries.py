@@ -32,12 +32,25 @@ def _wait(state: RetryCallState) -> float:
     return float(_backoff(state))
 
 
-async def call_venue(call: Callable[[], Awaitable[T]], limiter: RateLimiter, attempts: int) -> T:
-    """Run ``call`` (one request) paced by ``limiter``, retrying retryable venue errors."""
+async def call_venue(
+    call: Callable[[], Awaitable[T]],
+    limiter: RateLimiter,
+    attempts: int,
+    on_error: Callable[[VenueError], None] | None = None,
+) -> T:
+    """Run ``call`` (one request) paced by ``limiter``, retrying retryable venue errors.
+
+    ``on_error`` sees every venue error, retried or not (for metrics).
+    """
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(attempts), retry=retry_if_exception(_retryable), wait=_wait, reraise=True
     ):
         with attempt:
             await limiter.acquire()
-            return await call()
+            try:
+                return await call()
+            except VenueError as error:
+                if on_error is not None:
+                    on_error(error)
+                raise
     raise AssertionError("unreachable: tenacity either returns or re-raises")

@@ -47,6 +47,7 @@ class SealedKey:
     passphrase_sealed: str
     state: KeyState
     baseline_ok: bool | None
+    revoked_at: str | None = None
 
     def __repr__(self) -> str:
         return f"SealedKey(key_id={self.key_id!r}, state={self.state.value})"
@@ -304,7 +305,8 @@ class Ledger:
         marks = ", ".join("?" for _ in key_ids)
         rows = self.db.query(
             "SELECT k.key_id, k.venue, k.account, k.method, k.fingerprint, k.api_key_sealed, k.secret_sealed,"  # noqa: S608
-            " k.passphrase_sealed, ik.state, ik.baseline_ok FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
+            " k.passphrase_sealed, ik.state, ik.baseline_ok, ik.revoked_at"
+            " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
             f" WHERE ik.incident_id = ? AND ik.key_id IN ({marks})",
             (incident_id, *key_ids),
         )
@@ -320,6 +322,7 @@ class Ledger:
                 passphrase_sealed=row[7],
                 state=KeyState(row[8]),
                 baseline_ok=None if row[9] is None else bool(row[9]),
+                revoked_at=row[10],
             )
             for row in rows
         }
