@@ -21,8 +21,8 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.pacing import RateLimiter
-from activities.platform_hook import OWNER_MESSAGES, HookRequest, PlatformHook
+from activities.pacing import CircuitBreaker, RateLimiter
+from activities.platform_hook import OWNER_MESSAGES, HookError, HookRequest, PlatformHook
 from activities.retries import call_venue
 from activities.venues.base import Credentials, KeyTarget, VenueAdapter
 from keyrevoke.errors import (
@@ -31,16 +31,19 @@ from keyrevoke.errors import (
     RevokeRefused,
     SecretStoreError,
     UnsupportedVenue,
+    VenueBanned,
     VenueError,
 )
 from keyrevoke.ledger import Ledger, SealedKey
 from keyrevoke.ledger.store import Transition, utc_now
-from keyrevoke.models import BatchRequest, BatchResult, VerifyRequest
+from keyrevoke.models import BatchRequest, BatchResult, CompensateRequest, VerifyRequest
 from keyrevoke.states import KeyState
 from keyrevoke.telemetry import NoTelemetry, Telemetry
 from workflows import options
 
 T = TypeVar("T")
+
+_NOT_REVOKED = (KeyState.PENDING, KeyState.FROZEN, KeyState.REVOKING)
 
 HEARTBEAT_EVERY = 5.0
 
@@ -81,6 +84,7 @@ class BatchActivities:
         self.limits = limits
         self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._limiters = {venue: RateLimiter(limits.requests_per_second) for venue in adapters}
+        self._breakers = {venue: CircuitBreaker(venue) for venue in adapters}
 
     # --- activities ---------------------------------------------------------------------------
 
@@ -90,7 +94,7 @@ class BatchActivities:
 
         async def prepare(key: SealedKey) -> None:
             if key.state is KeyState.PENDING:
-                await self.hook.send(self._hook_request("freeze", request.incident_id, key))
+                await self._tell_platform(request.incident_id, key, "freeze")
                 await self._apply(
                     request.incident_id,
                     Transition(key.key_id, key.venue, KeyState.FROZEN, (KeyState.PENDING,), "key.frozen"),
@@ -109,7 +113,7 @@ class BatchActivities:
             if key.state is KeyState.REVOKING:
                 await self._revoke(request.incident_id, key)
 
-        keys = await self._run(request.incident_id, request.venue, request.key_ids, revoke)
+        keys = await self._run(request.incident_id, request.venue, request.key_ids, revoke, riskiest_first=True)
         return await self._result(request.incident_id, keys, KeyState.REVOKED)
 
     @activity.defn(name=options.VERIFY_BATCH)
@@ -123,6 +127,38 @@ class BatchActivities:
 
         keys = await self._run(request.incident_id, request.venue, request.key_ids, verify)
         return await self._result(request.incident_id, keys, KeyState.REVOKED)
+
+    @activity.defn(name=options.COMPENSATE_BATCH)
+    async def compensate_batch(self, request: CompensateRequest) -> BatchResult:
+        """Hand up to ``limit`` keys that were not revoked back to the platform; ``ended`` counts them.
+
+        A frozen key is unfrozen through the platform hook and its owner told; a key never touched
+        (still pending) is released without a call. Revoked keys are not touched: they cannot come
+        back, and their owners are told to reissue when their verification ends.
+        """
+        key_ids = await asyncio.to_thread(
+            self.ledger.keys_in_states, request.incident_id, request.venue, _NOT_REVOKED, request.limit
+        )
+        keys = await asyncio.to_thread(self.ledger.load_keys, request.incident_id, key_ids)
+        ended = 0
+        for key in keys:
+            if key.state is not KeyState.PENDING:
+                await self._tell_platform(request.incident_id, key, "unfreeze", KeyState.UNFROZEN)
+            moved = await self._apply(
+                request.incident_id,
+                Transition(
+                    key.key_id,
+                    key.venue,
+                    KeyState.UNFROZEN,
+                    _NOT_REVOKED,
+                    "key.unfrozen",
+                    request.reason,
+                    {"ended_at": utc_now(), "detail": f"not revoked: {request.reason}"},
+                ),
+            )
+            ended += int(moved)
+            activity.heartbeat(ended)
+        return BatchResult(ended=ended)
 
     # --- one key's steps ----------------------------------------------------------------------
 
@@ -265,7 +301,7 @@ class BatchActivities:
         detail: str,
     ) -> None:
         """Move a key to a final state and tell its owner what to do (the hook dedups retries)."""
-        await self.hook.send(self._hook_request("notify", incident_id, key, state))
+        await self._tell_platform(incident_id, key, "notify", state)
         await self._apply(
             incident_id,
             Transition(
@@ -296,8 +332,13 @@ class BatchActivities:
         return KeyTarget(key.key_id, key.account, key.method, key.fingerprint, credentials)
 
     async def _call(self, venue: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One venue request: through the venue's circuit breaker, pacing and in-activity retries."""
+        self._breakers[venue].check()
+
         def seen(error: VenueError) -> None:
             self.telemetry.venue_error(venue, type(error).__name__)
+            if isinstance(error, VenueBanned):
+                self._breakers[venue].trip(error.retry_after)
 
         return await call_venue(call, self._limiters[venue], self.limits.request_attempts, seen)
 
@@ -307,6 +348,27 @@ class BatchActivities:
         if moved and transition.to_state not in transition.from_states:
             self.telemetry.key_transition(transition.venue, transition.to_state.value)
         return bool(moved)
+
+    async def _tell_platform(
+        self, incident_id: str, key: SealedKey, action: str, state: KeyState | None = None
+    ) -> None:
+        """Send a hook request; if the platform cannot take it, log that and go on.
+
+        Revoking a leaked key matters more than the platform's bookkeeping: a hook that is down must
+        not hold the revoke back. The failure is in the event log, for the humans to follow up.
+        """
+        try:
+            await self.hook.send(self._hook_request(action, incident_id, key, state))
+        except HookError as error:
+            await asyncio.to_thread(
+                self.ledger.append_event,
+                incident_id,
+                "keyrevoke",
+                f"hook.{action}.failed",
+                key.venue,
+                key.key_id,
+                str(error),
+            )
 
     @staticmethod
     def _hook_request(action: str, incident_id: str, key: SealedKey, state: KeyState | None = None) -> HookRequest:
@@ -327,8 +389,13 @@ class BatchActivities:
         venue: str,
         key_ids: Sequence[str],
         step: Callable[[SealedKey], Awaitable[None]],
+        riskiest_first: bool = False,
     ) -> list[str]:
-        """Run ``step`` over the batch's keys, a bounded number at a time, heartbeating as keys finish."""
+        """Run ``step`` over the batch's keys, a bounded number at a time, heartbeating as keys finish.
+
+        With ``riskiest_first`` the keys whose baseline showed withdraw, then transfer, then trade
+        rights start first (pages already come riskiest first by the inventory's priority).
+        """
         if venue not in self.adapters:
             raise ApplicationError(
                 f"{venue}: this worker has no adapter for the venue",
@@ -336,6 +403,8 @@ class BatchActivities:
                 non_retryable=True,
             )
         keys = await asyncio.to_thread(self.ledger.load_keys, incident_id, key_ids)
+        if riskiest_first:
+            keys.sort(key=_risk, reverse=True)
         gate = asyncio.Semaphore(self.limits.keys_in_flight)
         done: list[str] = []
 
@@ -357,6 +426,14 @@ class BatchActivities:
         keys = await asyncio.to_thread(self.ledger.load_keys, incident_id, key_ids)
         proceed = tuple(k.key_id for k in keys if k.state is proceed_state)
         return BatchResult(proceed=proceed, ended=len(keys) - len(proceed))
+
+
+_RISK = {"withdraw": 8, "transfer": 4, "trade": 2, "read": 1}
+
+
+def _risk(key: SealedKey) -> int:
+    """How much harm a key can do, from the rights its baseline probe found."""
+    return sum(_RISK.get(right, 0) for right in key.permissions.split(",") if right)
 
 
 def _first(errors: Sequence[BaseException]) -> VenueError:

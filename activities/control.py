@@ -7,7 +7,16 @@ import asyncio
 from temporalio import activity
 
 from keyrevoke.ledger import Ledger
-from keyrevoke.models import IncidentPlan, IncidentSummary, KeyRef, Page, PageRequest, VenuePlan, VenueSummary
+from keyrevoke.models import (
+    IncidentEvent,
+    IncidentPlan,
+    IncidentSummary,
+    KeyRef,
+    Page,
+    PageRequest,
+    VenuePlan,
+    VenueSummary,
+)
 from workflows import options
 
 
@@ -30,6 +39,13 @@ class ControlActivities:
             self.ledger.load_page, request.incident_id, request.venue, request.after_seq, request.limit
         )
         return Page(tuple(KeyRef(key_id, seq) for key_id, seq in rows))
+
+    @activity.defn(name=options.RECORD_EVENT)
+    async def record_event(self, event: IncidentEvent) -> None:
+        """Append a commander's action to the incident's hash-chained event log."""
+        await asyncio.to_thread(
+            self.ledger.append_event, event.incident_id, event.actor, event.kind, event.venue, "", event.detail
+        )
 
     @activity.defn(name=options.SUMMARIZE_INCIDENT)
     async def summarize_incident(self, incident_id: str) -> IncidentSummary:

@@ -1,25 +1,49 @@
 """The platform hook: how keyrevoke asks the breached platform to freeze keys and notify owners.
 
-The embedded default is a file sink (one JSON object per line) that the platform, or a human, reads.
-Every request carries an idempotency key (incident, key, action, state) so a retried activity that
-sends the same request twice is recognised as one by the reader.
+Two sinks, one payload. The embedded default is a file (one JSON object per line) that the platform,
+or a human, reads. In production, ``KEYREVOKE_HOOK_URL`` names an HTTP endpoint that receives each
+request as ``POST`` with a JSON body::
+
+    {"action": "freeze" | "unfreeze" | "notify", "incident_id": "...", "key_id": "...",
+     "venue": "binance", "fingerprint": "sha256:...", "state": "confirmed", "message": "...",
+     "idempotency_key": "<incident>/<key>/<action>/<state>", "at": "2026-11-25T12:00:00.000+00:00"}
+
+with the headers ``Idempotency-Key`` (the same value) and, when ``KEYREVOKE_HOOK_SECRET`` is set,
+``X-Keyrevoke-Signature: sha256=<hex HMAC-SHA256 of the body>``. Any 2xx is success; 5xx, 429 and
+network errors are retried with backoff; other answers fail at once. A retried activity may send the
+same request twice: the idempotency key makes it one for the platform. No secret is ever sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from keyrevoke.errors import KeyrevokeError
+
+
+class HookError(KeyrevokeError):
+    """The platform did not take a hook request (after retries, or refused it for good)."""
+
+
+class _RetryableHookError(HookError):
+    pass
 
 
 @dataclass(frozen=True)
 class HookRequest:
     """One request to the platform. Holds key references and fingerprints, never a secret."""
 
-    action: str  # "freeze" | "notify"
+    action: str  # "freeze" | "unfreeze" | "notify"
     incident_id: str
     key_id: str
     venue: str
@@ -36,6 +60,15 @@ class PlatformHook(Protocol):
     async def send(self, request: HookRequest) -> None: ...
 
 
+def hook_payload(request: HookRequest) -> dict[str, Any]:
+    """The JSON document both sinks write for one request."""
+    return {
+        **asdict(request),
+        "idempotency_key": request.idempotency_key,
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
 class FileHook:
     """Appends each request as a JSON line to a file; writes are serialized within the process."""
 
@@ -45,19 +78,57 @@ class FileHook:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     async def send(self, request: HookRequest) -> None:
-        line = json.dumps(
-            {
-                **asdict(request),
-                "idempotency_key": request.idempotency_key,
-                "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            }
-        )
+        line = json.dumps(hook_payload(request))
         async with self._lock:
             await asyncio.to_thread(self._append, line)
 
     def _append(self, line: str) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+
+class HttpHook:
+    """POSTs each request to the platform's webhook, retried on 5xx, 429 and network errors."""
+
+    def __init__(self, url: str, secret: str | None, timeout_seconds: float = 10.0, attempts: int = 5) -> None:
+        self.url = url
+        self._secret = secret.encode() if secret else None
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._attempts = attempts
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(self, request: HookRequest) -> None:
+        body = json.dumps(hook_payload(request)).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": request.idempotency_key}
+        if self._secret is not None:
+            headers["X-Keyrevoke-Signature"] = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            retry=retry_if_exception_type(_RetryableHookError),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+            reraise=True,
+        ):
+            with attempt:
+                await self._post(body, headers, request.action)
+
+    async def _post(self, body: bytes, headers: dict[str, str], action: str) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.post(self.url, data=body, headers=headers) as answer:
+                if 200 <= answer.status < 300:
+                    return
+                error = f"platform hook answered HTTP {answer.status} to {action}"
+                if answer.status >= 500 or answer.status == 429:
+                    raise _RetryableHookError(error)
+                raise HookError(error)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _RetryableHookError(f"platform hook unreachable for {action} ({type(exc).__name__})") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 OWNER_MESSAGES: dict[str, str] = {
@@ -68,4 +139,6 @@ OWNER_MESSAGES: dict[str, str] = {
     "asked to. Delete the key yourself now in the exchange's API management page.",
     "live": "Your API key still works at the exchange. Delete it yourself now in the exchange's API management page.",
     "failed": "We could not revoke your API key. Delete it yourself now in the exchange's API management page.",
+    "unfrozen": "The incident response was called off before your API key was revoked; the platform uses it "
+    "again. If you believe it leaked, delete it in the exchange's API management page and create a new one.",
 }

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -19,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from commander.progress import progress_line, progress_table
 from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
-from keyrevoke.models import IncidentInput
+from keyrevoke.models import ControlRequest, IncidentInput, IncidentState
 from keyrevoke.settings import Settings
 from keyrevoke.venues import SUPPORTED_VENUES
 from workflows.incident import IncidentWorkflow, incident_workflow_id
@@ -70,8 +75,12 @@ async def start_incident(
     incident_id: str,
     venues: list[str],
     owners: list[str],
+    require_approval: bool = False,
 ) -> StartOutcome:
-    """Record the incident's scope and start (or join) its workflow."""
+    """Record the incident's scope and start (or join) its workflow.
+
+    With ``require_approval`` the incident plans, then waits for another person's ``approve``.
+    """
     unknown = [v for v in venues if v.lower() not in SUPPORTED_VENUES]
     if unknown:
         raise InputError(f"--venue: unknown venue(s) {', '.join(unknown)} (known: {', '.join(SUPPORTED_VENUES)})")
@@ -89,6 +98,8 @@ async def start_incident(
                 batches_in_flight=settings.batches_in_flight,
                 verify_interval_seconds=settings.verify_interval_seconds,
                 verify_deadline_seconds=settings.verify_deadline_seconds,
+                started_by=operator_identity(settings),
+                require_approval=require_approval,
             ),
             id=workflow_id,
             task_queue=settings.control_queue,
@@ -103,6 +114,38 @@ async def start_incident(
     if not created:
         await asyncio.to_thread(ledger.append_event, incident_id, operator_identity(settings), "incident.start.joined")
     return StartOutcome(incident_id, workflow_id, created)
+
+
+CONTROL_ACTIONS = ("pause", "resume", "cancel", "narrow", "approve")
+
+
+async def control(client: Client, incident_id: str, action: str, request: ControlRequest) -> str:
+    """Send one of the commander's updates; a refusal comes back as an ``InputError`` with its reason."""
+    if action not in CONTROL_ACTIONS:
+        raise InputError(f"unknown action {action!r}")
+    handle = client.get_workflow_handle(incident_workflow_id(incident_id))
+    try:
+        answer: str = await handle.execute_update(action, request, result_type=str)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        reason = getattr(cause, "message", None) or str(cause or error)
+        raise InputError(f"incident {incident_id}: {action} refused: {reason}") from None
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise InputError(f"incident {incident_id} is not running (finished, or never started)") from None
+        raise
+    return answer
+
+
+async def incident_state(client: Client, incident_id: str) -> IncidentState | None:
+    """The incident workflow's own view (phase, plan, control state), if it can be asked."""
+    try:
+        state: IncidentState = await client.get_workflow_handle(incident_workflow_id(incident_id)).query(
+            IncidentWorkflow.state
+        )
+    except (RPCError, WorkflowQueryFailedError):
+        return None
+    return state
 
 
 async def describe(client: Client, incident_id: str) -> WorkflowExecutionDescription | None:

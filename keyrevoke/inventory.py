@@ -35,6 +35,13 @@ _PRINTABLE_TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")
 # Where csv puts fields beyond the header's; not "", which is the name of an empty header column
 # (a trailing comma in the header, as spreadsheets write it).
 _EXTRA_FIELDS = "\x00extra fields"
+# A value shown in a message: one short token. Anything else is likely part of a damaged row (a stray
+# quote makes one field swallow the lines after it, credentials included), so only its length is shown.
+_SHOWABLE = re.compile(r"^[^\s,;\"'`]{1,40}$")
+
+
+def _shown(value: str) -> str:
+    return repr(value) if _SHOWABLE.match(value) else f"<{len(value)} characters>"
 
 
 @dataclass(frozen=True, repr=False)
@@ -77,7 +84,7 @@ def parse_row(raw: dict[str, object], source: str, line: int) -> InventoryRow:
 
     unknown = sorted(set(raw) - set(COLUMNS) - {""})
     if unknown:
-        raise fail(f"unknown column(s) {', '.join(map(repr, unknown))}")
+        raise fail(f"unknown column(s) {', '.join(map(_shown, unknown))}")
     try:
         values = {name: _text(raw, name) for name in COLUMNS}
     except ValueError as error:
@@ -91,7 +98,7 @@ def parse_row(raw: dict[str, object], source: str, line: int) -> InventoryRow:
     venue = values["venue"].lower()
     venue_methods = methods_for(venue)
     if venue_methods is None:
-        raise fail(f"key {key_id}: unknown or unsupported venue {values['venue']!r}")
+        raise fail(f"key {key_id}: unknown or unsupported venue {_shown(values['venue'])}")
     for name in ("api_key", "secret", "passphrase"):
         if values[name] and not _PRINTABLE_TOKEN.match(values[name]):
             raise fail(f"key {key_id}: {name} must be printable ASCII without spaces")
@@ -100,13 +107,14 @@ def parse_row(raw: dict[str, object], source: str, line: int) -> InventoryRow:
     method = values["method"].lower() or venue_methods.default
     if method not in venue_methods.methods:
         raise fail(
-            f"key {key_id}: venue {venue} has no revoke method {method!r} (known: {', '.join(venue_methods.methods)})"
+            f"key {key_id}: venue {venue} has no revoke method {_shown(method)}"
+            f" (known: {', '.join(venue_methods.methods)})"
         )
     priority_text = values["priority"] or "0"
     try:
         priority = int(priority_text)
     except ValueError:
-        raise fail(f"key {key_id}: priority must be an integer, got {priority_text!r}") from None
+        raise fail(f"key {key_id}: priority must be an integer, got {_shown(priority_text)}") from None
     if not -1_000_000 <= priority <= 1_000_000:
         raise fail(f"key {key_id}: priority out of range")
     return InventoryRow(

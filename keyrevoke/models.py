@@ -20,6 +20,8 @@ class IncidentInput:
     batches_in_flight: int = 4
     verify_interval_seconds: float = 2.0
     verify_deadline_seconds: float = 120.0
+    started_by: str = ""
+    require_approval: bool = False  # two-person start: plan, then wait for another person's approval
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class VenueInput:
     verify_deadline_seconds: float
     after_seq: int = 0
     batches_done: int = 0
+    paused: bool = False
+    stop_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,16 @@ class VerifyRequest:
 
 
 @dataclass(frozen=True)
+class CompensateRequest:
+    """Hand back up to ``limit`` keys of a venue that were not revoked (incident cancelled or narrowed)."""
+
+    incident_id: str
+    venue: str
+    reason: str
+    limit: int
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """Per-key outcomes of one batch, as data: which keys go on to the next step."""
 
@@ -132,6 +146,44 @@ class VenueProgress:
     batches_in_flight: int
     last_seq_loaded: int
     exhausted: bool
+    paused: bool = False
+    stop_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """A commander's action on a running incident. ``venue`` empty means the whole incident."""
+
+    actor: str
+    venue: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """One line of the incident's audit log, written through the control queue."""
+
+    incident_id: str
+    actor: str
+    kind: str
+    venue: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class IncidentState:
+    """Answer of the incident workflow's ``state`` query."""
+
+    incident_id: str
+    phase: str  # planning | awaiting_approval | running | cancelling | summarizing | completed
+    plan: IncidentPlan | None
+    started_by: str
+    approved_by: str
+    paused_venues: tuple[str, ...]
+    paused_all: bool
+    stopped_venues: tuple[str, ...]
+    cancel_reason: str
+    venues_done: tuple[str, ...]
 
 
 def control_queue(prefix: str) -> str:

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     payload_old_keys: SecretStr | None = Field(
         default=None, description="Comma-separated older payload keys that still decrypt (key rotation)."
     )
+    codec_server_host: str = Field(
+        default="127.0.0.1",
+        description="Address `keyrevoke codec-server` listens on; it serves decrypted payloads over plain "
+        "HTTP, so keep it on loopback (or behind a TLS proxy).",
+    )
     codec_server_port: int = Field(default=8081, ge=1, le=65535, description="Port of `keyrevoke codec-server`.")
     codec_server_token: SecretStr | None = Field(
         default=None, description="Bearer token the codec server requires; empty refuses every request."
@@ -112,6 +117,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="On SIGTERM, how long running activities get to finish."
     )
 
+    hook_url: str = Field(
+        default="", description="Platform webhook for freeze, unfreeze and notify; empty means the file sink."
+    )
+    hook_secret: SecretStr | None = Field(
+        default=None, description="Shared secret: the webhook body is signed with HMAC-SHA256 under it."
+    )
     hook_file: Path | None = Field(
         default=None,
         description="Platform hook file sink (JSON lines of freeze and notify requests); empty means "

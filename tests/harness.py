@@ -57,17 +57,17 @@ async def stage(
         scenario_file.write_text(json.dumps(scenario))
     simulator, _ = simulator_for(inventory, masters, scenario_file)
     await simulator.start()
-    settings = Settings(
-        state_dir=tmp / "state",
-        temporal_address=temporal_address,
-        task_queue_prefix=queue_prefix,
-        master_credentials_file=masters,
-        venue_urls=simulator.venue_urls,
-        worker_http_port=0,
-        verify_interval_seconds=0.5,
-        verify_deadline_seconds=30,
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "state_dir": tmp / "state",
+        "temporal_address": temporal_address,
+        "task_queue_prefix": queue_prefix,
+        "master_credentials_file": masters,
+        "venue_urls": simulator.venue_urls,
+        "worker_http_port": 0,
+        "verify_interval_seconds": 0.5,
+        "verify_deadline_seconds": 30,
+    }
+    settings = Settings(**{**values, **overrides})
     ledger = ledger_from_settings(settings)
     try:
         result = import_inventory(ledger, inventory)

@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 
 from activities.batches import BatchActivities, BatchLimits
 from activities.control import ControlActivities
-from activities.platform_hook import FileHook
+from activities.platform_hook import FileHook, HttpHook, PlatformHook
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import ADAPTERS, build_adapter, load_master_credentials
 from keyrevoke.errors import ConfigurationError
@@ -31,6 +31,14 @@ from workflows.venue import VenueWorkflow
 log = logging.getLogger(__name__)
 
 CONTROL = "control"
+
+
+def platform_hook(settings: Settings) -> PlatformHook:
+    """The webhook when a URL is set, else the file sink of the embedded set-up."""
+    if settings.hook_url:
+        secret = settings.hook_secret.get_secret_value() if settings.hook_secret else None
+        return HttpHook(settings.hook_url, secret, settings.venue_request_timeout_seconds)
+    return FileHook(settings.resolved_hook_file())
 
 
 def parse_queues(text: str) -> list[str]:
@@ -55,6 +63,7 @@ async def workers_for(
     own_ledger = ledger is None
     ledger = ledger or ledger_from_settings(settings)
     exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
+    hook = platform_hook(settings)
     try:
         built: list[Worker] = []
         if CONTROL in queues:
@@ -64,7 +73,12 @@ async def workers_for(
                     client,
                     task_queue=settings.control_queue,
                     workflows=[IncidentWorkflow, VenueWorkflow],
-                    activities=[control.plan_incident, control.load_page, control.summarize_incident],
+                    activities=[
+                        control.plan_incident,
+                        control.load_page,
+                        control.record_event,
+                        control.summarize_incident,
+                    ],
                     graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
                 )
             )
@@ -75,7 +89,7 @@ async def workers_for(
             batches = BatchActivities(
                 ledger,
                 adapters,
-                FileHook(settings.resolved_hook_file()),
+                hook,
                 BatchLimits(
                     settings.venue_requests_per_second,
                     settings.keys_in_flight_per_batch,
@@ -87,7 +101,12 @@ async def workers_for(
                     Worker(
                         client,
                         task_queue=settings.venue_queue(venue),
-                        activities=[batches.prepare_batch, batches.revoke_batch, batches.verify_batch],
+                        activities=[
+                            batches.prepare_batch,
+                            batches.revoke_batch,
+                            batches.verify_batch,
+                            batches.compensate_batch,
+                        ],
                         max_task_queue_activities_per_second=settings.venue_activities_per_second,
                         max_concurrent_activities=settings.batches_in_flight * 2,
                         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
@@ -96,6 +115,8 @@ async def workers_for(
         yield built
     finally:
         await exchanges.close()
+        if isinstance(hook, HttpHook):
+            await hook.close()
         if own_ledger:
             ledger.close()
 

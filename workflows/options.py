@@ -13,11 +13,13 @@ from temporalio.common import RetryPolicy
 PLAN_INCIDENT = "plan_incident"
 LOAD_PAGE = "load_page"
 SUMMARIZE_INCIDENT = "summarize_incident"
+RECORD_EVENT = "record_event"
 
 # Batch activities: a bounded set of keys, on the venue's own task queue.
 PREPARE_BATCH = "prepare_batch"  # freeze, then the baseline probe
 REVOKE_BATCH = "revoke_batch"
 VERIFY_BATCH = "verify_batch"
+COMPENSATE_BATCH = "compensate_batch"  # unfreeze what was not revoked, after a cancel or a narrowing
 
 # Errors that no retry will fix; raised as ApplicationError types by the activities.
 NON_RETRYABLE_ERRORS = ["InputError", "ConfigurationError", "SecretStoreError", "UnsupportedVenue"]

@@ -2,7 +2,11 @@
 
 It loads the venue's keys in pages through an activity, keeps a bounded window of batches in flight,
 runs each batch through prepare (freeze + baseline probe), revoke and verify on the venue's own task
-queue, and continues-as-new when its history grows, carrying the page cursor.
+queue, and continues-as-new when its history grows, carrying the page cursor and its control state.
+
+The incident workflow steers it by signal: ``pause`` and ``resume`` hold and release new work (a
+request already sent finishes); ``stop`` ends it early: no key is revoked after the stop, keys already
+revoked are still verified, and keys not yet revoked are handed back to the platform (compensation).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from keyrevoke.models import (
         BatchRequest,
         BatchResult,
+        CompensateRequest,
         KeyRef,
         Page,
         PageRequest,
@@ -25,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         VerifyRequest,
     )
     from workflows import options
+
+COMPENSATION_PAGE = 200
 
 
 @workflow.defn
@@ -37,6 +44,8 @@ class VenueWorkflow:
         self._batches_done = 0
         self._last_seq = 0
         self._exhausted = False
+        self._paused = False
+        self._stop_reason = ""
 
     @workflow.run
     async def run(self, params: VenueInput) -> int:
@@ -44,10 +53,14 @@ class VenueWorkflow:
         self._input = params
         self._batches_done = params.batches_done
         self._last_seq = params.after_seq
+        self._paused = self._paused or params.paused
+        self._stop_reason = self._stop_reason or params.stop_reason
         running: set[asyncio.Task[None]] = set()
         while True:
             while (
                 not self._exhausted
+                and not self._stop_reason
+                and not self._paused
                 and len(running) < params.batches_in_flight
                 and not workflow.info().is_continue_as_new_suggested()
             ):
@@ -59,18 +72,41 @@ class VenueWorkflow:
                 running.add(asyncio.create_task(self._run_batch(params, page.keys)))
             self._in_flight = len(running)
             if not running:
-                if self._exhausted:
+                if self._exhausted or self._stop_reason:
                     break
+                if self._paused:
+                    await workflow.wait_condition(lambda: not self._paused or bool(self._stop_reason))
+                    continue
                 # Loading stopped because the history is long: start afresh from the cursor.
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(replace(params, after_seq=self._last_seq, batches_done=self._batches_done))
-            done, _ = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                workflow.continue_as_new(
+                    replace(
+                        params,
+                        after_seq=self._last_seq,
+                        batches_done=self._batches_done,
+                        paused=self._paused,
+                        stop_reason=self._stop_reason,
+                    )
+                )
+            # Wake on a finished batch, and on pause/resume/stop so loading reacts at once.
+            waiter = asyncio.create_task(self._control_changes((self._paused, self._stop_reason)))
+            done, _ = await workflow.wait([*running, waiter], return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():
+                waiter.cancel()
             for task in done:
+                if task is waiter:
+                    continue
                 running.discard(task)
                 task.result()  # a failed batch fails the venue workflow: its retry policy is exhausted
                 self._batches_done += 1
             self._in_flight = len(running)
+        if self._stop_reason:
+            await self._compensate(params)
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self._batches_done
+
+    async def _control_changes(self, seen: tuple[bool, str]) -> None:
+        await workflow.wait_condition(lambda: (self._paused, self._stop_reason) != seen)
 
     async def _load_page(self, params: VenueInput) -> Page:
         page: Page = await workflow.execute_activity(
@@ -83,7 +119,9 @@ class VenueWorkflow:
         )
         return page
 
-    async def _batch(self, name: str, params: VenueInput, request: BatchRequest | VerifyRequest) -> BatchResult:
+    async def _batch(
+        self, name: str, params: VenueInput, request: BatchRequest | VerifyRequest | CompensateRequest
+    ) -> BatchResult:
         result: BatchResult = await workflow.execute_activity(
             name,
             request,
@@ -95,13 +133,18 @@ class VenueWorkflow:
         )
         return result
 
+    async def _proceed(self) -> bool:
+        """Wait while paused; False once stopped (what is not revoked yet must stay unrevoked)."""
+        await workflow.wait_condition(lambda: not self._paused or bool(self._stop_reason))
+        return not self._stop_reason
+
     async def _run_batch(self, params: VenueInput, keys: tuple[KeyRef, ...]) -> None:
         """One batch's whole life: prepare, revoke, then verify until confirmed or the deadline."""
         key_ids = tuple(k.key_id for k in keys)
         prepared = await self._batch(
             options.PREPARE_BATCH, params, BatchRequest(params.incident_id, params.venue, key_ids)
         )
-        if not prepared.proceed:
+        if not prepared.proceed or not await self._proceed():
             return
         revoked = await self._batch(
             options.REVOKE_BATCH, params, BatchRequest(params.incident_id, params.venue, prepared.proceed)
@@ -110,6 +153,9 @@ class VenueWorkflow:
         interval = timedelta(seconds=params.verify_interval_seconds)
         pending = revoked.proceed
         while pending:
+            # Revoked keys are verified even after a stop: their owners must learn the truth.
+            if self._paused and not self._stop_reason:
+                await self._proceed()
             final = workflow.now() + interval >= deadline
             verified = await self._batch(
                 options.VERIFY_BATCH, params, VerifyRequest(params.incident_id, params.venue, pending, final)
@@ -118,8 +164,41 @@ class VenueWorkflow:
             if pending and not final:
                 await workflow.sleep(interval)
 
+    async def _compensate(self, params: VenueInput) -> None:
+        """Hand every key that was not revoked back to the platform, a page at a time."""
+        while True:
+            result = await self._batch(
+                options.COMPENSATE_BATCH,
+                params,
+                CompensateRequest(params.incident_id, params.venue, self._stop_reason, COMPENSATION_PAGE),
+            )
+            if result.ended == 0:
+                return
+
+    @workflow.signal
+    def pause(self) -> None:
+        """Hold new work: no new batch, no next step; requests already sent finish."""
+        self._paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._paused = False
+
+    @workflow.signal
+    def stop(self, reason: str) -> None:
+        """End early: revoke nothing more, verify what is revoked, unfreeze the rest."""
+        self._stop_reason = reason or "stopped"
+
     @workflow.query
     def progress(self) -> VenueProgress:
         """Small, whatever the number of keys: per-key truth is in the ledger."""
         venue = self._input.venue if self._input else ""
-        return VenueProgress(venue, self._batches_done, self._in_flight, self._last_seq, self._exhausted)
+        return VenueProgress(
+            venue,
+            self._batches_done,
+            self._in_flight,
+            self._last_seq,
+            self._exhausted,
+            self._paused,
+            self._stop_reason,
+        )

@@ -48,6 +48,7 @@ class SealedKey:
     state: KeyState
     baseline_ok: bool | None
     revoked_at: str | None = None
+    permissions: str = ""  # from the baseline probe, comma-separated
 
     def __repr__(self) -> str:
         return f"SealedKey(key_id={self.key_id!r}, state={self.state.value})"
@@ -299,13 +300,23 @@ class Ledger:
             )
         ]
 
+    def keys_in_states(self, incident_id: str, venue: str, states: Sequence[KeyState], limit: int) -> list[str]:
+        """Up to ``limit`` key ids of a venue that are in one of ``states``, in page order."""
+        marks = ", ".join("?" for _ in states)
+        rows = self.db.query(
+            "SELECT key_id FROM incident_keys WHERE incident_id = ? AND venue = ?"  # noqa: S608 - placeholders only
+            f" AND state IN ({marks}) ORDER BY seq LIMIT ?",
+            (incident_id, venue, *(s.value for s in states), limit),
+        )
+        return [str(row[0]) for row in rows]
+
     def load_keys(self, incident_id: str, key_ids: Sequence[str]) -> list[SealedKey]:
         if not key_ids:
             return []
         marks = ", ".join("?" for _ in key_ids)
         rows = self.db.query(
             "SELECT k.key_id, k.venue, k.account, k.method, k.fingerprint, k.api_key_sealed, k.secret_sealed,"  # noqa: S608
-            " k.passphrase_sealed, ik.state, ik.baseline_ok, ik.revoked_at"
+            " k.passphrase_sealed, ik.state, ik.baseline_ok, ik.revoked_at, ik.permissions"
             " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
             f" WHERE ik.incident_id = ? AND ik.key_id IN ({marks})",
             (incident_id, *key_ids),
@@ -323,6 +334,7 @@ class Ledger:
                 state=KeyState(row[8]),
                 baseline_ok=None if row[9] is None else bool(row[9]),
                 revoked_at=row[10],
+                permissions=row[11],
             )
             for row in rows
         }
@@ -339,6 +351,10 @@ class Ledger:
                 unknown = set(change.fields) - _UPDATABLE_FIELDS
                 if unknown:
                     raise ValueError(f"not a key field: {sorted(unknown)}")
+                if not change.from_states:
+                    raise ValueError(f"transition of {change.key_id} names no state to move from")
+                # Both databases store flags as integers; PostgreSQL refuses a bool there.
+                values = [int(v) if isinstance(v, bool) else v for v in change.fields.values()]
                 assignments = ", ".join(f"{name} = ?" for name in change.fields)
                 sets = "state = ?, updated_at = ?" + (f", {assignments}" if assignments else "")
                 marks = ", ".join("?" for _ in change.from_states)
@@ -347,7 +363,7 @@ class Ledger:
                     (
                         change.to_state.value,
                         now,
-                        *change.fields.values(),
+                        *values,
                         incident_id,
                         change.key_id,
                         *(s.value for s in change.from_states),

@@ -1,0 +1,138 @@
+"""The commander in control: pause, resume, cancel, narrow and a two-person start, on the dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from commander.incidents import control, incident_state, start_incident
+from keyrevoke.errors import InputError
+from keyrevoke.models import ControlRequest
+from keyrevoke.states import FINAL_STATES, KeyState
+from tests.harness import Stage, running_workers, stage
+from workflows.incident import incident_workflow_id
+
+# Slow enough to act in the middle of the incident, small enough to stay quick.
+PACED = {"venues": {"binance": {"latency_ms": 40}, "bybit": {"latency_ms": 40}}}
+SLOW = {"batch_size": 4, "batches_in_flight": 1, "keys_in_flight_per_batch": 2, "verify_interval_seconds": 0.3}
+
+
+def address_of(client: Client) -> str:
+    return client.service_client.config.target_host
+
+
+async def _until(predicate, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(seconds * 10)):
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _kinds(st: Stage, incident_id: str, kind: str) -> list[dict[str, object]]:
+    return [e for e in st.ledger.events(incident_id) if e["kind"] == kind]
+
+
+async def _result(client: Client, incident_id: str) -> None:
+    await client.get_workflow_handle(incident_workflow_id(incident_id)).result()
+
+
+@pytest.fixture
+async def paced(tmp_path: Path, queue_prefix: str, dev_client: Client):  # type: ignore[no-untyped-def]
+    async with stage(tmp_path, 24, queue_prefix, address_of(dev_client), scenario=PACED, **SLOW) as st:
+        async with running_workers(dev_client, st):
+            yield st
+
+
+async def test_pause_holds_the_work_and_resume_finishes_it(paced: Stage, dev_client: Client) -> None:
+    st = paced
+    await start_incident(dev_client, st.ledger, st.settings, "ctl-pause", [], [])
+    await _until(lambda: len(_kinds(st, "ctl-pause", "key.revoked")) >= 2)
+    assert await control(dev_client, "ctl-pause", "pause", ControlRequest("alice")) == "paused every venue"
+    with pytest.raises(InputError, match="already paused"):
+        await control(dev_client, "ctl-pause", "pause", ControlRequest("alice", "binance"))
+    await asyncio.sleep(1.5)  # requests already sent finish
+    held = len(_kinds(st, "ctl-pause", "key.revoked"))
+    await asyncio.sleep(1.5)
+    assert len(_kinds(st, "ctl-pause", "key.revoked")) == held
+    assert held < 24
+    state = await incident_state(dev_client, "ctl-pause")
+    assert state is not None
+    assert state.paused_all
+    await control(dev_client, "ctl-pause", "resume", ControlRequest("bob"))
+    await _result(dev_client, "ctl-pause")
+    counts = st.ledger.counts("ctl-pause")
+    assert sum(per.get("confirmed", 0) for per in counts.values()) == 24
+    actors = {(e["kind"], e["actor"]) for e in st.ledger.events("ctl-pause")}
+    assert ("incident.paused", "alice") in actors
+    assert ("incident.resumed", "bob") in actors
+    with pytest.raises(InputError, match="not running"):
+        await control(dev_client, "ctl-pause", "pause", ControlRequest("alice"))
+
+
+async def test_cancel_hands_back_what_was_not_revoked(paced: Stage, dev_client: Client) -> None:
+    st = paced
+    await start_incident(dev_client, st.ledger, st.settings, "ctl-cancel", [], [])
+    await _until(lambda: len(_kinds(st, "ctl-cancel", "key.revoked")) >= 2)
+    await control(dev_client, "ctl-cancel", "cancel", ControlRequest("carol", reason="false alarm"))
+    await _result(dev_client, "ctl-cancel")
+    statuses = {k.key_id: k for k in st.ledger.key_statuses("ctl-cancel")}
+    assert all(KeyState(k.state) in FINAL_STATES for k in statuses.values())
+    unfrozen = [k for k in statuses.values() if k.state == KeyState.UNFROZEN]
+    assert unfrozen, "a cancel early in the incident leaves keys to hand back"
+    by_id = {row.key_id: row for row in st.rows}
+    for key in unfrozen:
+        assert st.simulator.is_live(key.venue, by_id[key.key_id].api_key), key.key_id
+        assert "false alarm" in key.detail
+    revoked = [k for k in statuses.values() if k.revoked_at]
+    assert revoked
+    assert all(k.state == KeyState.CONFIRMED for k in revoked)
+    hook = [json.loads(line) for line in st.settings.resolved_hook_file().read_text().splitlines()]
+    frozen_then_released = {h["key_id"] for h in hook if h["action"] == "unfreeze"}
+    frozen = {h["key_id"] for h in hook if h["action"] == "freeze"}
+    assert frozen_then_released == frozen - {k.key_id for k in revoked}
+    assert [e["actor"] for e in _kinds(st, "ctl-cancel", "incident.cancelled")] == ["carol"]
+
+
+async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> None:
+    st = paced
+    await start_incident(dev_client, st.ledger, st.settings, "ctl-narrow", [], [])
+    await _until(lambda: len(_kinds(st, "ctl-narrow", "key.revoked")) >= 1)
+    with pytest.raises(InputError, match="no keys in this incident"):
+        await control(dev_client, "ctl-narrow", "narrow", ControlRequest("dave", "kraken"))
+    await control(dev_client, "ctl-narrow", "narrow", ControlRequest("dave", "bybit", "not affected"))
+    await _result(dev_client, "ctl-narrow")
+    counts = st.ledger.counts("ctl-narrow")
+    assert counts["binance"] == {"confirmed": 12}
+    assert counts["bybit"].get("unfrozen", 0) > 0
+    assert set(counts["bybit"]) <= {"confirmed", "unfrozen"}
+
+
+async def test_two_person_start(tmp_path: Path, queue_prefix: str, dev_client: Client) -> None:
+    async with stage(tmp_path, 6, queue_prefix, address_of(dev_client), operator="erin") as st:
+        async with running_workers(dev_client, st):
+            await start_incident(dev_client, st.ledger, st.settings, "ctl-approve", [], [], require_approval=True)
+            await _until(lambda: st.ledger.counts("ctl-approve") != {})
+            state = None
+            for _ in range(100):
+                state = await incident_state(dev_client, "ctl-approve")
+                if state is not None and state.phase == "awaiting_approval":
+                    break
+                await asyncio.sleep(0.1)
+            assert state is not None
+            assert state.phase == "awaiting_approval"
+            assert state.plan is not None
+            assert state.plan.total_keys == 6
+            await asyncio.sleep(0.5)
+            assert st.ledger.counts("ctl-approve") == {"binance": {"pending": 3}, "bybit": {"pending": 3}}
+            with pytest.raises(InputError, match="another person"):
+                await control(dev_client, "ctl-approve", "approve", ControlRequest("erin"))
+            await control(dev_client, "ctl-approve", "approve", ControlRequest("frank"))
+            await _result(dev_client, "ctl-approve")
+            counts = st.ledger.counts("ctl-approve")
+            assert counts == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}
+            assert [e["actor"] for e in _kinds(st, "ctl-approve", "incident.approved")] == ["frank"]

@@ -1,0 +1,639 @@
+"""Reading inventory files: good rows come through, each bad row is named by file, line and reason,
+and no message ever repeats a row's API key, secret or passphrase."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keyrevoke.errors import InputError, InventoryRowError
+from keyrevoke.inventory import COLUMNS, InventoryRow, parse_row, read_inventory
+from keyrevoke.venues import SUPPORTED_VENUES, VenueMethods
+
+HEADER = ",".join(COLUMNS)
+# Every made-up credential carries "zq" so that a leak is easy to spot, whichever row it came from.
+GOOD_CSV_ROWS = [
+    "k1,binance,alice,main,APIKEY-zq-k1-0123456789,SECRET-zq-k1-abcdef,,,5",
+    "k2,Bybit,bob,sub-7,APIKEY-zq-k2-0123456789,SECRET-zq-k2-abcdef,PASS-zq-k2,sub,",
+    " k3 , binance , carol ,,APIKEY-zq-k3-0123456789,SECRET-zq-k3-abcdef,,BROKER,-3",
+]
+
+
+def credentials(text: str) -> list[str]:
+    """The credential strings of a file's text (every comma/quote-separated token holding 'zq')."""
+    tokens = text.replace('"', ",").replace(":", ",").replace("\n", ",").split(",")
+    return [token.strip() for token in tokens if "zq" in token]
+
+
+def assert_no_credentials(messages: list[str], text: str) -> None:
+    for secret in credentials(text):
+        for message in messages:
+            assert secret not in message, f"{secret!r} leaked in {message!r}"
+
+
+def write_csv(tmp_path: Path, *rows: str, header: str = HEADER, name: str = "keys.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def json_row(key_id: str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key_id": key_id,
+        "venue": "binance",
+        "owner": "alice",
+        "api_key": f"APIKEY-zq-{key_id}-0123456789",
+        "secret": f"SECRET-zq-{key_id}-abcdef",
+    }
+    row.update(values)
+    return row
+
+
+def write_jsonl(tmp_path: Path, *lines: object, name: str = "keys.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text(
+        "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n", encoding="utf-8"
+    )
+    return path
+
+
+def by_id(rows: list[InventoryRow]) -> dict[str, InventoryRow]:
+    return {r.key_id: r for r in rows}
+
+
+# --- good files -------------------------------------------------------------------------------------
+
+
+def test_a_good_csv_file(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, *GOOD_CSV_ROWS)
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    assert [(r.key_id, r.line) for r in rows] == [("k1", 2), ("k2", 3), ("k3", 4)]
+    k1, k2, k3 = rows
+    assert (k1.venue, k1.owner, k1.account, k1.method, k1.priority, k1.passphrase) == (
+        "binance",
+        "alice",
+        "main",
+        "broker",  # binance's default method
+        5,
+        "",
+    )
+    assert (k2.venue, k2.method, k2.passphrase, k2.priority) == ("bybit", "sub", "PASS-zq-k2", 0)
+    assert (k3.key_id, k3.venue, k3.owner, k3.account, k3.method, k3.priority) == (
+        "k3",
+        "binance",
+        "carol",
+        "",
+        "broker",
+        -3,
+    )
+    assert k1.api_key == "APIKEY-zq-k1-0123456789"
+    assert k1.secret == "SECRET-zq-k1-abcdef"
+    assert k1.fingerprint.startswith("sha256:")
+    assert_no_credentials([repr(r) for r in rows], path.read_text())
+
+
+def test_a_csv_file_with_only_the_required_columns(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "k1,binance,alice,AK-zq-1,SK-zq-1", header="key_id,venue,owner,api_key,secret")
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    assert [(r.key_id, r.method, r.priority, r.account) for r in rows] == [("k1", "broker", 0, "")]
+
+
+def test_a_csv_file_with_quoting_and_windows_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_bytes(
+        b"key_id,venue,owner,account,api_key,secret\r\n"
+        b'k1,binance,"Smith, Alice","desk\r\ntwo",AK-zq-1,SK-zq-1\r\n'
+        b"k2,binance,bob,,AK-zq-2,SK-zq-2\r\n"
+        b"k3,kraken,bob,,AK-zq-3,SK-zq-3\r\n"
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert [(r.key_id, r.owner, r.account) for r in rows] == [("k1", "Smith, Alice", "desk\r\ntwo"), ("k2", "bob", "")]
+    assert [r.line for r in rows] == [3, 4]  # a row's line is where it ends
+    assert [e.line for e in errors] == [5]
+
+
+def test_a_csv_file_saved_by_a_spreadsheet(tmp_path: Path) -> None:
+    """A byte-order mark and a trailing comma on every line, header included."""
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "\ufeffkey_id,venue,owner,api_key,secret,\nk1,binance,alice,AK-zq-1,SK-zq-1,\nk2,binance,bob,AK-zq-2,SK-zq-2,\n",
+        encoding="utf-8",
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".ndjson", ".json", ".JSONL"])
+def test_a_good_json_lines_file(tmp_path: Path, suffix: str) -> None:
+    path = write_jsonl(
+        tmp_path,
+        json_row("k1", priority=7, account="main"),
+        "",
+        "   ",
+        json_row("k2", venue="BYBIT", passphrase="PASS-zq-k2", method="Self", priority="-2"),
+        json_row("k3", passphrase=None, method=None, account=None),
+        name=f"keys{suffix}",
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    assert [(r.key_id, r.line) for r in rows] == [("k1", 1), ("k2", 4), ("k3", 5)]
+    k1, k2, k3 = rows
+    assert (k1.priority, k1.account, k1.method) == (7, "main", "broker")
+    assert (k2.venue, k2.method, k2.priority, k2.passphrase) == ("bybit", "self", -2, "PASS-zq-k2")
+    assert (k3.passphrase, k3.account, k3.method) == ("", "", "broker")
+
+
+@pytest.mark.parametrize("content", ["", HEADER + "\n"])
+def test_an_empty_csv_file_has_no_rows_and_no_errors(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_text(content)
+
+    assert read_inventory(path) == ([], [])
+
+
+def test_the_same_api_key_at_two_venues_is_two_keys(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        "k1,binance,alice,,APIKEY-zq-shared-0001,SECRET-zq-1,,,",
+        "k2,bybit,alice,,APIKEY-zq-shared-0001,SECRET-zq-2,PASS-zq-2,,",
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+
+
+# --- bad rows ---------------------------------------------------------------------------------------
+
+BAD_CSV_ROWS = [
+    pytest.param(",binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "missing key_id", id="no-key-id"),
+    pytest.param("kx,,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "missing venue", id="no-venue"),
+    pytest.param("kx,binance,  ,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "missing owner", id="no-owner"),
+    pytest.param("kx,binance,alice,,,SECRET-zq-x-abcdef,,,", "missing api_key", id="no-api-key"),
+    pytest.param("kx,binance,alice,,APIKEY-zq-x-0123456789,,,,", "missing secret", id="no-secret"),
+    pytest.param("kx,binance,alice", "missing api_key", id="short-row"),
+    pytest.param("k x,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "key_id must be", id="bad-key-id"),
+    pytest.param(
+        "kx,kraken,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "unknown or unsupported venue", id="venue"
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,self,", "no revoke method 'self'", id="method"
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,high",
+        "priority must be an integer",
+        id="priority-text",
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,1.5",
+        "priority must be an integer",
+        id="priority-float",
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,99999999",
+        "priority out of range",
+        id="priority-range",
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET zq-x-abcdef,,,", "secret must be printable", id="secret-space"
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-012345678é,SECRET-zq-x-abcdef,,,", "api_key must be printable", id="api-key-utf8"
+    ),
+    pytest.param(
+        "kx,bybit,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,PASS zq-x,,",
+        "passphrase must be printable",
+        id="passphrase-space",
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x,abcdef,,,", "more fields than columns", id="extra-field"
+    ),
+    pytest.param(
+        "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,PASS-zq-x,,,7,", "more fields", id="extra-fields"
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), BAD_CSV_ROWS)
+def test_a_bad_csv_row_is_named_and_the_good_rows_survive(tmp_path: Path, bad: str, reason: str) -> None:
+    path = write_csv(tmp_path, GOOD_CSV_ROWS[0], bad, GOOD_CSV_ROWS[1])
+
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+    [error] = errors
+    assert isinstance(error, InventoryRowError)
+    assert (error.source, error.line) == (str(path), 3)
+    assert str(error) == f"{path}:3: {error.reason}"
+    assert reason in error.reason
+    assert_no_credentials([str(error), repr(error)], bad)
+
+
+def test_a_venue_that_needs_a_passphrase_refuses_a_row_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SUPPORTED_VENUES, "okx", VenueMethods(("master",), needs_passphrase=True))
+    path = write_csv(
+        tmp_path,
+        "k1,okx,alice,,APIKEY-zq-1-0123456789,SECRET-zq-1,PASS-zq-1,,",
+        "k2,okx,alice,,APIKEY-zq-2-0123456789,SECRET-zq-2,,,",
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert [(r.key_id, r.method) for r in rows] == [("k1", "master")]
+    assert [(e.line, e.reason) for e in errors] == [(3, "key k2: venue okx needs a passphrase")]
+
+
+def test_duplicates_in_a_file_keep_the_first_row(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        "k1,binance,alice,,APIKEY-zq-1-0123456789,SECRET-zq-1,,,",
+        "k2,binance,alice,,APIKEY-zq-2-0123456789,SECRET-zq-2,,,",
+        "k1,binance,mallory,,APIKEY-zq-9-0123456789,SECRET-zq-9,,,",
+        "k3,binance,bob,,APIKEY-zq-2-0123456789,SECRET-zq-3,,,",
+        "k4,binance,bob,,APIKEY-zq-4-0123456789,SECRET-zq-4,,,",
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert [(r.key_id, r.owner) for r in rows] == [("k1", "alice"), ("k2", "alice"), ("k4", "bob")]
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, "duplicate key_id k1 (first on line 2)"),
+        (5, f"key k3: same API key ({rows[1].fingerprint}) as line 3"),
+    ]
+    assert_no_credentials([str(e) for e in errors], path.read_text())
+
+
+BAD_JSON_LINES = [
+    pytest.param('{"key_id": "kx", "venue": "binance", "secret": "SECRET-zq-x-abc', "not valid JSON", id="cut"),
+    pytest.param("key_id=kx secret=SECRET-zq-x-abc", "not valid JSON", id="not-json"),
+    pytest.param('["kx", "binance", "alice", "APIKEY-zq-x-0123", "SECRET-zq-x-abc"]', "JSON object", id="array"),
+    pytest.param('"SECRET-zq-x-abc"', "JSON object", id="string"),
+    pytest.param("42", "JSON object", id="number"),
+    pytest.param("null", "JSON object", id="null"),
+    pytest.param(json.dumps(json_row("kx", secret=["SECRET-zq-x-abc"])), "'secret' must be text", id="secret-list"),
+    pytest.param(json.dumps(json_row("kx", api_key={"v": "APIKEY-zq-x-1"})), "'api_key' must be text", id="key-dict"),
+    pytest.param(json.dumps(json_row("kx", priority=1.5)), "'priority' must be text", id="priority-float"),
+    pytest.param(json.dumps(json_row("kx", priority=True)), "priority must be an integer", id="priority-bool"),
+    pytest.param(json.dumps(json_row("kx", venue=["binance"])), "'venue' must be text", id="venue-list"),
+    pytest.param(json.dumps(json_row("kx", apikey="APIKEY-zq-x-2")), "unknown column(s) 'apikey'", id="unknown-column"),
+    pytest.param(json.dumps(json_row("kx", owner=None)), "missing owner", id="owner-null"),
+    pytest.param('{"key_id": "kx", "priority": ' + "9" * 5000 + "}", "not valid JSON", id="huge-number"),
+    pytest.param("[" * 50_000 + "]" * 50_000, "not valid JSON", id="deep-nesting"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), BAD_JSON_LINES)
+def test_a_bad_json_line_is_named_and_the_good_lines_survive(tmp_path: Path, bad: str, reason: str) -> None:
+    path = write_jsonl(tmp_path, json_row("k1"), bad, json_row("k2"))
+
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+    [error] = errors
+    assert (error.source, error.line) == (str(path), 2)
+    assert str(error).startswith(f"{path}:2: ")
+    assert reason in error.reason
+    assert_no_credentials([str(error)], bad)
+
+
+def test_a_bad_row_gets_each_own_error(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path, "nope", json_row("k1"), json_row("k1"), json_row("k2", venue="x"), "[]")
+
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1"]
+    assert [e.line for e in errors] == [1, 3, 4, 5]
+
+
+@pytest.mark.parametrize("column", [7, 8], ids=["method", "priority"])
+def test_a_stray_quote_that_swallows_the_next_rows_does_not_show_them(tmp_path: Path, column: int) -> None:
+    fields = GOOD_CSV_ROWS[0].split(",")
+    fields[column] = '"' + fields[column]  # the field now runs on to the end of the file
+    path = write_csv(tmp_path, ",".join(fields), *GOOD_CSV_ROWS[1:])
+
+    rows, errors = read_inventory(path)
+
+    assert rows == []
+    [error] = errors
+    assert error.line == 4
+    assert "characters>" in error.reason
+    assert_no_credentials([str(error)], path.read_text())
+
+
+# --- bad files --------------------------------------------------------------------------------------
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "nope.csv"
+
+    with pytest.raises(InputError, match="no such inventory file") as caught:
+        read_inventory(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_folder_is_not_an_inventory_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such inventory file"):
+        read_inventory(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("header", "missing"),
+    [
+        ("key_id,venue,owner,api_key", "secret"),
+        ("key_id,venue,owner,apikey,secret", "api_key"),
+        ("id,venue,owner,account", "key_id, api_key, secret"),
+    ],
+)
+def test_a_header_without_a_required_column_is_named(tmp_path: Path, header: str, missing: str) -> None:
+    path = write_csv(tmp_path, "k1,binance,alice,APIKEY-zq-1-0123,SECRET-zq-1", header=header)
+
+    with pytest.raises(InputError) as caught:
+        read_inventory(path)
+    assert str(caught.value) == f"{path}:1: header lacks column(s) {missing}"
+
+
+def test_a_file_without_a_header_is_refused_without_repeating_its_first_row(tmp_path: Path) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_text("k1,binance,alice,,APIKEY-zq-1-0123,SECRET-zq-1,PASS-zq-1,,\n")
+
+    with pytest.raises(InputError, match="header lacks") as caught:
+        read_inventory(path)
+    assert_no_credentials([str(caught.value)], path.read_text())
+
+
+def test_an_unknown_header_column_is_named_on_each_row(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "k1,binance,alice,AK-zq-1,SK-zq-1,x", header="key_id,venue,owner,api_key,secret,notes")
+
+    rows, errors = read_inventory(path)
+
+    assert rows == []
+    assert [(e.line, e.reason) for e in errors] == [(2, "unknown column(s) 'notes'")]
+
+
+@pytest.mark.parametrize("name", ["keys.csv", "keys.jsonl"])
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path, name: str) -> None:
+    good = (
+        json.dumps(json_row("k1", secret="SECRET-zq-latin-1-\xe9"), ensure_ascii=False)
+        if name.endswith("jsonl")
+        else HEADER + "\nk1,binance,alice,,APIKEY-zq-1-0123,SECRET-zq-latin-1-\xe9,,,"
+    )
+    path = tmp_path / name
+    path.write_bytes(good.encode("latin-1") + b"\n")
+
+    with pytest.raises(InputError, match="not UTF-8") as caught:
+        read_inventory(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert "SECRET-zq" not in str(caught.value)
+
+
+def test_a_broken_csv_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_text(HEADER + "\n" + "k1,binance,alice,," + "x" * 200_000 + ",SECRET-zq-1\n")
+
+    with pytest.raises(InputError, match="not valid CSV") as caught:
+        read_inventory(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert "SECRET-zq" not in str(caught.value)
+
+
+# --- parse_row on its own ---------------------------------------------------------------------------
+
+
+def test_parse_row_validates_one_row() -> None:
+    row = parse_row(json_row("k1", venue=" Binance ", priority=3), "api", 12)
+
+    assert (row.key_id, row.venue, row.priority, row.line) == ("k1", "binance", 3, 12)
+    assert "SECRET" not in repr(row)
+    with pytest.raises(InventoryRowError) as caught:
+        parse_row(json_row("k1", venue="nowhere"), "api", 12)
+    assert (caught.value.source, caught.value.line) == ("api", 12)
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+# Credentials always contain "~"; nothing else a row holds ever does, so a "~"-string in a message can
+# only have come from a credential.
+plain_text = st.text(st.characters(codec="utf-8", exclude_characters="~"), max_size=20)
+credential = st.builds(
+    lambda body: f"~{body}~",
+    st.one_of(
+        st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7D), max_size=20),  # printable: passes
+        st.text(st.characters(codec="utf-8"), max_size=20),  # anything: mostly refused
+    ),
+)
+SECRET_COLUMNS = ("api_key", "secret", "passphrase")
+
+
+def mostly(usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``usual`` about seven times in eight, so that most rows get past the first checks to the later ones.
+
+    (``one_of`` would not do: Hypothesis favours its last branch, and an integer range's ends.)
+    """
+    return st.integers(0, 15).flatmap(lambda n: other if n in (5, 10) else usual)
+
+
+known_values = {
+    "key_id": mostly(st.sampled_from(["k1", "k2", "key.3@x"]), st.one_of(st.sampled_from(["k 3", "-k"]), plain_text)),
+    "venue": mostly(st.sampled_from(["binance", "bybit", " BYBIT "]), st.one_of(st.just("kraken"), plain_text)),
+    "owner": mostly(st.sampled_from(["alice", "bob"]), plain_text),
+    "method": mostly(st.sampled_from(["broker", "self", "sub", ""]), plain_text),
+    "priority": mostly(
+        st.sampled_from(["0", "5", "-1", ""]), st.one_of(st.sampled_from(["1e3", "9" * 30]), plain_text)
+    ),
+}
+
+
+def column_value(name: str) -> st.SearchStrategy[str]:
+    if name in SECRET_COLUMNS:
+        return mostly(credential, st.just(""))
+    return known_values.get(name, plain_text)
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), plain_text)
+
+
+def json_value(name: str) -> st.SearchStrategy[Any]:
+    """Mostly text, as it should be; sometimes any other JSON value."""
+    if name in SECRET_COLUMNS:
+        odd: st.SearchStrategy[Any] = st.one_of(
+            st.lists(credential, max_size=2), st.dictionaries(plain_text, credential)
+        )
+    else:
+        odd = st.one_of(json_scalars, st.lists(json_scalars, max_size=3))
+    return mostly(column_value(name), odd)
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A CSV file (as text) with arbitrary columns and rows, and every credential in it."""
+    header = [name for name in ("key_id", "venue", "owner", "api_key", "secret") if draw(st.integers(0, 19))]
+    header += draw(st.lists(mostly(st.sampled_from(COLUMNS), plain_text.filter(lambda s: s.strip() == s)), max_size=5))
+    header = draw(st.permutations(list(dict.fromkeys(header))))  # a repeated column name would mix up the values
+    rows = []
+    for _ in range(draw(st.integers(0, 6))):
+        values = [draw(column_value(name)) for name in header]
+        cut = draw(st.integers(0, len(values)))
+        extra = draw(st.lists(plain_text, max_size=2))
+        rows.append(values[: cut or len(values)] + extra)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    secrets = [v for row in rows for v in row if "~" in v]
+    return buffer.getvalue(), secrets
+
+
+@st.composite
+def json_objects(draw: st.DrawFn) -> dict[str, Any]:
+    """A row as a JSON object: known and unknown columns, values of any JSON type; credentials only where
+    credentials belong."""
+    names = [name for name in ("key_id", "venue", "owner", "api_key", "secret") if draw(st.integers(0, 19))]
+    names += draw(st.lists(mostly(st.sampled_from(COLUMNS), plain_text), max_size=4))
+    return {name: draw(json_value(name)) for name in dict.fromkeys(names)}
+
+
+@st.composite
+def json_files(draw: st.DrawFn) -> tuple[str, list[str]]:
+    lines, secrets = [], []
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(["object", "object", "object", "value", "text"]))
+        if kind == "text":
+            lines.append(draw(plain_text).replace("\n", " "))
+            continue
+        if kind == "value":
+            lines.append(json.dumps(draw(st.one_of(json_scalars, st.lists(plain_text)))))
+            continue
+        row = draw(json_objects())
+        secrets.extend(_credentials_in(row))
+        lines.append(json.dumps(row))
+    return "\n".join(lines), secrets
+
+
+def _credentials_in(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value] if "~" in value else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _credentials_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _credentials_in(v)]
+    return []
+
+
+def read_safely(path: Path) -> list[str]:
+    """The messages ``read_inventory`` gives for ``path``; any other exception fails the test."""
+    try:
+        rows, errors = read_inventory(path)
+    except InputError as error:
+        return [str(error)]
+    for row in rows:
+        assert isinstance(row, InventoryRow)
+    assert all(isinstance(e, InventoryRowError) and e.source == str(path) for e in errors)
+    lines = [r.line for r in rows] + [e.line for e in errors]
+    assert len(lines) == len(set(lines))  # one verdict per row
+    return [str(e) for e in errors] + [repr(r) for r in rows]
+
+
+PROPERTY = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@PROPERTY
+@given(case=csv_files())
+def test_property_csv_rows_never_crash_and_never_leak(tmp_path: Path, case: tuple[str, list[str]]) -> None:
+    text, secrets = case
+    path = tmp_path / "fuzz.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+
+    messages = read_safely(path)
+
+    for secret in secrets:
+        for message in messages:
+            assert secret not in message
+
+
+@PROPERTY
+@given(case=json_files())
+def test_property_json_lines_never_crash_and_never_leak(tmp_path: Path, case: tuple[str, list[str]]) -> None:
+    text, secrets = case
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text(text, encoding="utf-8")
+
+    messages = read_safely(path)
+
+    for secret in secrets:
+        for message in messages:
+            assert secret not in message
+
+
+@PROPERTY
+@given(data=st.binary(max_size=400), suffix=st.sampled_from([".csv", ".jsonl", ".txt"]))
+def test_property_arbitrary_bytes_give_only_input_errors(tmp_path: Path, data: bytes, suffix: str) -> None:
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(data)
+
+    read_safely(path)
+
+
+@PROPERTY
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=3), st.integers(0, 3)), min_size=1, max_size=4),
+    suffix=st.sampled_from([".csv", ".jsonl"]),
+)
+def test_property_a_damaged_good_file_gives_only_input_errors(
+    tmp_path: Path, edits: list[tuple[int, bytes, int]], suffix: str
+) -> None:
+    good = (
+        "\n".join([HEADER, *GOOD_CSV_ROWS])
+        if suffix == ".csv"
+        else "\n".join(json.dumps(json_row(f"k{n}", priority=n)) for n in range(3))
+    )
+    data = good.encode()
+    for at, insert, delete in edits:
+        at %= len(data) + 1
+        data = data[:at] + insert + data[at + delete :]
+    path = tmp_path / f"damaged{suffix}"
+    path.write_bytes(data)
+
+    read_safely(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=json_objects())
+def test_property_parse_row_raises_only_row_errors_without_credentials(raw: dict[str, object]) -> None:
+    outcome: InventoryRow | InventoryRowError
+    try:
+        outcome = parse_row(raw, "fuzz", 1)
+    except InventoryRowError as error:
+        outcome = error
+    if isinstance(outcome, InventoryRow):
+        assert "~" not in repr(outcome)
+        return
+    assert (outcome.source, outcome.line) == ("fuzz", 1)
+    for secret in _credentials_in(raw):
+        assert secret not in str(outcome)
