@@ -37,6 +37,7 @@ from keyrevoke.errors import (
 from keyrevoke.ledger import Ledger, SealedKey
 from keyrevoke.ledger.store import Transition, utc_now
 from keyrevoke.models import BatchRequest, BatchResult, CompensateRequest, VerifyRequest
+from keyrevoke.observability.calls import venue_call
 from keyrevoke.states import KeyState
 from keyrevoke.telemetry import NoTelemetry, Telemetry
 from workflows import options
@@ -165,7 +166,7 @@ class BatchActivities:
     async def _baseline(self, incident_id: str, key: SealedKey) -> None:
         adapter = self._adapter(key.venue)
         try:
-            answer = await self._call(key.venue, lambda: adapter.probe(self._target(key)))
+            answer = await self._call(key.venue, "probe", lambda: adapter.probe(self._target(key)))
         except SecretStoreError as error:
             await self._end(
                 incident_id,
@@ -204,7 +205,7 @@ class BatchActivities:
         adapter = self._adapter(key.venue)
         started = time.monotonic()
         try:
-            answer = await self._call(key.venue, lambda: adapter.revoke(self._target(key)))
+            answer = await self._call(key.venue, "revoke", lambda: adapter.revoke(self._target(key)))
         except SecretStoreError as error:
             await self._end(incident_id, key, KeyState.FAILED, (KeyState.REVOKING,), "key.failed", str(error))
             return
@@ -236,7 +237,7 @@ class BatchActivities:
     async def _verify(self, incident_id: str, key: SealedKey, final: bool) -> None:
         adapter = self._adapter(key.venue)
         try:
-            answer = await self._call(key.venue, lambda: adapter.probe(self._target(key)))
+            answer = await self._call(key.venue, "probe", lambda: adapter.probe(self._target(key)))
         except (RevokeRefused, UnsupportedVenue, SecretStoreError) as error:
             await self._end(
                 incident_id,
@@ -331,16 +332,20 @@ class BatchActivities:
         )
         return KeyTarget(key.key_id, key.account, key.method, key.fingerprint, credentials)
 
-    async def _call(self, venue: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, venue: str, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """One venue request: through the venue's circuit breaker, pacing and in-activity retries."""
         self._breakers[venue].check()
+        # One span per call, retries included, that names the venue and the operation and nothing of
+        # the key; each attempt counts as a request (the rate-limit headroom on the dashboard).
+        with venue_call(venue, operation) as traced:
 
-        def seen(error: VenueError) -> None:
-            self.telemetry.venue_error(venue, type(error).__name__)
-            if isinstance(error, VenueBanned):
-                self._breakers[venue].trip(error.retry_after)
+            def seen(error: VenueError) -> None:
+                traced.failed(error)
+                self.telemetry.venue_error(venue, type(error).__name__)
+                if isinstance(error, VenueBanned):
+                    self._breakers[venue].trip(error.retry_after)
 
-        return await call_venue(call, self._limiters[venue], self.limits.request_attempts, seen)
+            return await call_venue(traced.request(call), self._limiters[venue], self.limits.request_attempts, seen)
 
     async def _apply(self, incident_id: str, transition: Transition) -> bool:
         """Record one transition; True if the key moved (False: a retry found it done already)."""
@@ -402,16 +407,21 @@ class BatchActivities:
                 type="UnsupportedVenue",
                 non_retryable=True,
             )
-        keys = await asyncio.to_thread(self.ledger.load_keys, incident_id, key_ids)
+        done = _done_in_earlier_attempts()
+        if done:
+            activity.logger.info("resuming a batch: %d of its keys were done by an earlier attempt", len(done))
+        todo = [key_id for key_id in key_ids if key_id not in done]
+        keys = await asyncio.to_thread(self.ledger.load_keys, incident_id, todo)
         if riskiest_first:
             keys.sort(key=_risk, reverse=True)
         gate = asyncio.Semaphore(self.limits.keys_in_flight)
-        done: list[str] = []
 
         async def one(key: SealedKey) -> None:
             async with gate:
                 await step(key)
                 done.append(key.key_id)
+                if activity.in_activity():
+                    activity.heartbeat(list(done))  # the SDK throttles what it sends
 
         try:
             async with _heartbeating(done), asyncio.TaskGroup() as group:
@@ -419,7 +429,7 @@ class BatchActivities:
                     group.create_task(one(key))
         except* VenueError as failures:
             raise batch_failure(_first(failures.exceptions)) from None
-        return [key.key_id for key in keys]
+        return list(key_ids)
 
     async def _result(self, incident_id: str, key_ids: Sequence[str], proceed_state: KeyState) -> BatchResult:
         """Which keys of the batch are now in ``proceed_state``, read back from the ledger."""
@@ -445,16 +455,30 @@ def _first(errors: Sequence[BaseException]) -> VenueError:
     raise AssertionError("except* VenueError matched no VenueError")
 
 
+def _done_in_earlier_attempts() -> list[str]:
+    """Keys an earlier attempt of this activity finished, from its last heartbeat.
+
+    The ledger's conditional transitions would make a repeat harmless anyway; skipping saves the
+    venue requests (a verify probe, say) that a repeat would send again.
+    """
+    if not activity.in_activity():
+        return []
+    details = activity.info().heartbeat_details
+    if not details or not isinstance(details[0], list):
+        return []
+    return [str(key_id) for key_id in details[0]]
+
+
 @contextlib.asynccontextmanager
 async def _heartbeating(done: list[str]) -> AsyncIterator[None]:
-    """Heartbeat while the batch runs (its pacing may take longer than the heartbeat timeout)."""
+    """Heartbeat the keys done so far while the batch runs (its pacing may outlast the heartbeat timeout)."""
     if not activity.in_activity():
         yield
         return
 
     async def beat() -> None:
         while True:
-            activity.heartbeat(len(done))
+            activity.heartbeat(list(done))
             await asyncio.sleep(HEARTBEAT_EVERY)
 
     task = asyncio.create_task(beat())

@@ -48,7 +48,7 @@ async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> i
             for venue, url in simulator.venue_urls.items():
                 print(f"simulator: {venue} at {url}")
             config = DevServerConfig(port, db_file=state_dir / "temporal.db", log_file=state_dir / "temporal.log")
-            async with dev_server(config) as client:
+            async with dev_server(config, settings) as client:
                 print(f"temporal dev server: {config.address} (database {config.db_file})")
                 stop, ready = asyncio.Event(), asyncio.Event()
                 venues = sorted(simulator.venue_urls)

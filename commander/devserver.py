@@ -16,6 +16,8 @@ from pathlib import Path
 from temporalio.client import Client
 
 from keyrevoke.errors import ConfigurationError
+from keyrevoke.settings import Settings
+from keyrevoke.temporal_client import connect
 
 
 def temporal_cli() -> str:
@@ -78,24 +80,39 @@ class DevServerConfig:
         return command
 
 
-async def wait_for_server(address: str, within_seconds: float = 60.0) -> Client:
-    """Connect to ``address``, retrying while the server starts (slow machines need more than 5 s)."""
+async def wait_for_server(settings: Settings, within_seconds: float = 60.0) -> Client:
+    """Connect as ``settings`` say, retrying while the server starts (slow machines need more than 5 s)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_seconds
     while True:
         try:
-            return await Client.connect(address)
+            return await connect(settings)
         except RuntimeError:
             if loop.time() > deadline:
                 raise ConfigurationError(
-                    f"the Temporal server at {address} did not come up in {within_seconds:.0f} s"
+                    f"the Temporal server at {settings.temporal_address} did not come up in {within_seconds:.0f} s"
                 ) from None
             await asyncio.sleep(0.25)
 
 
 @contextlib.asynccontextmanager
-async def dev_server(config: DevServerConfig) -> AsyncIterator[Client]:
-    """Start the dev server, yield a connected client, and stop the server on exit."""
+async def dev_server(config: DevServerConfig, settings: Settings) -> AsyncIterator[Client]:
+    """Start the dev server, yield a client connected as ``settings`` say, and stop the server on exit.
+
+    The client has the payload codec of ``settings``; its address is the dev server's.
+    """
+    # The dev server speaks plain gRPC on loopback, whatever TLS the settings give for other servers.
+    local = settings.model_copy(
+        update={
+            "temporal_address": config.address,
+            "temporal_tls": False,
+            "temporal_api_key": None,
+            "temporal_tls_ca_file": None,
+            "temporal_tls_cert_file": None,
+            "temporal_tls_key_file": None,
+            "temporal_tls_server_name": "",
+        }
+    )
     if config.db_file is not None:
         config.db_file.parent.mkdir(parents=True, exist_ok=True)
     log = config.log_file.open("ab") if config.log_file else subprocess.DEVNULL
@@ -105,7 +122,7 @@ async def dev_server(config: DevServerConfig) -> AsyncIterator[Client]:
     )
     try:
         try:
-            client = await wait_for_server(config.address)
+            client = await wait_for_server(local)
         except ConfigurationError:
             if process.returncode is not None:
                 raise ConfigurationError(

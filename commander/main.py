@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
-from keyrevoke.errors import KeyrevokeError
+from keyrevoke.errors import ConfigurationError, KeyrevokeError
 from keyrevoke.settings import Settings
 
 EXIT_INPUT = 2
@@ -83,6 +85,27 @@ async def cmd_inventory_show(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_ledger_rekey(args: argparse.Namespace) -> int:
+    from keyrevoke.crypto import SecretBox, load_kek
+    from keyrevoke.ledger.setup import ledger_from_settings
+
+    settings = _settings(args)
+    new_file = Path(args.new_kek_file)
+    if not args.generate and not await asyncio.to_thread(new_file.exists):
+        raise ConfigurationError(f"{new_file}: no such key file (add --generate to make a new key there)")
+    new_kek = load_kek(None, new_file, create=args.generate, env_name="--new-kek-file")
+    ledger = ledger_from_settings(settings)
+    try:
+        if new_kek.key_id == ledger.box.current.key_id:
+            raise ConfigurationError("the new key-encryption key is the one in use: nothing to do")
+        count = await asyncio.to_thread(ledger.rekey, SecretBox(new_kek))
+    finally:
+        ledger.close()
+    print(f"{count} keys re-sealed under key-encryption key {new_kek.key_id}")
+    print(f"now set KEYREVOKE_LEDGER_KEK_FILE={new_file} (and remove the old key once backups are re-made)")
+    return 0
+
+
 # --- incidents --------------------------------------------------------------------------------
 
 
@@ -97,10 +120,14 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
     ledger = ledger_from_settings(settings)
     try:
         client = await connect(settings)
-        outcome = await start_incident(client, ledger, settings, incident_id, args.venue or [], owners)
+        outcome = await start_incident(
+            client, ledger, settings, incident_id, args.venue or [], owners, args.require_approval
+        )
         print(outcome.incident_id)
         if not outcome.new:
             print(f"incident {incident_id} was already started: joined it", file=sys.stderr)
+        if args.require_approval:
+            await _show_plan(client, incident_id)
         if args.watch:
             status = await follow(client, ledger, incident_id)
             return 0 if status == "completed" else 1
@@ -109,8 +136,39 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _show_plan(client: Any, incident_id: str) -> None:
+    """Print the plan once the incident has made it, for the approver to read."""
+    from commander.incidents import incident_state
+
+    for _ in range(120):
+        state = await incident_state(client, incident_id)
+        if state is not None and state.plan is not None:
+            lines = [f"  {v.venue}: {v.keys} keys" for v in state.plan.venues]
+            print(f"plan of incident {incident_id} ({state.plan.total_keys} keys):", file=sys.stderr)
+            print("\n".join(lines), file=sys.stderr)
+            print(
+                f"waiting for approval: keyrevoke incident approve {incident_id} (by another person)", file=sys.stderr
+            )
+            return
+        await asyncio.sleep(0.5)
+    print("the plan is not ready yet: see `keyrevoke incident status`", file=sys.stderr)
+
+
+async def cmd_incident_control(args: argparse.Namespace) -> int:
+    from commander.incidents import control, operator_identity
+    from keyrevoke.models import ControlRequest
+    from keyrevoke.temporal_client import connect
+
+    settings = _settings(args)
+    venue = getattr(args, "venue", None) or ""
+    request = ControlRequest(operator_identity(settings), venue.lower(), getattr(args, "reason", None) or "")
+    client = await connect(settings)
+    print(await control(client, args.id, args.action, request))
+    return 0
+
+
 async def cmd_incident_status(args: argparse.Namespace) -> int:
-    from commander.incidents import describe, follow, status_name
+    from commander.incidents import describe, follow, incident_state, status_name
     from commander.progress import progress_json, progress_table
     from keyrevoke.ledger.setup import ledger_from_settings
     from keyrevoke.temporal_client import connect
@@ -124,15 +182,32 @@ async def cmd_incident_status(args: argparse.Namespace) -> int:
             await follow(client, ledger, args.id)
             return 0
         status = status_name(await describe(client, args.id))
+        state = await incident_state(client, args.id) if status == "running" else None
         counts = ledger.counts(args.id)
     finally:
         ledger.close()
+    control = {
+        "phase": state.phase if state else status,
+        "paused": ["all"] if state and state.paused_all else list(state.paused_venues if state else ()),
+        "taken_out": list(state.stopped_venues if state else ()),
+        "cancel_reason": state.cancel_reason if state else "",
+        "approved_by": state.approved_by if state else "",
+    }
     if args.json:
-        print(json.dumps(progress_json(args.id, counts, status), indent=2))
+        print(json.dumps({**progress_json(args.id, counts, status), **control}, indent=2))
     else:
         from rich.console import Console
 
         Console().print(progress_table(args.id, counts, status))
+        if state:
+            notes = [f"phase {state.phase}"]
+            if control["paused"]:
+                notes.append("paused: " + ", ".join(control["paused"]))
+            if state.stopped_venues:
+                notes.append("taken out: " + ", ".join(state.stopped_venues))
+            if state.cancel_reason:
+                notes.append(f"cancelled: {state.cancel_reason}")
+            print("; ".join(notes))
     return 0
 
 
@@ -185,7 +260,7 @@ async def cmd_dev_server(args: argparse.Namespace) -> int:
     db_file = Path(args.db) if args.db else settings.state_dir / "temporal.db"
     config = DevServerConfig(args.port, db_file=db_file, ui_port=args.ui_port, log_file=None)
     stop = _stop_on_signals()
-    async with dev_server(config):
+    async with dev_server(config, settings):
         print(f"temporal dev server on {config.address}, database {db_file}", flush=True)
         if args.ui_port:
             print(f"web UI on http://127.0.0.1:{args.ui_port}", flush=True)
@@ -212,6 +287,14 @@ async def cmd_sim(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await simulator.stop()
+    return 0
+
+
+async def cmd_codec_server(args: argparse.Namespace) -> int:
+    from commander.codec_server import run_codec_server
+
+    stop = _stop_on_signals()
+    await run_codec_server(_settings(args), stop)
     return 0
 
 
@@ -247,12 +330,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--venue")
     sub.add_argument("--json", action="store_true")
 
+    ledger_verbs = verbs.add_parser("ledger", help="the ledger itself").add_subparsers(dest="action", required=True)
+    sub = verb(ledger_verbs, "rekey", cmd_ledger_rekey, "re-seal every secret under a new key-encryption key")
+    sub.add_argument("--new-kek-file", required=True, help="file with the new key (urlsafe base64 of 32 bytes)")
+    sub.add_argument("--generate", action="store_true", help="make a new key in that file if it does not exist")
+
     incident = verbs.add_parser("incident", help="mass revokes").add_subparsers(dest="action", required=True)
     sub = verb(incident, "start", cmd_incident_start, "start (or join) a mass revoke; prints the incident id")
     sub.add_argument("--id", help="incident id (default: a new one); the same id joins the same incident")
     sub.add_argument("--venue", action="append", help="only this venue (repeatable)")
     sub.add_argument("--owners", help="file with one owner per line: only their keys")
     sub.add_argument("--watch", action="store_true", help="follow progress until the incident ends")
+    sub.add_argument(
+        "--require-approval", action="store_true", help="plan, show the plan, and wait for another person's approval"
+    )
+    for action, help_text, venue_help in (
+        ("pause", "hold new work, at one venue or everywhere", "only this venue"),
+        ("resume", "release a pause", "only this venue"),
+        ("cancel", "stop: revoke nothing more, hand back keys not yet revoked", None),
+        ("narrow", "take one venue out of the incident (its keys not yet revoked are handed back)", "the venue"),
+        ("approve", "approve a planned incident (a second person)", None),
+    ):
+        sub = verb(incident, action, cmd_incident_control, help_text)
+        sub.set_defaults(action=action)
+        sub.add_argument("id")
+        if venue_help:
+            sub.add_argument("--venue", required=action == "narrow", help=venue_help)
+        if action in ("cancel", "narrow", "pause"):
+            sub.add_argument("--reason", help="why: goes into the event log")
     sub = verb(incident, "status", cmd_incident_status, "keys by state per venue")
     sub.add_argument("id")
     sub.add_argument("--watch", action="store_true", help="live view until the incident ends")
@@ -277,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--masters", help="master credentials JSON (default: the setting's file)")
     sub.add_argument("--scenario", help="faults and limits per venue (JSON)")
 
+    verb(
+        verbs,
+        "codec-server",
+        cmd_codec_server,
+        "decrypt payloads for the Temporal web UI and CLI (remote codec; needs KEYREVOKE_CODEC_SERVER_TOKEN)",
+    )
+
     sub = verb(verbs, "demo", cmd_demo, "run a whole mass revoke on loopback and write the report")
     sub.add_argument("--keys", type=int, default=300, help="sample keys over all simulated venues (default 300)")
     sub.add_argument("--scenario", help="simulator faults and limits per venue (JSON)")
@@ -299,6 +411,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         for problem in error.errors():
             name = "KEYREVOKE_" + "_".join(str(p) for p in problem["loc"]).upper()
             print(f"keyrevoke: error: setting {name}: {problem['msg']}", file=sys.stderr)
+        return EXIT_INPUT
+    except SettingsError as error:
+        # pydantic-settings could not even parse the value (say, bad JSON for a dict setting)
+        field = re.search(r'field "(\w+)"', str(error))
+        name = f"KEYREVOKE_{field.group(1).upper()}" if field else "a KEYREVOKE_ variable"
+        print(f"keyrevoke: error: setting {name}: cannot parse its value", file=sys.stderr)
         return EXIT_INPUT
     except KeyrevokeError as error:
         print(f"keyrevoke: error: {error}", file=sys.stderr)

@@ -9,10 +9,12 @@ import csv
 import json
 import random
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from keyrevoke.inventory import COLUMNS
+from keyrevoke.venues import methods_for
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -24,19 +26,35 @@ class SampleVenue:
     key_length: int
     secret_length: int
 
+    @property
+    def needs_passphrase(self) -> bool:
+        methods = methods_for(self.venue)
+        return methods is not None and methods.needs_passphrase
+
 
 SAMPLE_VENUES: tuple[SampleVenue, ...] = (
     SampleVenue("binance", ("broker",), 64, 64),
     SampleVenue("bybit", ("self", "sub"), 18, 36),
+    SampleVenue("okx", ("sub",), 32, 32),
+    SampleVenue("kucoin", ("sub",), 24, 36),
+    SampleVenue("gate", ("sub",), 32, 64),
+    SampleVenue("mexc", ("sub",), 18, 32),
 )
+PASSPHRASE_LENGTH = 12
 
 
 def _token(rng: random.Random, length: int) -> str:
     return "".join(rng.choice(_ALNUM) for _ in range(length))
 
 
-def write_sample(folder: Path, keys: int, seed: int = 2022) -> tuple[Path, Path]:
-    """Write ``inventory.csv`` (``keys`` rows spread over the sample venues) and ``masters.json``."""
+def write_sample(folder: Path, keys: int, seed: int = 2022, venues: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """Write ``inventory.csv`` (``keys`` rows spread over the sample venues) and ``masters.json``.
+
+    ``venues`` picks some of the sample venues (default: all of them).
+    """
+    chosen = [v for v in SAMPLE_VENUES if venues is None or v.venue in venues]
+    if not chosen:
+        raise ValueError(f"no sample venue among {venues}")
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     inventory = folder / "inventory.csv"
@@ -44,7 +62,7 @@ def write_sample(folder: Path, keys: int, seed: int = 2022) -> tuple[Path, Path]
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for number in range(keys):
-            venue = SAMPLE_VENUES[number % len(SAMPLE_VENUES)]
+            venue = chosen[number % len(chosen)]
             writer.writerow(
                 {
                     "key_id": f"k{number:06d}",
@@ -53,22 +71,17 @@ def write_sample(folder: Path, keys: int, seed: int = 2022) -> tuple[Path, Path]
                     "account": str(rng.randrange(10**8, 10**9)),
                     "api_key": _token(rng, venue.key_length),
                     "secret": _token(rng, venue.secret_length),
-                    "passphrase": "",
+                    "passphrase": _token(rng, PASSPHRASE_LENGTH) if venue.needs_passphrase else "",
                     "method": rng.choice(venue.methods),
                     "priority": rng.choice((0, 0, 0, 5, 10)),
                 }
             )
     masters = folder / "masters.json"
-    masters.write_text(
-        json.dumps(
-            {
-                v.venue: {"api_key": _token(rng, v.key_length), "secret": _token(rng, v.secret_length)}
-                for v in SAMPLE_VENUES
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+    entries: dict[str, dict[str, str]] = {}
+    for v in chosen:
+        entries[v.venue] = {"api_key": _token(rng, v.key_length), "secret": _token(rng, v.secret_length)}
+        if v.needs_passphrase:
+            entries[v.venue]["passphrase"] = _token(rng, PASSPHRASE_LENGTH)
+    masters.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     masters.chmod(0o600)
     return inventory, masters

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,28 +74,45 @@ class KeyEncryptionKey:
         return base64.urlsafe_b64encode(self.material).decode()
 
 
-def load_kek(env_value: str | None, path: Path, *, create: bool) -> KeyEncryptionKey:
+def load_kek(
+    env_value: str | None,
+    path: Path,
+    *,
+    create: bool,
+    env_name: str = "KEYREVOKE_LEDGER_KEK",
+    what: str = "key-encryption key",
+) -> KeyEncryptionKey:
     """The KEK from the environment value if given, else from ``path``.
 
     With ``create`` (the embedded default only) a missing file is made once, readable by its owner only.
+    ``env_name`` (the variable the value came from; ``<env_name>_FILE`` names the file) and ``what``
+    only shape error messages, so that the same loader serves the payload key too.
     """
     if env_value:
-        return KeyEncryptionKey.from_text(env_value, "KEYREVOKE_LEDGER_KEK")
+        return KeyEncryptionKey.from_text(env_value, env_name)
     if path.exists():
         try:
             text = path.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as error:
-            raise ConfigurationError(f"{path}: cannot read the key-encryption key ({type(error).__name__})") from None
+            raise ConfigurationError(f"{path}: cannot read the {what} ({type(error).__name__})") from None
         return KeyEncryptionKey.from_text(text, str(path))
     if not create:
-        raise ConfigurationError(
-            f"no key-encryption key: set KEYREVOKE_LEDGER_KEK or KEYREVOKE_LEDGER_KEK_FILE ({path} does not exist)"
-        )
+        raise ConfigurationError(f"no {what}: set {env_name} or {env_name}_FILE ({path} does not exist)")
     path.parent.mkdir(parents=True, exist_ok=True)
     kek = KeyEncryptionKey.generate()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(kek.to_text() + "\n")
+    # Processes of the embedded set-up may start together: the key is written to a private temporary
+    # file and linked into place, so the file appears whole or not at all and the first key made wins.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(kek.to_text() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        return load_kek(None, path, create=False, env_name=env_name, what=what)
+    finally:
+        os.unlink(temporary)
     return kek
 
 

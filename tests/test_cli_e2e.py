@@ -20,7 +20,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
-from commander.sample import write_sample
+from commander.sample import SAMPLE_VENUES, write_sample
+from keyrevoke.payload_codec import ENCODING, iter_payloads
+from keyrevoke.temporal_client import data_converter
 from tests.harness import Stage, stage
 from workflows.incident import IncidentWorkflow
 from workflows.venue import VenueWorkflow
@@ -65,7 +67,8 @@ def address_of(client: Client) -> str:
 
 @pytest.fixture
 async def cli_stage(tmp_path: Path, queue_prefix: str, dev_client: Client) -> AsyncIterator[Stage]:
-    async with stage(tmp_path, 240, queue_prefix, temporal_address=address_of(dev_client)) as st:
+    every_venue = tuple(v.venue for v in SAMPLE_VENUES)
+    async with stage(tmp_path, 240, queue_prefix, address_of(dev_client), venues=every_venue) as st:
         yield st
 
 
@@ -117,7 +120,7 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
     status = json.loads((await keyrevoke(env, "incident", "status", "e2e-main", "--json")).stdout)
     assert status["workflow"] == "completed"
     assert status["done_ratio"] == 1.0
-    assert set(status["venues"]) == {"binance", "bybit"}
+    assert set(status["venues"]) == {v.venue for v in SAMPLE_VENUES}
     assert sum(v.get("confirmed", 0) for v in status["venues"].values()) == 240
     assert all(set(v) == {"confirmed"} for v in status["venues"].values())
 
@@ -158,16 +161,25 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
     assert broken.returncode == 1
     assert f"breaks at event {victim['n']}" in broken.stderr
 
-    # The recorded histories replay without non-determinism.
+    # The recorded histories replay without non-determinism, with the payload key the CLI's processes made.
     histories = await _histories(dev_client, "e2e-main")
     assert len(histories) >= 3  # the incident and one workflow per venue
-    replayer = Replayer(workflows=[IncidentWorkflow, VenueWorkflow])
+    converter = data_converter(st.settings, create=False)
+    replayer = Replayer(workflows=[IncidentWorkflow, VenueWorkflow], data_converter=converter)
     for history in histories:
         await replayer.replay_workflow(history)  # type: ignore[arg-type]
+
+    # Every payload reached the server encrypted; decrypted, the payloads are scanned for secrets below.
+    stored = [p for h in histories for event in h.events for p in iter_payloads(event)]  # type: ignore[attr-defined]
+    assert stored
+    assert {p.metadata["encoding"] for p in stored} == {ENCODING}
+    assert converter.payload_codec is not None
+    decrypted = await converter.payload_codec.decode(stored)
 
     # No secret anywhere: histories, the ledger file, the report, the hook sink, the worker's log.
     places = {
         "histories": "\n".join(h.to_json() for h in histories),  # type: ignore[attr-defined]
+        "decrypted history payloads": b"\n".join(p.data for p in decrypted).decode("latin-1"),
         "ledger": (st.settings.state_dir / "ledger.sqlite").read_bytes().decode("latin-1"),
         "report.json": (out / "report.json").read_text(),
         "report.csv": (out / "report.csv").read_text(),

@@ -43,9 +43,11 @@ async def _result(client: Client, incident_id: str) -> None:
 
 @pytest.fixture
 async def paced(tmp_path: Path, queue_prefix: str, dev_client: Client):  # type: ignore[no-untyped-def]
-    async with stage(tmp_path, 24, queue_prefix, address_of(dev_client), scenario=PACED, **SLOW) as st:
-        async with running_workers(dev_client, st):
-            yield st
+    async with (
+        stage(tmp_path, 24, queue_prefix, address_of(dev_client), scenario=PACED, **SLOW) as st,
+        running_workers(dev_client, st),
+    ):
+        yield st
 
 
 async def test_pause_holds_the_work_and_resume_finishes_it(paced: Stage, dev_client: Client) -> None:
@@ -113,26 +115,28 @@ async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> N
 
 
 async def test_two_person_start(tmp_path: Path, queue_prefix: str, dev_client: Client) -> None:
-    async with stage(tmp_path, 6, queue_prefix, address_of(dev_client), operator="erin") as st:
-        async with running_workers(dev_client, st):
-            await start_incident(dev_client, st.ledger, st.settings, "ctl-approve", [], [], require_approval=True)
-            await _until(lambda: st.ledger.counts("ctl-approve") != {})
-            state = None
-            for _ in range(100):
-                state = await incident_state(dev_client, "ctl-approve")
-                if state is not None and state.phase == "awaiting_approval":
-                    break
-                await asyncio.sleep(0.1)
-            assert state is not None
-            assert state.phase == "awaiting_approval"
-            assert state.plan is not None
-            assert state.plan.total_keys == 6
-            await asyncio.sleep(0.5)
-            assert st.ledger.counts("ctl-approve") == {"binance": {"pending": 3}, "bybit": {"pending": 3}}
-            with pytest.raises(InputError, match="another person"):
-                await control(dev_client, "ctl-approve", "approve", ControlRequest("erin"))
-            await control(dev_client, "ctl-approve", "approve", ControlRequest("frank"))
-            await _result(dev_client, "ctl-approve")
-            counts = st.ledger.counts("ctl-approve")
-            assert counts == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}
-            assert [e["actor"] for e in _kinds(st, "ctl-approve", "incident.approved")] == ["frank"]
+    async with (
+        stage(tmp_path, 6, queue_prefix, address_of(dev_client), operator="erin") as st,
+        running_workers(dev_client, st),
+    ):
+        await start_incident(dev_client, st.ledger, st.settings, "ctl-approve", [], [], require_approval=True)
+        await _until(lambda: st.ledger.counts("ctl-approve") != {})
+        state = None
+        for _ in range(100):
+            state = await incident_state(dev_client, "ctl-approve")
+            if state is not None and state.phase == "awaiting_approval":
+                break
+            await asyncio.sleep(0.1)
+        assert state is not None
+        assert state.phase == "awaiting_approval"
+        assert state.plan is not None
+        assert state.plan.total_keys == 6
+        await asyncio.sleep(0.5)
+        assert st.ledger.counts("ctl-approve") == {"binance": {"pending": 3}, "bybit": {"pending": 3}}
+        with pytest.raises(InputError, match="another person"):
+            await control(dev_client, "ctl-approve", "approve", ControlRequest("erin"))
+        await control(dev_client, "ctl-approve", "approve", ControlRequest("frank"))
+        await _result(dev_client, "ctl-approve")
+        counts = st.ledger.counts("ctl-approve")
+        assert counts == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}
+        assert [e["actor"] for e in _kinds(st, "ctl-approve", "incident.approved")] == ["frank"]

@@ -10,7 +10,7 @@ import pytest
 
 from keyrevoke.crypto import KeyEncryptionKey, SecretBox
 from keyrevoke.errors import ConfigurationError, IncidentConflictError, InputError, SecretStoreError
-from keyrevoke.inventory import InventoryRow, parse_row
+from keyrevoke.inventory import InventoryRow, parse_row, read_inventory
 from keyrevoke.ledger import Ledger, open_ledger
 from keyrevoke.ledger.store import Transition
 from keyrevoke.states import KeyState
@@ -546,3 +546,34 @@ def test_key_statuses_carry_the_evidence_and_no_secret(ledger: Ledger) -> None:
         assert secret_of(key_id) not in text
         assert api_key_of(key_id) not in text
         assert passphrase_of(key_id) not in text
+
+
+def test_rekey_reseals_every_secret_under_the_new_key(tmp_path: Path) -> None:
+    inventory = tmp_path / "keys.csv"
+    inventory.write_text(
+        "key_id,venue,owner,account,api_key,secret,passphrase,method,priority\n"
+        "r1,binance,alice,11,APIKEYAPIKEYAPIKEY01,SECRETSECRETSECRET01,,,\n"
+        "r2,bybit,bob,12,APIKEYAPIKEYAPIKEY02,SECRETSECRETSECRET02,,self,\n"
+    )
+    rows, errors = read_inventory(inventory)
+    assert not errors
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    old, new = KeyEncryptionKey.generate(), KeyEncryptionKey.generate()
+    ledger = open_ledger(url, SecretBox(old))
+    ledger.import_rows(rows, str(inventory))
+    assert ledger.rekey(SecretBox(new)) == 2
+    ledger.close()
+
+    reopened = open_ledger(url, SecretBox(new))
+    reopened.create_incident("rk", [], [], "tester")
+    reopened.plan_incident("rk")
+    key = reopened.load_keys("rk", ["r1"])[0]
+    assert reopened.open_secret(key, "secret") == "SECRETSECRETSECRET01"
+    again = reopened.import_rows(rows, str(inventory))
+    assert (again.added, again.unchanged, again.errors) == (0, 2, [])  # digests follow the new key
+    reopened.close()
+
+    stale = open_ledger(url, SecretBox(old))
+    with pytest.raises(SecretStoreError):
+        stale.open_secret(stale.load_keys("rk", ["r1"])[0], "secret")
+    stale.close()

@@ -7,17 +7,21 @@ independently of ccxt (tests/test_venue_adapters.py runs ccxt against it).
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from venuesim import Scenario, SimKey, SimMaster, VenueFaults, VenueSimulator, serve_forever
 
@@ -380,7 +384,7 @@ async def bybit_with_timeout(http: aiohttp.ClientSession, sim: VenueSimulator, s
 # --- the simulator's own surface -------------------------------------------------------------------
 
 
-def test_scenario_file_round_trip(tmp_path: Path):
+def test_scenario_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "scenario.json"
     path.write_text(
         json.dumps({"seed": 9, "venues": {"binance": {"latency_ms": 5, "ip_blocked_keys": ["b1"]}}}),
@@ -430,3 +434,254 @@ async def test_urls_stats_and_serve_forever(http):
     stop.set()
     await asyncio.wait_for(task, 5)
     assert not sim.running
+
+
+# --- OKX, KuCoin, Gate, MEXC: signed by hand as their documentation says ----------------------------
+
+OKX_KEY = SimKey("o1", "okx", "okxKey0001", "okxSecret0001", passphrase="OkxPass1", account="okxsub1")
+OKX_MASTER = SimMaster("okx", "okxMaster01", "okxMasterSecret", passphrase="OkxMaster1", account="100")
+KC_KEY = SimKey("c1", "kucoin", "kcKey0001", "kcSecret0001", passphrase="Kc!@pass1", account="kcsub1", permissions=ALL)
+KC_MASTER = SimMaster("kucoin", "kcMaster01", "kcMasterSecret", passphrase="KcMaster1", account="200")
+GATE_KEY = SimKey("g1", "gate", "gateKey0001", "gateSecret0001", account="9001")
+GATE_MASTER = SimMaster("gate", "gateMaster01", "gateMasterSecret", account="300")
+MEXC_KEY = SimKey("m1", "mexc", "mexcKey0001", "mexcSecret0001", account="mexcsub01", permissions=ALL)
+MEXC_MASTER = SimMaster("mexc", "mexcMaster01", "mexcMasterSecret", account="400")
+MORE_KEYS = (OKX_KEY, KC_KEY, GATE_KEY, MEXC_KEY)
+MORE_MASTERS = (OKX_MASTER, KC_MASTER, GATE_MASTER, MEXC_MASTER)
+
+
+@contextlib.asynccontextmanager
+async def more(**venues: dict[str, Any]) -> AsyncIterator[VenueSimulator]:
+    simulator = VenueSimulator(MORE_KEYS, MORE_MASTERS, Scenario.from_dict({"seed": 3, "venues": venues}))
+    async with simulator:
+        yield simulator
+
+
+def b64_hmac_sha256(secret: str, message: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
+
+
+def tampered(signature: str) -> str:
+    return ("b" if signature[0] == "a" else "a") + signature[1:]
+
+
+async def okx(
+    http: aiohttp.ClientSession,
+    sim: VenueSimulator,
+    method: str,
+    path: str,
+    who: SimKey | SimMaster,
+    body: dict[str, Any] | None = None,
+    *,
+    when: datetime | None = None,
+    passphrase: str | None = None,
+    tamper: bool = False,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """OK-ACCESS-SIGN = Base64(HMAC-SHA256(timestamp + METHOD + requestPath + body))."""
+    moment = when or datetime.now(UTC)
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    payload = json.dumps(body) if body is not None else ""
+    signature = b64_hmac_sha256(who.secret, f"{stamp}{method}{path}{payload}")
+    headers = {
+        "OK-ACCESS-KEY": who.api_key,
+        "OK-ACCESS-SIGN": tampered(signature) if tamper else signature,
+        "OK-ACCESS-TIMESTAMP": stamp,
+        "OK-ACCESS-PASSPHRASE": who.passphrase if passphrase is None else passphrase,
+        "Content-Type": "application/json",
+    }
+    async with http.request(method, f"{sim.base_url('okx')}{path}", headers=headers, data=payload or None) as response:
+        return response.status, await body_of(response), dict(response.headers)
+
+
+async def test_okx_signing_and_the_master_delete(http):
+    async with more() as sim:
+        config = "/api/v5/account/config"
+        status, body, _ = await okx(http, sim, "GET", config, OKX_KEY)
+        assert (status, body["code"]) == (200, "0")
+        assert body["data"][0]["perm"] == "read_only,trade"
+        assert body["data"][0]["mainUid"] == OKX_MASTER.account
+        for kwargs, expected in (
+            ({"tamper": True}, (401, "50113")),
+            ({"passphrase": "wrong"}, (401, "50105")),
+            ({"when": datetime.now(UTC) - timedelta(seconds=40)}, (401, "50102")),
+        ):
+            status, body, _ = await okx(http, sim, "GET", config, OKX_KEY, **kwargs)
+            assert (status, body["code"]) == expected, kwargs
+        unknown = SimKey("x", "okx", "okxNoSuchKey", "s", passphrase="p")
+        status, body, _ = await okx(http, sim, "GET", config, unknown)
+        assert (status, body) == (401, {"code": "50111", "msg": "Invalid OK-ACCESS-KEY.", "data": []})
+
+        delete = "/api/v5/users/subaccount/delete-apikey"
+        target = {"subAcct": OKX_KEY.account, "apiKey": OKX_KEY.api_key}
+        _, body, _ = await okx(http, sim, "POST", delete, OKX_KEY, target)
+        assert body["code"] == "59500"  # only the master account
+        _, body, _ = await okx(http, sim, "POST", delete, OKX_MASTER, {"subAcct": "other", "apiKey": OKX_KEY.api_key})
+        assert body["code"] == "59506"
+        status, body, _ = await okx(http, sim, "POST", delete, OKX_MASTER, target)
+        assert (status, body) == (200, {"code": "0", "msg": "", "data": [{"subAcct": OKX_KEY.account}]})
+        assert not sim.is_live("okx", OKX_KEY.api_key)
+        _, body, _ = await okx(http, sim, "POST", delete, OKX_MASTER, target)
+        assert (body["code"], body["msg"]) == ("59506", "APIKey does not exist.")
+    async with more(okx={"requests_per_second": 1, "ban_after_429s": 1}) as sim:
+        statuses = [(await okx(http, sim, "GET", config, OKX_KEY))[:2] for _ in range(3)]
+        assert statuses[1] == (429, {"code": "50011", "msg": "Too Many Requests", "data": []})
+        assert statuses[2] == (403, {"html": 403})  # the front door's page: a ban
+
+
+async def kucoin(
+    http: aiohttp.ClientSession,
+    sim: VenueSimulator,
+    method: str,
+    path: str,
+    who: SimKey | SimMaster,
+    *,
+    timestamp: int | None = None,
+    tamper: bool = False,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """KC-API-SIGN = Base64(HMAC-SHA256(timestamp + METHOD + un-encoded endpoint)); passphrase signed too."""
+    stamp = str(now_ms() if timestamp is None else timestamp)
+    signature = b64_hmac_sha256(who.secret, f"{stamp}{method}{path}")
+    headers = {
+        "KC-API-KEY": who.api_key,
+        "KC-API-SIGN": tampered(signature) if tamper else signature,
+        "KC-API-TIMESTAMP": stamp,
+        "KC-API-PASSPHRASE": b64_hmac_sha256(who.secret, who.passphrase),
+        "KC-API-KEY-VERSION": "2",
+    }
+    endpoint, _, query = path.partition("?")
+    url = f"{sim.base_url('kucoin')}{endpoint}" + (f"?{quote(query, safe='=&')}" if query else "")
+    async with http.request(method, URL(url, encoded=True), headers=headers) as response:
+        return response.status, await body_of(response), dict(response.headers)
+
+
+async def test_kucoin_signing_and_the_master_delete(http):
+    async with more() as sim:
+        status, body, _ = await kucoin(http, sim, "GET", "/api/v1/user/api-key", KC_KEY)
+        assert (status, body["code"]) == (200, "200000")
+        assert body["data"]["permission"] == "General,Spot,Futures,InnerTransfer,Withdrawal"
+        status, body, _ = await kucoin(http, sim, "GET", "/api/v1/user/api-key", KC_KEY, tamper=True)
+        assert (status, body["code"]) == (401, "400005")
+        status, body, _ = await kucoin(http, sim, "GET", "/api/v1/user/api-key", KC_KEY, timestamp=now_ms() - 6000)
+        assert (status, body["code"]) == (401, "400002")
+
+        # signed un-encoded, sent encoded: the passphrase holds "!" and "@"
+        delete = f"/api/v1/sub/api-key?apiKey={KC_KEY.api_key}&subName={KC_KEY.account}&passphrase="
+        status, body, _ = await kucoin(http, sim, "DELETE", delete + KC_KEY.passphrase, KC_KEY)
+        assert (status, body["code"]) == (403, "400007")  # only the master
+        status, body, _ = await kucoin(http, sim, "DELETE", delete + "not-its-passphrase", KC_MASTER)
+        assert (status, body["code"]) == (400, "400100")
+        listing = f"/api/v1/sub/api-key?subName={KC_KEY.account}&apiKey={KC_KEY.api_key}"
+        _, body, _ = await kucoin(http, sim, "GET", listing, KC_MASTER)
+        assert [key["apiKey"] for key in body["data"]] == [KC_KEY.api_key]
+        status, body, _ = await kucoin(http, sim, "DELETE", delete + KC_KEY.passphrase, KC_MASTER)
+        assert (status, body["data"]) == (200, {"subName": KC_KEY.account, "apiKey": KC_KEY.api_key})
+        assert not sim.is_live("kucoin", KC_KEY.api_key)
+        _, body, _ = await kucoin(http, sim, "GET", listing, KC_MASTER)
+        assert body["data"] == []
+    async with more(kucoin={"requests_per_second": 1}) as sim:
+        answers = [await kucoin(http, sim, "GET", "/api/v1/user/api-key", KC_KEY) for _ in range(2)]
+        assert answers[0][2]["gw-ratelimit-limit"] == "1"
+        status, body, headers = answers[1]
+        assert (status, body["code"]) == (429, "429000")
+        assert headers["gw-ratelimit-remaining"] == "0"
+        assert 0 <= int(headers["gw-ratelimit-reset"]) <= 1000
+
+
+async def gate(
+    http: aiohttp.ClientSession,
+    sim: VenueSimulator,
+    method: str,
+    path: str,
+    who: SimKey | SimMaster,
+    *,
+    timestamp: int | None = None,
+    tamper: bool = False,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """SIGN = hex(HMAC-SHA512(METHOD\\nURL\\nquery\\nhex(SHA512(body))\\nTimestamp))."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    payload = "\n".join((method, f"/api/v4{path}", "", hashlib.sha512(b"").hexdigest(), stamp))
+    signature = hmac.new(who.secret.encode(), payload.encode(), hashlib.sha512).hexdigest()
+    headers = {"KEY": who.api_key, "Timestamp": stamp, "SIGN": tampered(signature) if tamper else signature}
+    async with http.request(method, f"{sim.base_url('gate')}/api/v4{path}", headers=headers) as response:
+        return response.status, await body_of(response), dict(response.headers)
+
+
+async def test_gate_signing_and_the_main_account_delete(http):
+    async with more() as sim:
+        status, body, _ = await gate(http, sim, "GET", "/account/detail", GATE_KEY)
+        assert (status, body["user_id"]) == (200, 9001)
+        status, body, _ = await gate(http, sim, "GET", "/account/detail", GATE_KEY, tamper=True)
+        assert (status, body) == (401, {"label": "INVALID_SIGNATURE", "message": "Signature mismatch"})
+        status, body, _ = await gate(http, sim, "GET", "/account/detail", GATE_KEY, timestamp=int(time.time()) - 61)
+        assert (status, body["label"]) == (401, "REQUEST_EXPIRED")
+
+        delete = f"/sub_accounts/{GATE_KEY.account}/keys/{GATE_KEY.api_key}"
+        status, body, _ = await gate(http, sim, "DELETE", delete, GATE_KEY)
+        assert (status, body["label"]) == (403, "FORBIDDEN")
+        status, body, _ = await gate(http, sim, "DELETE", f"/sub_accounts/1/keys/{GATE_KEY.api_key}", GATE_MASTER)
+        assert (status, body["label"]) == (404, "SUB_ACCOUNT_NOT_FOUND")
+        status, _, _ = await gate(http, sim, "DELETE", delete, GATE_MASTER)
+        assert status == 204
+        assert not sim.is_live("gate", GATE_KEY.api_key)
+        status, body, _ = await gate(http, sim, "DELETE", delete, GATE_MASTER)
+        assert (status, body["label"]) == (404, "NOT_FOUND")
+    async with more(gate={"requests_per_second": 1}) as sim:
+        answers = [await gate(http, sim, "GET", "/account/detail", GATE_KEY) for _ in range(2)]
+        assert answers[0][2]["X-Gate-RateLimit-Limit"] == "1"
+        status, body, headers = answers[1]
+        assert (status, body["label"]) == (429, "TOO_MANY_REQUESTS")
+        assert headers["X-Gate-RateLimit-Requests-Remain"] == "0"
+        assert now_ms() - 100 <= int(headers["X-Gate-RateLimit-Reset-Timestamp"]) <= now_ms() + 1000
+
+
+async def mexc(
+    http: aiohttp.ClientSession,
+    sim: VenueSimulator,
+    method: str,
+    path: str,
+    who: SimKey | SimMaster,
+    params: dict[str, str] | None = None,
+    *,
+    signature_case: str = "lower",
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """signature = lowercase hex HMAC-SHA256 of the query string, keyed with the secret."""
+    query = urlencode({**(params or {}), "timestamp": str(now_ms()), "recvWindow": "5000"})
+    signature = hmac.new(who.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+    signature = signature.upper() if signature_case == "upper" else signature
+    url = f"{sim.base_url('mexc')}{path}?{query}&signature={signature}"
+    async with http.request(method, url, headers={"X-MEXC-APIKEY": who.api_key}) as response:
+        return response.status, await body_of(response), dict(response.headers)
+
+
+async def test_mexc_signing_and_the_master_delete(http):
+    async with more() as sim:
+        status, body, _ = await mexc(http, sim, "GET", "/api/v3/account", MEXC_KEY)
+        assert (status, body["canTrade"], body["canWithdraw"]) == (200, True, True)
+        status, body, _ = await mexc(http, sim, "GET", "/api/v3/account", MEXC_KEY, signature_case="upper")
+        assert (status, body["code"]) == (400, 700002)  # "lowercase only"
+        unknown = SimKey("x", "mexc", "mexcNoSuchKey", "s")
+        status, body, _ = await mexc(http, sim, "GET", "/api/v3/account", unknown)
+        assert (status, body["code"]) == (400, 10072)
+
+        delete = "/api/v3/sub-account/apiKey"
+        target = {"subAccount": MEXC_KEY.account, "apiKey": MEXC_KEY.api_key}
+        status, body, _ = await mexc(http, sim, "DELETE", delete, MEXC_KEY, target)
+        assert (status, body["code"]) == (403, 700007)
+        status, body, _ = await mexc(http, sim, "DELETE", delete, MEXC_MASTER, {**target, "subAccount": "nosuchsub"})
+        assert body["code"] == 140001
+        status, body, _ = await mexc(http, sim, "DELETE", delete, MEXC_MASTER, target)
+        assert (status, body) == (200, {"subAccount": MEXC_KEY.account})
+        assert not sim.is_live("mexc", MEXC_KEY.api_key)
+        status, body, _ = await mexc(http, sim, "DELETE", delete, MEXC_MASTER, target)
+        assert (status, body["code"]) == (400, 730706)
+    async with more(mexc={"requests_per_second": 1, "ban_after_429s": 1, "ban_seconds": 30}) as sim:
+        answers = [await mexc(http, sim, "GET", "/api/v3/account", MEXC_MASTER) for _ in range(3)]
+        assert [status for status, _, _ in answers] == [200, 429, 418]
+        assert int(answers[1][2]["Retry-After"]) >= 1
+        assert 25 <= int(answers[2][2]["Retry-After"]) <= 30
+
+
+def test_passphrase_venues_refuse_keys_without_one():
+    for venue in ("okx", "kucoin"):
+        with pytest.raises(ValueError, match="passphrase"):
+            VenueSimulator([SimKey("np", venue, "noPassKey1", "secret")])

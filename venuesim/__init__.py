@@ -5,8 +5,8 @@ HTTP statuses (so ccxt's error mapping runs for real), enforces rate limits with
 headers, and injects the scenario's faults. It is how tests and the demo meet real client code; it
 is not a stand-in for a venue in production.
 
-One module per venue (``venuesim.binance``, ``venuesim.bybit``); the faults, the key state and the
-server are shared.
+One module per venue (``venuesim.binance``, ``venuesim.bybit``, ``venuesim.okx``, ``venuesim.kucoin``,
+``venuesim.gate``, ``venuesim.mexc``); the faults, the key state and the server are shared.
 """
 
 from venuesim.scenario import Scenario, VenueFaults

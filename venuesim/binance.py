@@ -57,7 +57,7 @@ def _mandatory(name: str) -> Refusal:
     return Refusal(binance_error(400, -1102, msg))
 
 
-def _without_signature(raw: str) -> tuple[str, str | None]:
+def without_signature(raw: str) -> tuple[str, str | None]:
     """``raw`` without its ``signature=`` parameter, and the signature (the last one if repeated)."""
     kept: list[str] = []
     signature = None
@@ -167,11 +167,11 @@ class BinanceProtocol(VenueProtocol):
             # Binance gives one answer for unknown, deleted and IP-restricted keys alike
             raise Refusal(binance_error(401, -2015, "Invalid API-key, IP, or permissions for action."))
 
-        query, query_signature = _without_signature(request.rel_url.raw_query_string)
+        query, query_signature = without_signature(request.rel_url.raw_query_string)
         body = ""
         if request.content_type == "application/x-www-form-urlencoded":
             body = await request.text()
-        body, body_signature = _without_signature(body)
+        body, body_signature = without_signature(body)
         signature = query_signature if query_signature is not None else body_signature
         # a parameter sent in both the query string and the body: the query string's is used
         params = dict(parse_qsl(body, keep_blank_values=True))
@@ -179,10 +179,10 @@ class BinanceProtocol(VenueProtocol):
 
         if not signature or not signature.isascii():
             raise _mandatory("signature")
-        timestamp = _as_int(params.get("timestamp"))
+        timestamp = as_int(params.get("timestamp"))
         if timestamp is None:
             raise _mandatory("timestamp")
-        recv_window = _as_int(params.get("recvWindow", str(DEFAULT_RECV_WINDOW_MS)))
+        recv_window = as_int(params.get("recvWindow", str(DEFAULT_RECV_WINDOW_MS)))
         if recv_window is None or recv_window <= 0:
             raise _mandatory("recvWindow")
         if recv_window > MAX_RECV_WINDOW_MS:
@@ -201,7 +201,7 @@ class BinanceProtocol(VenueProtocol):
         return principal, params
 
 
-def _as_int(value: str | None) -> int | None:
+def as_int(value: str | None) -> int | None:
     if value is None:
         return None
     try:

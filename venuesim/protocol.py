@@ -73,6 +73,18 @@ class VenueProtocol(ABC):
         body = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
         return web.Response(status=status, text=body, content_type="text/html")
 
+    def render_blocked(self) -> web.Response:
+        """HTTP 403 from the front door (a CDN or firewall page, not JSON): an IP blocked for a while.
+
+        For venues whose documentation names no ban answer of their own.
+        """
+        title = "403 Forbidden"
+        body = (
+            f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1>"
+            "<p>Access denied: too many requests from this address.</p></center></body></html>"
+        )
+        return web.Response(status=403, text=body, content_type="text/html")
+
     def decorate(self, response: web.StreamResponse) -> None:  # noqa: B027 - optional hook
         """Add the venue's own headers (rate-limit usage and the like) to every answer."""
 

@@ -10,9 +10,9 @@ Format (every field optional; a venue not listed has no faults)::
           "error_rate": 0.02,           # fraction answered 503 (seeded random)
           "timeout_rate": 0.01,         # fraction left hanging for hang_seconds (beyond any client timeout)
           "hang_seconds": 30,
-          "requests_per_second": 50,    # 0 = unlimited; over it: Binance 429 / Bybit retCode 10006
+          "requests_per_second": 50,    # 0 = unlimited; over it, the venue's own rate-limit answer
           "ban_after_429s": 5,          # that many rate-limit answers within a minute start a ban; 0 = never
-          "ban_seconds": 120,           # Binance 418 / Bybit 403 for this long
+          "ban_seconds": 120,           # the venue's ban answer (Binance/MEXC 418, else 403) this long
           "lost_delete_rate": 0.05,     # delete done, but the connection drops or a 502 comes back
           "revoke_grace_seconds": 3,    # a deleted key keeps authenticating this long
           "ip_blocked_keys": ["k-17"],  # key_ids whose every call is refused as from a wrong IP

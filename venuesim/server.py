@@ -13,6 +13,10 @@ from aiohttp import web
 from venuesim.binance import BinanceProtocol
 from venuesim.bybit import BybitProtocol
 from venuesim.faults import FaultGate
+from venuesim.gate import GateProtocol
+from venuesim.kucoin import KucoinProtocol
+from venuesim.mexc import MexcProtocol
+from venuesim.okx import OkxProtocol
 from venuesim.protocol import VenueProtocol
 from venuesim.scenario import Scenario
 from venuesim.state import SimKey, SimMaster, VenueState
@@ -22,6 +26,10 @@ from venuesim.stats import SimStats
 PROTOCOLS: Mapping[str, type[VenueProtocol]] = {
     BinanceProtocol.name: BinanceProtocol,
     BybitProtocol.name: BybitProtocol,
+    OkxProtocol.name: OkxProtocol,
+    KucoinProtocol.name: KucoinProtocol,
+    GateProtocol.name: GateProtocol,
+    MexcProtocol.name: MexcProtocol,
 }
 
 
@@ -29,8 +37,8 @@ class VenueSimulator:
     """Serves the venues that have keys (or a master) below ``http://host:port/<venue>``.
 
     Faults come from ``scenario``; ``stats`` counts what was asked and answered. The server has no
-    access log on purpose: request lines hold API keys (Binance's broker delete passes the sub-key
-    in the query string).
+    access log on purpose: request lines hold API keys (the Binance, KuCoin and MEXC deletes pass the
+    sub-account's key in the query string, KuCoin's its passphrase too; Gate's puts it in the path).
     """
 
     protocols: ClassVar[Mapping[str, type[VenueProtocol]]] = PROTOCOLS

@@ -14,9 +14,10 @@ class SimStats:
 
     ``paths[venue][path]`` counts requests per endpoint, ``statuses[venue][status]`` the answers'
     HTTP statuses. ``per_second[venue][unix_second]`` counts requests that arrived in that wall-clock second.
-    ``rate_limited`` counts Binance 429 and Bybit retCode 10006 answers; ``banned`` counts Binance 418
-    and Bybit 403 answers. ``deletes`` counts keys actually deleted (a repeated delete of a deleted key
-    is not counted); ``lost_answers`` counts deletes whose answer the simulator dropped on purpose.
+    ``rate_limited`` counts each venue's rate-limit answers (Binance 429, Bybit retCode 10006, ...);
+    ``banned`` counts its ban answers (Binance and MEXC 418, the others' 403). ``deletes`` counts keys
+    actually deleted (a repeated delete of a deleted key is not counted); ``lost_answers`` counts
+    deletes whose answer the simulator dropped on purpose.
     """
 
     requests: Counter[str] = field(default_factory=Counter)

@@ -1,23 +1,40 @@
-"""The worker's health endpoint: /healthz (the process serves) and /readyz (its workers run)."""
+"""The worker's HTTP endpoint: /healthz (the process serves), /readyz (its workers run) and /metrics."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from aiohttp import web
+
+#: Prometheus' text exposition format.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HealthServer:
-    """A tiny HTTP server for Kubernetes' liveness and readiness probes."""
+    """A tiny HTTP server for Kubernetes' liveness and readiness probes and Prometheus' scrapes.
 
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - probes come from the kubelet
+    ``metrics`` renders the exposition; it may block (the keys gauge reads the ledger), so it runs
+    in a thread. Without it, /metrics answers 404.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        host: str = "0.0.0.0",  # noqa: S104 - probes come from the kubelet, scrapes from Prometheus
+        metrics: Callable[[], bytes] | None = None,
+    ) -> None:
         self.port = port
         self.host = host
         self.ready = False
+        self.metrics = metrics
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -32,3 +49,9 @@ class HealthServer:
 
     async def _readyz(self, _: web.Request) -> web.Response:
         return web.Response(text="ready\n" if self.ready else "not ready\n", status=200 if self.ready else 503)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        if self.metrics is None:
+            raise web.HTTPNotFound()
+        body = await asyncio.to_thread(self.metrics)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})

@@ -23,6 +23,8 @@ from activities.venues.registry import ADAPTERS, build_adapter, load_master_cred
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.observability.metrics import Observability, for_process
+from keyrevoke.observability.tracing import flush_traces
 from keyrevoke.settings import Settings
 from workers.health import HealthServer
 from workflows.incident import IncidentWorkflow
@@ -57,11 +59,20 @@ def parse_queues(text: str) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def workers_for(
-    client: Client, settings: Settings, queues: Sequence[str], ledger: Ledger | None = None
+    client: Client,
+    settings: Settings,
+    queues: Sequence[str],
+    ledger: Ledger | None = None,
+    observability: Observability | None = None,
 ) -> AsyncIterator[list[Worker]]:
-    """Build (not start) the workers for ``queues``, with the clients and settings they need."""
+    """Build (not start) the workers for ``queues``, with the clients and settings they need.
+
+    With ``observability`` the batches report to its metrics, and a control worker adds the ledger's
+    keys by state to them.
+    """
     own_ledger = ledger is None
     ledger = ledger or ledger_from_settings(settings)
+    unwatch = observability.watch_ledger(ledger) if observability and CONTROL in queues else None
     exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
     hook = platform_hook(settings)
     try:
@@ -95,6 +106,7 @@ async def workers_for(
                     settings.keys_in_flight_per_batch,
                     settings.request_attempts,
                 ),
+                telemetry=observability.serve_venues(venues, settings) if observability else None,
             )
             for venue in venues:
                 built.append(
@@ -108,12 +120,17 @@ async def workers_for(
                             batches.compensate_batch,
                         ],
                         max_task_queue_activities_per_second=settings.venue_activities_per_second,
+                        # Heartbeats carry the keys a batch has finished: send them often enough that
+                        # a retry after a crash skips nearly all of them.
+                        max_heartbeat_throttle_interval=timedelta(seconds=1),
                         max_concurrent_activities=settings.batches_in_flight * 2,
                         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
                     )
                 )
         yield built
     finally:
+        if unwatch:
+            unwatch()
         await exchanges.close()
         if isinstance(hook, HttpHook):
             await hook.close()
@@ -129,9 +146,22 @@ async def run_workers(
     ledger: Ledger | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Run the workers for ``queues`` until ``stop`` is set, then shut them down gracefully."""
-    health = HealthServer(settings.worker_http_port) if settings.worker_http_port else None
-    async with workers_for(client, settings, queues, ledger) as built:
+    """Run the workers for ``queues`` until ``stop`` is set, then shut them down gracefully.
+
+    Their metrics are served on the health port's /metrics and pushed by OTLP, as the settings say.
+    """
+    observability = None
+    if settings.worker_http_port or settings.otel_exporter_otlp_endpoint:
+        observability = for_process(settings)
+        # The Temporal SDK reports its own metrics through the runtime its client connected on.
+        client = await observability.on_temporal_runtime(client)
+    health = None
+    if settings.worker_http_port:
+        health = HealthServer(settings.worker_http_port, metrics=observability.exposition if observability else None)
+    async with (
+        observability.running() if observability else contextlib.nullcontext(),
+        workers_for(client, settings, queues, ledger, observability) as built,
+    ):
         if health:
             await health.start()
         try:
@@ -149,3 +179,5 @@ async def run_workers(
         finally:
             if health:
                 await health.stop()
+            # Spans of the last activities, before the process exits without the interpreter's teardown.
+            await asyncio.to_thread(flush_traces)

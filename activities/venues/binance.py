@@ -19,14 +19,12 @@ api.binance.com but to ``ExchangeError`` elsewhere: the venue's own code decides
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import ccxt
 
+from activities.venues.answers import AnswerLog, release, seconds
 from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
 from activities.venues.classify import classify
 from keyrevoke.errors import (
@@ -53,62 +51,8 @@ TRADE_FLAGS = (
 TRANSFER_FLAGS = ("enableInternalTransfer", "permitsUniversalTransfer")
 
 
-@dataclass(frozen=True)
-class _Answer:
-    """The raw HTTP answer behind the last ccxt call of the current asyncio task (never its body)."""
-
-    status: int
-    headers: Mapping[str, str]
-    code: int | None  # the venue's own error code ("code"), if the body carried one
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
-
-
-def _venue_code(body: str) -> int | None:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    code = payload.get("code") if isinstance(payload, dict) else None
-    return code if isinstance(code, int) else None
-
-
-# Per asyncio task, so calls running at once through the one shared master object never mix answers
-# (``exchange.last_response_headers`` is per object, and ccxt keeps no status code at all).
-_LAST_ANSWER: ContextVar[_Answer | None] = ContextVar("binance_last_answer", default=None)
-
-
-def _remember(
-    code: Any,
-    reason: Any,
-    url: Any,
-    method: Any,
-    response_headers: Any,
-    response_body: Any,
-    request_headers: Any,
-    request_body: Any,
-) -> Any:
-    """ccxt's ``on_rest_response`` hook: note the answer, then do what ccxt's own hook does."""
-    _LAST_ANSWER.set(_Answer(int(code), dict(response_headers or {}), _venue_code(response_body or "")))
-    return response_body.strip()
-
-
-def _watch(exchange: Any) -> Any:
-    """Let ``exchange`` report its raw answers to this task (see ``_remember``)."""
-    exchange.on_rest_response = _remember
-    _LAST_ANSWER.set(None)
-    return exchange
-
-
-async def _release(exchange: Any) -> None:
-    """Detach a per-key object from the shared session (ccxt warns about unclosed objects otherwise).
-
-    The session is not ccxt's own, so ``close`` leaves it open; its exit pause is not needed here.
-    """
-    exchange.timeout_on_exit = 0
-    await exchange.close()
+#: the raw answers behind this module's ccxt calls; Binance's error code is in ``code``
+ANSWERS = AnswerLog("binance", "code")
 
 
 class BinanceAdapter(VenueAdapter):
@@ -120,15 +64,15 @@ class BinanceAdapter(VenueAdapter):
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own restrictions: it authenticates, or Binance rejects it."""
-        exchange = _watch(self.exchanges.create(self.venue, target.credentials))
+        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
         try:
             restrictions = await exchange.sapiGetAccountApiRestrictions()
         except ccxt.AuthenticationError as exc:
-            return ProbeAnswer(accepted=False, detail=_rejected(exc))
+            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
         except ccxt.BaseError as exc:
             raise self._classify(exc, exchange) from None
         finally:
-            await _release(exchange)
+            await release(exchange)
         if not isinstance(restrictions, dict):
             raise VenueUnavailable(self.venue, "unexpected apiRestrictions answer")
         permissions = _permissions(restrictions)
@@ -145,38 +89,30 @@ class BinanceAdapter(VenueAdapter):
             raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
         if not target.account:
             raise RevokeRefused(self.venue, "the broker delete needs the key's sub-account id")
-        exchange = _watch(self.exchanges.master(self.venue, self.master))
+        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
         params = {"subAccountId": target.account, "subAccountApiKey": target.credentials.api_key}
         try:
             await exchange.sapiDeleteBrokerSubAccountApi(params)
         except ccxt.BaseError as exc:
-            answer = _LAST_ANSWER.get()
+            answer = ANSWERS.last()
             if answer is not None and answer.code == BAD_API_ID:
                 return RevokeAnswer(already_gone=True, detail="broker delete: -2008 Invalid Api-Key ID")
             if isinstance(exc, ccxt.AuthenticationError):
                 # the master key itself was refused: no permission, wrong secret, not a broker
-                raise RevokeRefused(self.venue, f"broker master refused: {_rejected(exc)}") from None
+                raise RevokeRefused(self.venue, f"broker master refused: {ANSWERS.rejected(exc)}") from None
             raise self._classify(exc, exchange) from None
         return RevokeAnswer(already_gone=False, detail="deleted by broker: DELETE broker/subAccountApi")
 
     def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = _LAST_ANSWER.get()
+        answer = ANSWERS.last()
         headers = answer.headers if answer is not None else exchange.last_response_headers
         if isinstance(error, ccxt.DDoSProtection) and answer is not None:
-            retry_after = _seconds(answer.header("Retry-After"))
+            retry_after = seconds(answer.header("Retry-After"))
             if answer.status == 429:
                 return RateLimited(self.venue, "DDoSProtection (HTTP 429)", retry_after)
             if answer.status == 418:
                 return VenueBanned(self.venue, "DDoSProtection (HTTP 418)", retry_after)
         return classify(self.venue, error, headers)
-
-
-def _rejected(error: Exception) -> str:
-    """``rejected: AuthenticationError (code -2015)``: the class and Binance's code, nothing else."""
-    answer = _LAST_ANSWER.get()
-    code = answer.code if answer is not None else None
-    suffix = f" (code {code})" if code is not None else ""
-    return f"rejected: {type(error).__name__}{suffix}"
 
 
 def _permissions(restrictions: Mapping[str, Any]) -> tuple[str, ...]:
@@ -190,12 +126,3 @@ def _permissions(restrictions: Mapping[str, Any]) -> tuple[str, ...]:
     if any(restrictions.get(flag) for flag in TRANSFER_FLAGS):
         found.append("transfer")
     return tuple(found)
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -20,15 +20,12 @@ ccxt maps retCodes to its classes (10003/10004 ``AuthenticationError``, 10005/10
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import ccxt
 
+from activities.venues.answers import AnswerLog, release, seconds, until
 from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
 from activities.venues.classify import classify
 from keyrevoke.errors import (
@@ -49,62 +46,8 @@ TRADE_PERMISSIONS = ("ContractTrade", "Spot", "Options", "Derivatives")
 TRANSFER_PERMISSIONS = frozenset({"AccountTransfer", "SubMemberTransfer", "SubMemberTransferList"})
 
 
-@dataclass(frozen=True)
-class _Answer:
-    """The raw HTTP answer behind the last ccxt call of the current asyncio task (never its body)."""
-
-    status: int
-    headers: Mapping[str, str]
-    code: int | None  # the venue's own error code ("retCode"), if the body carried one
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
-
-
-def _venue_code(body: str) -> int | None:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    code = payload.get("retCode") if isinstance(payload, dict) else None
-    return code if isinstance(code, int) else None
-
-
-# Per asyncio task, so calls running at once through the one shared master object never mix answers
-# (ccxt keeps the last headers per object, and no status code at all).
-_LAST_ANSWER: ContextVar[_Answer | None] = ContextVar("bybit_last_answer", default=None)
-
-
-def _remember(
-    code: Any,
-    reason: Any,
-    url: Any,
-    method: Any,
-    response_headers: Any,
-    response_body: Any,
-    request_headers: Any,
-    request_body: Any,
-) -> Any:
-    """ccxt's ``on_rest_response`` hook: note the answer, then do what ccxt's own hook does."""
-    _LAST_ANSWER.set(_Answer(int(code), dict(response_headers or {}), _venue_code(response_body or "")))
-    return response_body.strip()
-
-
-def _watch(exchange: Any) -> Any:
-    """Let ``exchange`` report its raw answers to this task (see ``_remember``)."""
-    exchange.on_rest_response = _remember
-    _LAST_ANSWER.set(None)
-    return exchange
-
-
-async def _release(exchange: Any) -> None:
-    """Detach a per-key object from the shared session (ccxt warns about unclosed objects otherwise).
-
-    The session is not ccxt's own, so ``close`` leaves it open; its exit pause is not needed here.
-    """
-    exchange.timeout_on_exit = 0
-    await exchange.close()
+#: the raw answers behind this module's ccxt calls; Bybit's error code is in ``retCode``
+ANSWERS = AnswerLog("bybit", "retCode")
 
 
 class BybitAdapter(VenueAdapter):
@@ -116,15 +59,15 @@ class BybitAdapter(VenueAdapter):
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own information: it authenticates, or Bybit rejects it."""
-        exchange = _watch(self.exchanges.create(self.venue, target.credentials))
+        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
         try:
             response = await exchange.privateGetV5UserQueryApi()
         except ccxt.AuthenticationError as exc:  # PermissionDenied (10010 unmatched IP) included
-            return ProbeAnswer(accepted=False, detail=_rejected(exc))
+            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
         except ccxt.BaseError as exc:
             raise self._classify(exc, exchange) from None
         finally:
-            await _release(exchange)
+            await release(exchange)
         result = response.get("result") if isinstance(response, dict) else None
         if not isinstance(result, dict):
             raise VenueUnavailable(self.venue, "unexpected query-api answer")
@@ -144,35 +87,35 @@ class BybitAdapter(VenueAdapter):
         raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: self, sub)")
 
     async def _delete_self(self, target: KeyTarget) -> RevokeAnswer:
-        exchange = _watch(self.exchanges.create(self.venue, target.credentials))
+        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
         try:
             await exchange.privatePostV5UserDeleteApi()
         except ccxt.PermissionDenied as exc:
             # 10005: the key lacks the wallet permissions to delete itself; 10010: not from this IP
-            raise RevokeRefused(self.venue, f"the key may not delete itself: {_rejected(exc)}") from None
+            raise RevokeRefused(self.venue, f"the key may not delete itself: {ANSWERS.rejected(exc)}") from None
         except ccxt.AuthenticationError as exc:
-            if _code() == BAD_SIGNATURE:
+            if ANSWERS.code() == BAD_SIGNATURE:
                 # Bybit checks the key before the signature: the key exists, our secret is wrong
-                raise RevokeRefused(self.venue, f"signature refused: {_rejected(exc)}") from None
+                raise RevokeRefused(self.venue, f"signature refused: {ANSWERS.rejected(exc)}") from None
             return RevokeAnswer(
-                already_gone=True, detail=f"self delete: key no longer authenticates ({_rejected(exc)})"
+                already_gone=True, detail=f"self delete: key no longer authenticates ({ANSWERS.rejected(exc)})"
             )
         except ccxt.BaseError as exc:
             raise self._classify(exc, exchange) from None
         finally:
-            await _release(exchange)
+            await release(exchange)
         return RevokeAnswer(already_gone=False, detail="deleted by the key itself: POST user/delete-api")
 
     async def _delete_sub(self, target: KeyTarget) -> RevokeAnswer:
         if self.master is None:
             raise RevokeRefused(self.venue, "no master credentials configured for method 'sub'")
-        exchange = _watch(self.exchanges.master(self.venue, self.master))
+        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
         try:
             await exchange.privatePostV5UserDeleteSubApi({"apikey": target.credentials.api_key})
         except ccxt.AuthenticationError as exc:  # PermissionDenied included
-            raise RevokeRefused(self.venue, f"master refused: {_rejected(exc)}") from None
+            raise RevokeRefused(self.venue, f"master refused: {ANSWERS.rejected(exc)}") from None
         except ccxt.BadRequest as exc:
-            if _code() == PARAMETER_ERROR:
+            if ANSWERS.code() == PARAMETER_ERROR:
                 # Bybit has no dedicated "no such key" code; verification probes confirm the key is dead
                 return RevokeAnswer(already_gone=True, detail="sub delete: no such key (retCode 10001)")
             raise self._classify(exc, exchange) from None
@@ -181,26 +124,14 @@ class BybitAdapter(VenueAdapter):
         return RevokeAnswer(already_gone=False, detail="deleted by master: POST user/delete-sub-api")
 
     def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = _LAST_ANSWER.get()
+        answer = ANSWERS.last()
         headers = answer.headers if answer is not None else exchange.last_response_headers
         if isinstance(error, ccxt.RateLimitExceeded) and answer is not None:
             if answer.status == 403:
-                retry_after = _seconds(answer.header("Retry-After"))
+                retry_after = seconds(answer.header("Retry-After"))
                 return VenueBanned(self.venue, "RateLimitExceeded (HTTP 403)", retry_after or IP_BAN_SECONDS)
-            return RateLimited(self.venue, type(error).__name__, _until(answer.header("X-Bapi-Limit-Reset-Timestamp")))
+            return RateLimited(self.venue, type(error).__name__, until(answer.header("X-Bapi-Limit-Reset-Timestamp")))
         return classify(self.venue, error, headers)
-
-
-def _code() -> int | None:
-    answer = _LAST_ANSWER.get()
-    return answer.code if answer is not None else None
-
-
-def _rejected(error: Exception) -> str:
-    """``rejected: AuthenticationError (retCode 10003)``: the class and Bybit's code, nothing else."""
-    code = _code()
-    suffix = f" (retCode {code})" if code is not None else ""
-    return f"rejected: {type(error).__name__}{suffix}"
 
 
 def _permissions(result: Mapping[str, Any]) -> tuple[str, ...]:
@@ -215,22 +146,3 @@ def _permissions(result: Mapping[str, Any]) -> tuple[str, ...]:
     if wallet & TRANSFER_PERMISSIONS:
         found.append("transfer")
     return tuple(found)
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _until(reset_timestamp_ms: str | None) -> float | None:
-    """Seconds until ``X-Bapi-Limit-Reset-Timestamp`` (milliseconds since the epoch)."""
-    if reset_timestamp_ms is None:
-        return None
-    try:
-        return max(0.0, int(reset_timestamp_ms) / 1000 - time.time())
-    except ValueError:
-        return None

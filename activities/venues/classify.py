@@ -23,19 +23,30 @@ from keyrevoke.errors import (
 )
 
 # (ccxt class, keyrevoke class): what each kind of venue answer means for a key or a batch.
+#   retried    - RateLimited, VenueUnavailable: the same request may work later (VenueBanned waits first)
+#   permanent  - RevokeRefused, UnsupportedVenue: escalated to a human, never retried
+#   confirms   - KeyRejected: the venue refuses the key itself; after a revoke, a probe that gets it
+#                confirms the revocation (if the key's baseline probe had worked)
+# Where one ccxt class stands for answers that mean different things, the adapter decides first on
+# the HTTP status or the venue's own code (activities.venues.answers), and only then falls back here.
 CLASSIFICATION: tuple[tuple[type[Exception], type[VenueError]], ...] = (
-    (ccxt.RateLimitExceeded, RateLimited),  # 429, Binance -1003, Bybit 10006/10018
-    (ccxt.DDoSProtection, VenueBanned),  # HTTP 418 (Binance's IP ban) and anti-DDoS walls
-    (ccxt.RequestTimeout, VenueUnavailable),
-    (ccxt.OnMaintenance, VenueUnavailable),
-    (ccxt.ExchangeNotAvailable, VenueUnavailable),  # 5xx
-    (ccxt.NetworkError, VenueUnavailable),
-    (ccxt.AccountSuspended, RevokeRefused),
-    (ccxt.PermissionDenied, RevokeRefused),  # the revoking account lacks the right, or IP mismatch
-    (ccxt.AuthenticationError, KeyRejected),  # invalid or deleted key: confirms a revoke when probing
-    (ccxt.NotSupported, UnsupportedVenue),
-    (ccxt.BadRequest, RevokeRefused),
-    (ccxt.ExchangeError, RevokeRefused),
+    # retried after the venue's hint: Bybit 10006/10018, OKX 50011, KuCoin 429000, Gate
+    # TOO_MANY_REQUESTS, MEXC 429; but also Bybit's HTTP 403 IP ban, which its adapter tells apart
+    (ccxt.RateLimitExceeded, RateLimited),
+    # ccxt raises it for Binance's 429 *and* 418 alike (and for anti-DDoS pages): the Binance adapter
+    # reads the status; without one, waiting out a ban is the safe reading
+    (ccxt.DDoSProtection, VenueBanned),
+    (ccxt.RequestTimeout, VenueUnavailable),  # retried: no answer in time (the outcome is unknown)
+    (ccxt.InvalidNonce, VenueUnavailable),  # retried: our timestamp is outside the venue's window
+    (ccxt.OnMaintenance, VenueUnavailable),  # retried
+    (ccxt.ExchangeNotAvailable, VenueUnavailable),  # retried: 5xx, and statuses without a venue code
+    (ccxt.NetworkError, VenueUnavailable),  # retried: connection dropped, refused, reset
+    (ccxt.AccountSuspended, RevokeRefused),  # permanent
+    (ccxt.PermissionDenied, RevokeRefused),  # permanent: the revoking account lacks the right
+    (ccxt.AuthenticationError, KeyRejected),  # confirms: invalid or deleted key, bad signature
+    (ccxt.NotSupported, UnsupportedVenue),  # permanent
+    (ccxt.BadRequest, RevokeRefused),  # permanent
+    (ccxt.ExchangeError, RevokeRefused),  # permanent: any other answer the venue gave
 )
 
 

@@ -9,9 +9,16 @@ from activities.venues.base import Credentials, VenueAdapter
 from activities.venues.binance import BinanceAdapter
 from activities.venues.bybit import BybitAdapter
 from activities.venues.exchanges import ExchangeFactory
+from activities.venues.gate import GateAdapter
+from activities.venues.kucoin import KucoinAdapter
+from activities.venues.mexc import MexcAdapter
+from activities.venues.okx import OkxAdapter
 from keyrevoke.errors import ConfigurationError, UnsupportedVenue
 
-ADAPTERS: dict[str, type[VenueAdapter]] = {adapter.venue: adapter for adapter in (BinanceAdapter, BybitAdapter)}
+ADAPTERS: dict[str, type[VenueAdapter]] = {
+    adapter.venue: adapter
+    for adapter in (BinanceAdapter, BybitAdapter, OkxAdapter, KucoinAdapter, GateAdapter, MexcAdapter)
+}
 
 
 def load_master_credentials(path: Path) -> dict[str, Credentials]:

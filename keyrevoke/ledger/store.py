@@ -19,7 +19,7 @@ from keyrevoke.errors import IncidentConflictError, InputError, InventoryRowErro
 from keyrevoke.evidence import GENESIS, event_hash
 from keyrevoke.inventory import InventoryRow
 from keyrevoke.ledger.database import Database
-from keyrevoke.states import KeyState
+from keyrevoke.states import FINAL_STATES, KeyState
 
 
 def utc_now() -> str:
@@ -110,21 +110,48 @@ class Ledger:
 
     # --- inventory ----------------------------------------------------------------------------
 
-    def _digest(self, row: InventoryRow) -> str:
+    def _digest(self, row: InventoryRow, box: SecretBox | None = None) -> str:
         # Keyed, so the digest of a secret is no oracle for guessing it.
         material = "\x1f".join(
-            [
-                row.venue,
-                row.owner,
-                row.account,
-                row.method,
-                str(row.priority),
-                row.api_key,
-                row.secret,
-                row.passphrase,
-            ]
+            [row.venue, row.owner, row.account, row.method, str(row.priority), row.api_key, row.secret, row.passphrase]
         )
-        return hmac.new(self.box.current.material, material.encode(), hashlib.sha256).hexdigest()
+        return hmac.new((box or self.box).current.material, material.encode(), hashlib.sha256).hexdigest()
+
+    def rekey(self, new_box: SecretBox) -> int:
+        """Re-seal every secret under ``new_box``'s key-encryption key, in one transaction.
+
+        Afterwards the ledger opens only with the new key: point KEYREVOKE_LEDGER_KEK(_FILE) at it.
+        Returns the number of keys re-sealed.
+        """
+        names = ("api_key", "secret", "passphrase")
+        count = 0
+        with self.db.transaction() as tx:
+            rows = tx.fetchall(
+                "SELECT key_id, venue, owner, account, method, priority, api_key_sealed, secret_sealed,"
+                " passphrase_sealed FROM keys ORDER BY key_id"
+            )
+            for key_id, venue, owner, account, method, priority, *sealed in rows:
+                plain = {n: self.box.open(value, f"{key_id}/{n}") for n, value in zip(names, sealed, strict=True)}
+                row = InventoryRow(
+                    0,
+                    key_id,
+                    venue,
+                    owner,
+                    account,
+                    plain["api_key"],
+                    plain["secret"],
+                    plain["passphrase"],
+                    method,
+                    int(priority),
+                )
+                tx.execute(
+                    "UPDATE keys SET api_key_sealed = ?, secret_sealed = ?, passphrase_sealed = ?,"
+                    " content_digest = ? WHERE key_id = ?",
+                    (*(new_box.seal(plain[n], f"{key_id}/{n}") for n in names), self._digest(row, new_box), key_id),
+                )
+                count += 1
+        self.box = new_box
+        return count
 
     def import_rows(self, rows: Sequence[InventoryRow], source: str) -> ImportResult:
         """Add new rows; rows already present with the same content change nothing.
@@ -447,6 +474,25 @@ class Ledger:
         ):
             result.setdefault(venue, {})[state] = int(count)
         return dict(sorted(result.items()))
+
+    def active_counts(self, finished_within_seconds: float) -> dict[tuple[str, str, str], int]:
+        """Keys per (incident, venue, state) of every incident that is still running or changed lately.
+
+        An incident counts as running while one of its keys is not in a final state; a finished one
+        stays for ``finished_within_seconds`` after its last change, so a dashboard shows it complete
+        instead of dropping it the moment its last key ends. For the keys-by-state gauge.
+        """
+        cutoff = datetime.fromtimestamp(datetime.now(UTC).timestamp() - finished_within_seconds, UTC)
+        finals = sorted(s.value for s in FINAL_STATES)
+        marks = ", ".join("?" for _ in finals)
+        rows = self.db.query(
+            "SELECT incident_id, venue, state, COUNT(*) FROM incident_keys WHERE incident_id IN ("  # noqa: S608 - placeholders only
+            " SELECT incident_id FROM incident_keys GROUP BY incident_id"
+            f" HAVING SUM(CASE WHEN state IN ({marks}) THEN 0 ELSE 1 END) > 0 OR MAX(updated_at) >= ?"
+            ") GROUP BY incident_id, venue, state",
+            (*finals, cutoff.isoformat(timespec="milliseconds")),
+        )
+        return {(str(incident), str(venue), str(state)): int(count) for incident, venue, state, count in rows}
 
     def key_statuses(self, incident_id: str) -> Iterator[KeyStatus]:
         rows = self.db.query(

@@ -1,0 +1,103 @@
+"""Gate: probe a key by reading its own account detail; revoke it as the main account of its sub-account.
+
+Follows Gate's API v4 documentation (www.gate.io/docs/developers/apiv4/en/):
+
+- probe: "Get account detail", ``GET /api/v4/account/detail``, signed by the key itself (any
+  permission reads it); the answer names no permissions, only the key's IP whitelist;
+- revoke ``sub``: "Delete API key of the sub-account",
+  ``DELETE /api/v4/sub_accounts/{user_id}/keys/{key}`` (``user_id`` is the inventory's ``account``),
+  signed by the main account's key, answered 204;
+- signing: "APIv4 signed request requirements" (#authentication): ``KEY``, ``Timestamp`` (seconds,
+  at most 60 s off) and ``SIGN``, hex HMAC-SHA512 of method, URL, query string, SHA512 of the body
+  and timestamp;
+- answers: "Error Handling" (#error-handling): non-2xx statuses with ``{"label", "message"}``:
+  ``INVALID_KEY``, ``INVALID_SIGNATURE``, ``IP_FORBIDDEN``, ``REQUEST_EXPIRED`` (401),
+  ``FORBIDDEN``, ``TOO_MANY_REQUESTS`` (429), ``SUB_ACCOUNT_NOT_FOUND``; "Frequency limit rule":
+  ``X-Gate-RateLimit-Reset-Timestamp`` says when a limited caller may call again.
+
+ccxt maps the authentication labels to ``AuthenticationError`` (``FORBIDDEN`` and ``READ_ONLY`` to
+``PermissionDenied``) and ``TOO_MANY_REQUESTS`` to ``RateLimitExceeded``. Two labels need more than
+the class: ``REQUEST_EXPIRED`` is a clock out of step, not a bad key, and is retried like ccxt's
+``InvalidNonce`` elsewhere; a delete answered ``NOT_FOUND`` found no such key in the sub-account, and
+the key is already gone (the verification probes confirm it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ccxt
+
+from activities.venues.answers import AnswerLog, release, seconds, throttled, until
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.classify import classify
+from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+
+#: the request's Timestamp is too far from Gate's clock: ours is off, the key may be fine
+REQUEST_EXPIRED = "REQUEST_EXPIRED"
+#: a delete that found no such key in the sub-account
+NOT_FOUND = "NOT_FOUND"
+
+#: the raw answers behind this module's ccxt calls; Gate's error code is its ``label``
+ANSWERS = AnswerLog("gate", "label")
+
+
+class GateAdapter(VenueAdapter):
+    """Gate API v4 through ccxt's implicit methods (pages listed in this module's docstring)."""
+
+    venue = "gate"
+    revoke_methods = ("sub",)
+    master_methods = frozenset({"sub"})
+
+    async def probe(self, target: KeyTarget) -> ProbeAnswer:
+        """Read the key's account detail: it authenticates, or Gate rejects it."""
+        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
+        try:
+            detail = await exchange.privateAccountGetDetail()
+        except ccxt.AuthenticationError as exc:  # IP_FORBIDDEN and FORBIDDEN included
+            if ANSWERS.code() == REQUEST_EXPIRED:
+                raise VenueUnavailable(self.venue, "REQUEST_EXPIRED: our clock is off Gate's") from None
+            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
+        except ccxt.BaseError as exc:
+            raise self._classify(exc, exchange) from None
+        finally:
+            await release(exchange)
+        if not isinstance(detail, dict):
+            raise VenueUnavailable(self.venue, "unexpected account detail answer")
+        bound = "bound" if detail.get("ip_whitelist") else "any"
+        # Gate's account detail names no permissions: the key reads, the rest is not known here
+        return ProbeAnswer(accepted=True, permissions=("read",), detail=f"account/detail: read; ip_whitelist={bound}")
+
+    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
+        """Delete the key as the main account; a key the sub-account no longer has is already gone."""
+        method = target.method or self.revoke_methods[0]
+        if method not in self.revoke_methods:
+            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: sub)")
+        if self.master is None:
+            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        if not target.account.isdigit():
+            raise RevokeRefused(self.venue, "the sub-account delete needs the key's numeric sub-account user id")
+        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
+        params = {"user_id": target.account, "key": target.credentials.api_key}
+        try:
+            await exchange.privateSubAccountsDeleteSubAccountsUserIdKeysKey(params)
+        except ccxt.BaseError as exc:
+            code = ANSWERS.code()
+            if code == NOT_FOUND:
+                return RevokeAnswer(already_gone=True, detail="sub-account delete: NOT_FOUND")
+            if code == REQUEST_EXPIRED:
+                raise VenueUnavailable(self.venue, "REQUEST_EXPIRED: our clock is off Gate's") from None
+            if isinstance(exc, ccxt.AuthenticationError):
+                raise RevokeRefused(self.venue, f"main account refused: {ANSWERS.rejected(exc)}") from None
+            raise self._classify(exc, exchange) from None
+        return RevokeAnswer(already_gone=False, detail="deleted by main account: DELETE sub_accounts/keys")
+
+    def _classify(self, error: Exception, exchange: Any) -> VenueError:
+        answer = ANSWERS.last()
+        if answer is not None:
+            reset = until(answer.header("X-Gate-RateLimit-Reset-Timestamp"))
+            limited = throttled(self.venue, answer, reset, seconds(answer.header("Retry-After")))
+            if limited is not None:
+                return limited
+        headers = answer.headers if answer is not None else exchange.last_response_headers
+        return classify(self.venue, error, headers)

@@ -1,0 +1,113 @@
+"""MEXC: probe a key by reading its own account; revoke it as the master of its sub-account.
+
+Follows MEXC's spot v3 documentation (www.mexc.com/api-docs/spot-v3/):
+
+- probe: "Account Information", ``GET /api/v3/account`` (spot-account-trade#account-information),
+  signed by the key itself; ``canTrade`` and ``canWithdraw`` say what the key may do;
+- revoke ``sub``: "Delete the APIKey of a sub-account (For Master Account)",
+  ``DELETE /api/v3/sub-account/apiKey`` with ``subAccount`` (the inventory's ``account``) and
+  ``apiKey`` (subaccount-endpoints#delete-the-apikey-of-a-sub-account-for-master-account), signed by
+  the master;
+- signing: "Authentication" (general-info): ``X-MEXC-APIKEY``, ``timestamp``, ``recvWindow`` and a
+  lowercase hex HMAC-SHA256 ``signature`` of the query string and body;
+- answers: "Error Codes" (general-info#error-code): 10072 invalid access key, 700001 API-key format
+  invalid, 700002 bad signature, 700003 timestamp outside recvWindow, 700006 IP not whitelisted,
+  700007 no permission, 730706 "API KEY information does not exist", 140001 no such sub-account;
+  "Rate Limits" (general-info#limits): HTTP 429 over the limit and 418 once banned, both with
+  ``Retry-After`` in seconds.
+
+ccxt maps 700001, 700002 and 700007 to ``AuthenticationError`` and 700003 to ``InvalidNonce``, but
+10072 (an unknown or deleted key) and 700006 (an address the key is not bound to) to ``BadRequest``,
+and 730706 to ``BadRequest`` too: MEXC's own codes decide "rejected" and "already gone". A 418 comes
+back as a plain ``ExchangeError``: its HTTP status makes it a ban.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ccxt
+
+from activities.venues.answers import AnswerLog, release, seconds, throttled
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.classify import classify
+from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+
+#: codes that reject the key itself although ccxt calls them ``BadRequest``: invalid access key, and
+#: a call from an address outside the key's IP whitelist (which hides whether the key exists)
+KEY_REJECTED = frozenset({10072, 700006})
+#: "API KEY information does not exist": the key to delete is not (any more) in the sub-account
+NO_SUCH_API_KEY = 730706
+
+#: the raw answers behind this module's ccxt calls; MEXC's error code is in ``code``
+ANSWERS = AnswerLog("mexc", "code")
+
+
+class MexcAdapter(VenueAdapter):
+    """MEXC spot v3 through ccxt's implicit methods (pages listed in this module's docstring)."""
+
+    venue = "mexc"
+    revoke_methods = ("sub",)
+    master_methods = frozenset({"sub"})
+
+    async def probe(self, target: KeyTarget) -> ProbeAnswer:
+        """Read the key's own account: it authenticates, or MEXC rejects it."""
+        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
+        try:
+            account = await exchange.spotPrivateGetAccount()
+        except ccxt.AuthenticationError as exc:
+            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
+        except ccxt.BaseError as exc:
+            if ANSWERS.code() in KEY_REJECTED:
+                return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
+            raise self._classify(exc, exchange) from None
+        finally:
+            await release(exchange)
+        if not isinstance(account, dict):
+            raise VenueUnavailable(self.venue, "unexpected account answer")
+        permissions = _permissions(account)
+        detail = f"account: {','.join(permissions) or 'none'}; accountType={account.get('accountType')}"
+        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+
+    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
+        """Delete the key as the master of its sub-account; a key MEXC no longer knows is already gone."""
+        method = target.method or self.revoke_methods[0]
+        if method not in self.revoke_methods:
+            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: sub)")
+        if self.master is None:
+            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        if not target.account:
+            raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
+        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
+        params = {"subAccount": target.account, "apiKey": target.credentials.api_key}
+        try:
+            await exchange.spotPrivateDeleteSubAccountApiKey(params)
+        except ccxt.BaseError as exc:
+            code = ANSWERS.code()
+            if code == NO_SUCH_API_KEY:
+                detail = "sub-account delete: 730706 API KEY information does not exist"
+                return RevokeAnswer(already_gone=True, detail=detail)
+            if isinstance(exc, ccxt.AuthenticationError) or code in KEY_REJECTED:
+                # the master key itself was refused: no permission, wrong secret, wrong address
+                raise RevokeRefused(self.venue, f"master refused: {ANSWERS.rejected(exc)}") from None
+            raise self._classify(exc, exchange) from None
+        return RevokeAnswer(already_gone=False, detail="deleted by master: DELETE sub-account/apiKey")
+
+    def _classify(self, error: Exception, exchange: Any) -> VenueError:
+        answer = ANSWERS.last()
+        retry_after = seconds(answer.header("Retry-After")) if answer is not None else None
+        limited = throttled(self.venue, answer, retry_after, retry_after)
+        if limited is not None:
+            return limited
+        headers = answer.headers if answer is not None else exchange.last_response_headers
+        return classify(self.venue, error, headers)
+
+
+def _permissions(account: Mapping[str, Any]) -> tuple[str, ...]:
+    found = ["read"]  # the account answered: the key reads
+    if account.get("canTrade"):
+        found.append("trade")
+    if account.get("canWithdraw"):
+        found.append("withdraw")
+    return tuple(found)

@@ -1,0 +1,118 @@
+"""OKX: probe a key by reading its own account configuration; revoke it as the master of its sub-account.
+
+Follows OKX's v5 documentation (www.okx.com/docs-v5/en/):
+
+- probe: "Get account configuration", ``GET /api/v5/account/config``
+  (#trading-account-rest-api-get-account-configuration), signed by the key itself with its
+  passphrase; ``perm`` lists the key's permissions (``read_only``, ``trade``, ``withdraw``);
+- revoke ``sub``: "Delete the API Key of sub-accounts", ``POST /api/v5/users/subaccount/delete-apikey``
+  with ``subAcct`` (the inventory's ``account``) and ``apiKey``
+  (#sub-account-rest-api-delete-the-api-key-of-sub-accounts), master accounts only, permission
+  Trade, 1 request per second;
+- signing: "REST Authentication" (#overview-rest-authentication): ``OK-ACCESS-KEY``,
+  ``OK-ACCESS-SIGN``, ``OK-ACCESS-TIMESTAMP``, ``OK-ACCESS-PASSPHRASE`` (ccxt's ``password``);
+- answers: "Error Code" (#error-code-rest-api): 50111 invalid key, 50113 invalid signature, 50105
+  wrong passphrase, 50110 IP not whitelisted, 50102 timestamp expired (all HTTP 401), 50011 "Too Many
+  Requests" (HTTP 429), 50120 "This API key doesn't have permission to use this function", 59500
+  "Only the APIKey of the main account has permission", 59506 "APIKey does not exist".
+
+ccxt maps the 501xx codes to ``AuthenticationError`` (50110 to ``PermissionDenied``, 50102 to
+``InvalidNonce``) and 50011 to ``RateLimitExceeded``, but 59506, 59500 and 50120 all to a plain
+``ExchangeError``: the venue's own code decides "already gone". OKX sends no Retry-After; its limits
+are counted over 2-second windows, so a rate-limited call is retried after one window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ccxt
+
+from activities.venues.answers import AnswerLog, release, seconds, throttled
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.classify import classify
+from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+
+#: "APIKey does not exist": the key to delete is not (any more) in the sub-account
+NO_SUCH_API_KEY = "59506"
+#: the master key may not delete sub-account keys: not the main account's, or lacks the Trade permission
+MASTER_REFUSED = frozenset({"59500", "50120", "50030"})
+#: OKX counts its REST limits over 2-second windows and sends no Retry-After
+RATE_WINDOW_SECONDS = 2.0
+
+#: the raw answers behind this module's ccxt calls; OKX's error code is in ``code``
+ANSWERS = AnswerLog("okx", "code")
+
+
+class OkxAdapter(VenueAdapter):
+    """OKX v5 through ccxt's implicit methods (pages listed in this module's docstring)."""
+
+    venue = "okx"
+    revoke_methods = ("sub",)
+    master_methods = frozenset({"sub"})
+
+    async def probe(self, target: KeyTarget) -> ProbeAnswer:
+        """Read the key's account configuration: it authenticates, or OKX rejects it."""
+        if not target.credentials.passphrase:
+            raise RevokeRefused(self.venue, "the key has no passphrase: OKX signs every private call with one")
+        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
+        try:
+            response = await exchange.privateGetAccountConfig()
+        except ccxt.AuthenticationError as exc:  # PermissionDenied (50110, IP not whitelisted) included
+            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
+        except ccxt.BaseError as exc:
+            raise self._classify(exc, exchange) from None
+        finally:
+            await release(exchange)
+        data = response.get("data") if isinstance(response, dict) else None
+        config = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
+        if config is None:
+            raise VenueUnavailable(self.venue, "unexpected account config answer")
+        permissions = _permissions(config)
+        bound = "bound" if config.get("ip") else "any"
+        detail = f"account/config: {','.join(permissions) or 'none'}; ip={bound}"
+        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+
+    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
+        """Delete the key as the master of its sub-account; a key OKX no longer knows is already gone."""
+        method = target.method or self.revoke_methods[0]
+        if method not in self.revoke_methods:
+            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: sub)")
+        if self.master is None:
+            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        if not self.master.passphrase:
+            raise RevokeRefused(self.venue, "the master credentials have no passphrase")
+        if not target.account:
+            raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
+        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
+        params = {"subAcct": target.account, "apiKey": target.credentials.api_key}
+        try:
+            await exchange.privatePostUsersSubaccountDeleteApikey(params)
+        except ccxt.BaseError as exc:
+            code = ANSWERS.code()
+            if code == NO_SUCH_API_KEY:
+                return RevokeAnswer(already_gone=True, detail="sub-account delete: 59506 APIKey does not exist")
+            if isinstance(exc, ccxt.AuthenticationError) or code in MASTER_REFUSED:
+                raise RevokeRefused(self.venue, f"master refused: {ANSWERS.rejected(exc)}") from None
+            raise self._classify(exc, exchange) from None
+        return RevokeAnswer(already_gone=False, detail="deleted by master: POST users/subaccount/delete-apikey")
+
+    def _classify(self, error: Exception, exchange: Any) -> VenueError:
+        answer = ANSWERS.last()
+        retry_after = seconds(answer.header("Retry-After")) if answer is not None else None
+        limited = throttled(self.venue, answer, retry_after or RATE_WINDOW_SECONDS, retry_after)
+        if limited is not None:
+            return limited
+        headers = answer.headers if answer is not None else exchange.last_response_headers
+        return classify(self.venue, error, headers)
+
+
+def _permissions(config: Mapping[str, Any]) -> tuple[str, ...]:
+    granted = {word.strip() for word in str(config.get("perm") or "").split(",")}
+    found = ["read"]  # account/config answered: the key reads
+    if "trade" in granted:
+        found.append("trade")
+    if "withdraw" in granted:
+        found.append("withdraw")
+    return tuple(found)

@@ -1,0 +1,247 @@
+"""The processes a benchmark run starts, and what it reads from them (/proc: RSS, CPU time).
+
+Each run gets its own folder, sample inventory, ledger, simulator process, dev server and worker
+process, so that no run inherits another's state; what the benchmark times starts after all of them
+are up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def keyrevoke_cli() -> str:
+    """The ``keyrevoke`` console script next to this Python."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "keyrevoke"
+        if candidate.is_file():
+            return str(candidate)
+    raise SystemExit("the keyrevoke command is not installed next to this Python (pip install -e .)")
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any KEYREVOKE_ variable (each run sets its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KEYREVOKE_")}
+
+
+def settings_env(values: dict[str, Any]) -> dict[str, str]:
+    """``KEYREVOKE_*`` variables for settings given by field name."""
+    env = clean_env()
+    for name, value in values.items():
+        if value is None:
+            continue
+        text = json.dumps(value) if isinstance(value, dict) else str(value)
+        env["KEYREVOKE_" + name.upper()] = text
+    return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def status_kib(pid: int, name: str) -> int:
+    """A ``VmRSS``/``VmHWM`` line of /proc/<pid>/status, in KiB (0 if the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children_named(name: str) -> list[int]:
+    """Pids of this process's direct children whose command name is ``name``."""
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and comm == name:
+            found.append(int(entry.name))
+    return found
+
+
+class SimProcess:
+    """``python -m bench.simproc``: the venue simulator in its own process."""
+
+    def __init__(self, inventory: Path, masters: Path, scenario: Path | None, log: Path) -> None:
+        self.args = [sys.executable, "-m", "bench.simproc", str(inventory), str(masters), str(scenario or "")]
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+        self.venue_urls: dict[str, str] = {}
+        self.stats_url = ""
+
+    async def start(self) -> None:
+        with self.log.open("ab") as err:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.args, stdout=subprocess.PIPE, stderr=err, env=clean_env(), start_new_session=True
+            )
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), 300)
+        if not line:
+            raise RuntimeError(f"the simulator process did not start; see {self.log}")
+        started = json.loads(line)
+        self.venue_urls, self.stats_url = started["venue_urls"], started["stats_url"]
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def stats(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session, session.get(self.stats_url) as answer:
+            body: dict[str, Any] = await answer.json()
+            return body
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 20)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+@dataclass
+class WorkerProcess:
+    """A worker as its own process (``keyrevoke worker`` or the per-key baseline's), killable and restartable.
+
+    While it runs, a sampler keeps the largest VmRSS seen; ``VmHWM`` (the kernel's own peak) is read
+    before each stop.
+    """
+
+    command: list[str]
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    peak_rss_kib: int = 0
+    peak_hwm_kib: int = 0
+    cpu_before_kill: float = 0.0
+    _sampler: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._sampler = asyncio.get_running_loop().create_task(self._sample())
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def _sample(self) -> None:
+        pid = self.pid
+        while True:
+            self.peak_rss_kib = max(self.peak_rss_kib, status_kib(pid, "VmRSS"))
+            await asyncio.sleep(0.25)
+
+    def _end_sampling(self) -> None:
+        if self.process is not None:
+            self.peak_hwm_kib = max(self.peak_hwm_kib, status_kib(self.pid, "VmHWM"))
+            self.cpu_before_kill += cpu_seconds(self.pid)
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
+
+    def cpu(self) -> float:
+        """CPU seconds of this worker so far, over every process it was (restarts included)."""
+        live = cpu_seconds(self.pid) if self.process is not None and self.process.poll() is None else 0.0
+        return self.cpu_before_kill + live
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self._end_sampling()
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    async def stop(self) -> None:
+        if self.process is None:
+            return
+        self._end_sampling()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.process.wait, 60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+async def wait_for_pollers(client: Client, queues: list[tuple[str, bool]], within: float = 120.0) -> None:
+    """Wait until each task queue has a poller: (name, True) for workflow queues, False for activity ones."""
+    deadline = time.monotonic() + within
+    for name, is_workflow in queues:
+        kind = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW if is_workflow else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        while True:
+            answer = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace, task_queue=TaskQueue(name=name), task_queue_type=kind
+                )
+            )
+            if answer.pollers:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no worker polls task queue {name} after {within:.0f} s")
+            await asyncio.sleep(0.2)
+
+
+class Profiler:
+    """A sampling profiler attached to a running process (py-spy, if installed), writing collapsed stacks."""
+
+    def __init__(self, pid: int, out: Path, rate: int = 97) -> None:
+        self.out = out
+        exe = Path(sys.executable).parent / "py-spy"
+        self.command = [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+                        "--nonblocking", "--output", str(out)]  # fmt: skip
+        self.available = exe.is_file()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.available:
+            self.process = subprocess.Popen(
+                self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            )
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.to_thread(self.process.wait, 60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

@@ -1,0 +1,141 @@
+"""``keyrevoke codec-server``: the Temporal remote codec protocol, so people can read encrypted payloads.
+
+The Temporal web UI and CLI POST ``{"payloads": [...]}`` (protobuf JSON) to ``…/decode`` or
+``…/encode`` and show what comes back. Only the last path segment chooses the operation, so the
+server can sit under any prefix, such as ``/<namespace>/decode``.
+
+Whoever can call ``/decode`` can read every payload, so every request must carry
+``Authorization: Bearer <KEYREVOKE_CODEC_SERVER_TOKEN>``; without a configured token every request is
+refused. Browsers may call it from the one origin in ``KEYREVOKE_CODEC_SERVER_CORS_ORIGIN``. The server
+speaks plain HTTP and listens on loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import sys
+
+from aiohttp import hdrs, web
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
+
+from keyrevoke.errors import ConfigurationError, SecretStoreError
+from keyrevoke.payload_codec import PayloadEncryptionCodec, payload_codec_from_settings
+from keyrevoke.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A history's worth of payloads in one request; the default 1 MiB is less than one large payload.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
+_OPERATIONS = ("decode", "encode")
+
+
+def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str) -> web.Application:
+    """The codec server's application: ``token`` is the required bearer token (``None`` refuses all)."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    def cors_headers(request: web.Request) -> dict[str, str]:
+        origin = request.headers.get(hdrs.ORIGIN)
+        if not cors_origin or origin != cors_origin:
+            return {}
+        return {hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: cors_origin, hdrs.VARY: "Origin"}
+
+    def authorized(request: web.Request) -> bool:
+        if expected is None:
+            return False
+        given = request.headers.get(hdrs.AUTHORIZATION, "").encode("utf-8", errors="replace")
+        return hmac.compare_digest(given, expected)
+
+    async def preflight(request: web.Request) -> web.StreamResponse:
+        headers = cors_headers(request)
+        if not headers:
+            return web.Response(status=403, text="origin not allowed\n")
+        # Browsers send no credentials with a preflight, so it is answered before any authorization.
+        headers.update(
+            {
+                hdrs.ACCESS_CONTROL_ALLOW_METHODS: "POST, OPTIONS",
+                hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ALLOWED_HEADERS,
+                hdrs.ACCESS_CONTROL_MAX_AGE: "600",
+            }
+        )
+        return web.Response(status=204, headers=headers)
+
+    async def codec_call(request: web.Request) -> web.StreamResponse:
+        operation = request.path.rstrip("/").rsplit("/", 1)[-1]
+        headers = {**cors_headers(request), hdrs.CACHE_CONTROL: "no-store"}
+        if operation not in _OPERATIONS:
+            return web.Response(status=404, text="not found: POST to …/decode or …/encode\n", headers=headers)
+        if not authorized(request):
+            headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="keyrevoke-codec"'
+            reason = "a valid bearer token is required" if expected else "no KEYREVOKE_CODEC_SERVER_TOKEN is configured"
+            log.warning("codec server: refused %r from %s (%s)", request.path, request.remote, reason)
+            return web.Response(status=401, text=f"unauthorized: {reason}\n", headers=headers)
+        payloads = Payloads()
+        try:
+            json_format.Parse(await request.text(), payloads)
+        except (json_format.ParseError, UnicodeDecodeError):
+            return web.Response(status=400, text="body is not Payloads in protobuf JSON\n", headers=headers)
+        try:
+            if operation == "decode":
+                await codec.decode_wrapper(payloads)
+            else:
+                await codec.encode_wrapper(payloads)
+        except SecretStoreError as error:
+            return web.Response(status=400, text=f"{error}\n", headers=headers)
+        return web.Response(text=json_format.MessageToJson(payloads), content_type="application/json", headers=headers)
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_route("OPTIONS", "/{path:.*}", preflight)
+    app.router.add_post("/{path:.*}", codec_call)
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def run_codec_server(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve the codec for ``settings``' payload keys until ``stop`` is set."""
+    # A key of its own would open nothing: the codec server only reads the key the workers use.
+    codec = payload_codec_from_settings(settings, create=False)
+    token = settings.codec_server_token.get_secret_value() if settings.codec_server_token else None
+    app = build_app(codec, token or None, settings.codec_server_cors_origin)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.codec_server_host, settings.codec_server_port)
+        try:
+            await site.start()
+        except OSError as error:
+            raise ConfigurationError(
+                f"KEYREVOKE_CODEC_SERVER_HOST/PORT: cannot listen on "
+                f"{settings.codec_server_host}:{settings.codec_server_port} ({error.strerror or error})"
+            ) from None
+        url = f"http://{settings.codec_server_host}:{settings.codec_server_port}"
+        print(f"codec server on {url} (payload key {codec.current_key_id})", flush=True)
+        print(f"CORS origin allowed: {settings.codec_server_cors_origin or '(none)'}", flush=True)
+        if not token:
+            print(
+                "warning: KEYREVOKE_CODEC_SERVER_TOKEN is not set: every request is refused (401)",
+                file=sys.stderr,
+                flush=True,
+            )
+        if not _is_loopback(settings.codec_server_host):
+            print(
+                "warning: listening beyond loopback over plain HTTP: tokens and decrypted payloads cross "
+                "the network in the clear unless a TLS proxy is in front",
+                file=sys.stderr,
+                flush=True,
+            )
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,200 @@
+"""``keyrevoke codec-server``: bearer token, CORS for the UI's origin only, and the codec protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.converter import DataConverter
+
+from commander.codec_server import build_app, run_codec_server
+from commander.devserver import free_port
+from commander.main import build_parser, cmd_codec_server
+from keyrevoke.crypto import KeyEncryptionKey
+from keyrevoke.errors import ConfigurationError
+from keyrevoke.payload_codec import ENCODING, PayloadEncryptionCodec
+from keyrevoke.settings import Settings
+
+TOKEN = "codec-token-0123456789abcdef"
+UI = "http://127.0.0.1:8233"
+MARKER = "plaintext-marker-for-the-ui"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No KEYREVOKE_* from the caller's shell leaks into these tests."""
+    for name in list(os.environ):
+        if name.upper().startswith("KEYREVOKE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def codec() -> PayloadEncryptionCodec:
+    return PayloadEncryptionCodec(KeyEncryptionKey.generate())
+
+
+@pytest.fixture
+async def http(codec: PayloadEncryptionCodec) -> AsyncIterator[TestClient[object, object]]:
+    async with TestClient(TestServer(build_app(codec, TOKEN, UI))) as client:
+        yield client
+
+
+def body(payloads: list[Payload]) -> str:
+    return json_format.MessageToJson(Payloads(payloads=payloads))
+
+
+def parse(text: str) -> list[Payload]:
+    return list(json_format.Parse(text, Payloads()).payloads)
+
+
+def plain(value: object) -> Payload:
+    return DataConverter.default.payload_converter.to_payloads([value])[0]
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+async def test_decode_returns_the_plaintext_payload(
+    http: TestClient[object, object], codec: PayloadEncryptionCodec
+) -> None:
+    sealed = await codec.encode([plain(MARKER), plain({"n": 1})])
+
+    for path in ("/decode", "/default/decode", "/some/prefix/decode"):
+        response = await http.post(path, data=body(sealed), headers={**auth(), "X-Namespace": "default"})
+        assert response.status == 200, await response.text()
+        assert response.content_type == "application/json"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert parse(await response.text()) == [plain(MARKER), plain({"n": 1})]
+
+
+async def test_encode_seals_what_decode_opens(http: TestClient[object, object], codec: PayloadEncryptionCodec) -> None:
+    response = await http.post("/encode", data=body([plain(MARKER)]), headers=auth())
+    assert response.status == 200
+    [sealed] = parse(await response.text())
+
+    assert sealed.metadata["encoding"] == ENCODING
+    assert MARKER.encode() not in sealed.data
+    assert await codec.decode([sealed]) == [plain(MARKER)]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer "},
+    ],
+)
+async def test_requests_without_the_token_are_refused(
+    http: TestClient[object, object], codec: PayloadEncryptionCodec, headers: dict[str, str]
+) -> None:
+    sealed = await codec.encode([plain(MARKER)])
+
+    for path in ("/decode", "/encode"):
+        response = await http.post(path, data=body(sealed), headers=headers)
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert MARKER not in await response.text()
+
+
+async def test_without_a_configured_token_everything_is_refused(codec: PayloadEncryptionCodec) -> None:
+    sealed = await codec.encode([plain(MARKER)])
+    async with TestClient(TestServer(build_app(codec, None, UI))) as client:
+        for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer None"}):
+            response = await client.post("/decode", data=body(sealed), headers=headers)
+            assert response.status == 401
+            assert "no KEYREVOKE_CODEC_SERVER_TOKEN is configured" in await response.text()
+
+
+async def test_cors_preflight_only_for_the_ui_origin(http: TestClient[object, object]) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+
+    allowed = await http.options("/default/decode", headers={"Origin": UI, **preflight})
+    assert allowed.status == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == UI
+    assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+    allowed_headers = {h.strip().lower() for h in allowed.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "x-namespace"} <= allowed_headers
+    assert "Access-Control-Allow-Credentials" not in allowed.headers
+
+    for origin in ("http://evil.example", "http://localhost:8233", "null"):
+        refused = await http.options("/decode", headers={"Origin": origin, **preflight})
+        assert refused.status == 403
+        assert not [name for name in refused.headers if name.lower().startswith("access-control-")]
+
+
+async def test_cors_headers_on_answers_only_for_the_ui_origin(
+    http: TestClient[object, object], codec: PayloadEncryptionCodec
+) -> None:
+    sealed = body(await codec.encode([plain(MARKER)]))
+
+    from_ui = await http.post("/decode", data=sealed, headers={**auth(), "Origin": UI})
+    assert from_ui.status == 200
+    assert from_ui.headers["Access-Control-Allow-Origin"] == UI
+
+    from_elsewhere = await http.post("/decode", data=sealed, headers={**auth(), "Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in from_elsewhere.headers
+
+
+async def test_bad_requests_get_clear_answers(http: TestClient[object, object], codec: PayloadEncryptionCodec) -> None:
+    not_json = await http.post("/decode", data="{not json", headers=auth())
+    assert not_json.status == 400
+
+    wrong_shape = await http.post("/decode", data=json.dumps({"payloads": "nope"}), headers=auth())
+    assert wrong_shape.status == 400
+
+    [sealed] = await codec.encode([plain(MARKER)])
+    sealed.data = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
+    tampered = await http.post("/decode", data=body([sealed]), headers=auth())
+    assert tampered.status == 400
+    assert "tampered" in await tampered.text()
+
+    unknown = await http.post("/default/describe", data=body([]), headers=auth())
+    assert unknown.status == 404
+
+    assert (await http.get("/decode")).status == 405
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def test_the_cli_has_the_verb() -> None:
+    args = build_parser().parse_args(["codec-server", "--state-dir", "/nonexistent"])
+
+    assert args.handler is cmd_codec_server
+
+
+async def test_the_server_never_makes_a_key_of_its_own(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, codec_server_token=TOKEN, codec_server_port=free_port())
+
+    with pytest.raises(ConfigurationError, match="no payload key"):
+        await run_codec_server(settings, asyncio.Event())
+    assert not (tmp_path / "payload.key").exists()
+
+
+async def test_start_up_serves_the_workers_key_and_warns_without_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = KeyEncryptionKey.generate()
+    settings = Settings(state_dir=tmp_path, payload_key=key.to_text(), codec_server_port=free_port())
+    stop = asyncio.Event()
+    stop.set()  # start, report, and stop at once: the report comes before the wait
+
+    await run_codec_server(settings, stop)
+
+    out, err = capsys.readouterr()
+    assert f"http://127.0.0.1:{settings.codec_server_port}" in out
+    assert key.key_id in out
+    assert "KEYREVOKE_CODEC_SERVER_TOKEN is not set: every request is refused (401)" in err
+    assert key.to_text() not in out + err
