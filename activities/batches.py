@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from temporalio import activity
@@ -34,9 +37,15 @@ from keyrevoke.errors import (
     VenueBanned,
     VenueError,
 )
-from keyrevoke.ledger import Ledger, SealedKey
+from keyrevoke.ledger import KeyStatus, Ledger, SealedKey
 from keyrevoke.ledger.store import Transition, utc_now
-from keyrevoke.models import BatchRequest, BatchResult, CompensateRequest, VerifyRequest
+from keyrevoke.models import (
+    AcceptConfirmationRequest,
+    BatchRequest,
+    BatchResult,
+    CompensateRequest,
+    VerifyRequest,
+)
 from keyrevoke.observability.calls import venue_call
 from keyrevoke.states import KeyState
 from keyrevoke.telemetry import NoTelemetry, Telemetry
@@ -78,8 +87,10 @@ class BatchActivities:
         hook: PlatformHook,
         limits: BatchLimits,
         telemetry: Telemetry | None = None,
+        escalation_dir: Path | None = None,
     ) -> None:
         self.ledger = ledger
+        self.escalation_dir = escalation_dir or Path("escalations")
         self.adapters = adapters
         self.hook = hook
         self.limits = limits
@@ -161,6 +172,67 @@ class BatchActivities:
             activity.heartbeat(ended)
         return BatchResult(ended=ended)
 
+    @activity.defn(name=options.WRITE_ESCALATION_PACKET)
+    async def write_escalation_packet(self, request: BatchRequest) -> BatchResult:
+        """Write the venue's escalation packet (CSV and JSON) for the exchange's security team.
+
+        It lists every escalated key of the venue by fingerprint, key hint and account: what the
+        exchange needs to find the keys, never a secret. ``ended`` is the number of keys in it.
+        """
+        keys = [
+            k
+            for k in await asyncio.to_thread(lambda: list(self.ledger.key_statuses(request.incident_id)))
+            if k.venue == request.venue and k.state == KeyState.ESCALATED
+        ]
+        if not keys:
+            return BatchResult(ended=0)
+        folder = self.escalation_dir / request.incident_id
+        paths = await asyncio.to_thread(_write_packet, folder, request.incident_id, request.venue, keys)
+        await asyncio.to_thread(
+            self.ledger.append_event,
+            request.incident_id,
+            "keyrevoke",
+            "venue.escalated",
+            request.venue,
+            "",
+            f"{len(keys)} keys escalated to the exchange; packet: {paths[0]} and {paths[1]}",
+        )
+        return BatchResult(ended=len(keys))
+
+    @activity.defn(name=options.PROBE_ESCALATED_BATCH)
+    async def probe_escalated_batch(self, request: BatchRequest) -> BatchResult:
+        """Probe escalated keys: one the venue now rejects was revoked on the exchange's side."""
+
+        async def probe(key: SealedKey) -> None:
+            if key.state is KeyState.ESCALATED:
+                await self._verify(request.incident_id, key, final=False, from_state=KeyState.ESCALATED)
+
+        keys = await self._run(request.incident_id, request.venue, request.key_ids, probe)
+        return await self._result(request.incident_id, keys, KeyState.ESCALATED)
+
+    @activity.defn(name=options.ACCEPT_EXCHANGE_CONFIRMATION)
+    async def accept_exchange_confirmation(self, request: AcceptConfirmationRequest) -> BatchResult:
+        """The commander says the exchange revoked these keys: they go on to verification."""
+        wanted = set(request.confirmation.key_ids)
+        detail = f"the exchange revoked it; confirmed by {request.confirmation.actor}"
+        changes = [
+            Transition(
+                key_id,
+                request.venue,
+                KeyState.REVOKED,
+                (KeyState.ESCALATED,),
+                "key.revoked.by_exchange",
+                detail,
+                {"revoked_at": utc_now(), "detail": detail},
+            )
+            for key_id in request.key_ids
+            if not wanted or key_id in wanted
+        ]
+        moved = await asyncio.to_thread(self.ledger.apply, request.incident_id, changes, request.confirmation.actor)
+        for _ in moved:
+            self.telemetry.key_transition(request.venue, KeyState.REVOKED.value)
+        return BatchResult(proceed=tuple(moved), ended=len(moved))
+
     # --- one key's steps ----------------------------------------------------------------------
 
     async def _baseline(self, incident_id: str, key: SealedKey) -> None:
@@ -234,16 +306,21 @@ class BatchActivities:
             ),
         )
 
-    async def _verify(self, incident_id: str, key: SealedKey, final: bool) -> None:
+    async def _verify(
+        self, incident_id: str, key: SealedKey, final: bool, from_state: KeyState = KeyState.REVOKED
+    ) -> None:
+        """Probe a key thought revoked: rejected confirms it (if its baseline worked)."""
         adapter = self._adapter(key.venue)
         try:
             answer = await self._call(key.venue, "probe", lambda: adapter.probe(self._target(key)))
         except (RevokeRefused, UnsupportedVenue, SecretStoreError) as error:
+            if from_state is KeyState.ESCALATED:
+                return  # still escalated: the commander's confirmation and later probes decide
             await self._end(
                 incident_id,
                 key,
                 KeyState.UNCONFIRMED,
-                (KeyState.REVOKED,),
+                (from_state,),
                 "key.unconfirmed",
                 f"verify probe failed: {error}",
             )
@@ -257,7 +334,7 @@ class BatchActivities:
                     incident_id,
                     key,
                     KeyState.CONFIRMED,
-                    (KeyState.REVOKED,),
+                    (from_state,),
                     "key.confirmed",
                     f"venue rejects the key after revoke: {answer.detail}",
                 )
@@ -266,7 +343,7 @@ class BatchActivities:
                     incident_id,
                     key,
                     KeyState.UNCONFIRMED,
-                    (KeyState.REVOKED,),
+                    (from_state,),
                     "key.unconfirmed",
                     f"rejected after revoke, but the baseline probe had failed too: {answer.detail}",
                 )
@@ -275,21 +352,14 @@ class BatchActivities:
                 incident_id,
                 key,
                 KeyState.LIVE,
-                (KeyState.REVOKED,),
+                (from_state,),
                 "key.live",
                 "still authenticates at the verify deadline",
             )
         else:
             await self._apply(
                 incident_id,
-                Transition(
-                    key.key_id,
-                    key.venue,
-                    KeyState.REVOKED,
-                    (KeyState.REVOKED,),
-                    "key.verify.live",
-                    answer.detail,
-                ),
+                Transition(key.key_id, key.venue, from_state, (from_state,), "key.verify.live", answer.detail),
             )
 
     async def _end(
@@ -453,6 +523,36 @@ def _first(errors: Sequence[BaseException]) -> VenueError:
         if isinstance(error, BaseExceptionGroup):
             return _first(error.exceptions)
     raise AssertionError("except* VenueError matched no VenueError")
+
+
+PACKET_COLUMNS = ("key_id", "fingerprint", "key_hint", "account", "owner", "method", "detail")
+
+
+def _write_packet(folder: Path, incident_id: str, venue: str, keys: Sequence[KeyStatus]) -> tuple[Path, Path]:
+    """``<venue>.json`` and ``<venue>.csv``: the keys the exchange must revoke, by fingerprint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{name: getattr(key, name) for name in PACKET_COLUMNS} for key in keys]
+    json_path = folder / f"{venue}.json"
+    json_path.write_text(
+        json.dumps(
+            {
+                "incident_id": incident_id,
+                "venue": venue,
+                "request": "Please revoke (delete) every API key listed here: they were leaked. Keys are "
+                "identified by the SHA-256 fingerprint of the API key and by its first and last characters.",
+                "keys": rows,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    csv_path = folder / f"{venue}.csv"
+    with csv_path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PACKET_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return json_path, csv_path
 
 
 def _done_in_earlier_attempts() -> list[str]:

@@ -14,9 +14,11 @@ from keyrevoke.models import (
     KeyRef,
     Page,
     PageRequest,
+    StatePageRequest,
     VenuePlan,
     VenueSummary,
 )
+from keyrevoke.states import KeyState
 from workflows import options
 
 
@@ -37,6 +39,19 @@ class ControlActivities:
         """The next page of a venue's keys after a cursor, riskiest first."""
         rows = await asyncio.to_thread(
             self.ledger.load_page, request.incident_id, request.venue, request.after_seq, request.limit
+        )
+        return Page(tuple(KeyRef(key_id, seq) for key_id, seq in rows))
+
+    @activity.defn(name=options.LOAD_STATE_PAGE)
+    async def load_state_page(self, request: StatePageRequest) -> Page:
+        """The next page of a venue's keys in one state (say, escalated), after a cursor."""
+        rows = await asyncio.to_thread(
+            self.ledger.page_in_state,
+            request.incident_id,
+            request.venue,
+            KeyState(request.state),
+            request.after_seq,
+            request.limit,
         )
         return Page(tuple(KeyRef(key_id, seq) for key_id, seq in rows))
 

@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from commander.progress import progress_line, progress_table
 from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
-from keyrevoke.models import ControlRequest, IncidentInput, IncidentState
+from keyrevoke.models import ConfirmRequest, ControlRequest, IncidentInput, IncidentState
 from keyrevoke.settings import Settings
 from keyrevoke.venues import SUPPORTED_VENUES
 from workflows.incident import IncidentWorkflow, incident_workflow_id
@@ -100,6 +100,8 @@ async def start_incident(
                 verify_deadline_seconds=settings.verify_deadline_seconds,
                 started_by=operator_identity(settings),
                 require_approval=require_approval,
+                escalation_wait_seconds=settings.escalation_wait_seconds,
+                escalation_probe_interval_seconds=settings.escalation_probe_interval_seconds,
             ),
             id=workflow_id,
             task_queue=settings.control_queue,
@@ -116,10 +118,10 @@ async def start_incident(
     return StartOutcome(incident_id, workflow_id, created)
 
 
-CONTROL_ACTIONS = ("pause", "resume", "cancel", "narrow", "approve")
+CONTROL_ACTIONS = ("pause", "resume", "cancel", "narrow", "approve", "confirm")
 
 
-async def control(client: Client, incident_id: str, action: str, request: ControlRequest) -> str:
+async def control(client: Client, incident_id: str, action: str, request: ControlRequest | ConfirmRequest) -> str:
     """Send one of the commander's updates; a refusal comes back as an ``InputError`` with its reason."""
     if action not in CONTROL_ACTIONS:
         raise InputError(f"unknown action {action!r}")

@@ -167,6 +167,20 @@ async def cmd_incident_control(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_incident_confirm(args: argparse.Namespace) -> int:
+    from commander.incidents import control, operator_identity, read_owners
+    from keyrevoke.models import ConfirmRequest
+    from keyrevoke.temporal_client import connect
+
+    settings = _settings(args)
+    # A key file has one key_id per line, like an owners file.
+    key_ids = tuple(read_owners(Path(args.keys))) if args.keys else ()
+    request = ConfirmRequest(operator_identity(settings), args.venue.lower(), key_ids)
+    client = await connect(settings)
+    print(await control(client, args.id, "confirm", request))
+    return 0
+
+
 async def cmd_incident_status(args: argparse.Namespace) -> int:
     from commander.incidents import describe, follow, incident_state, status_name
     from commander.progress import progress_json, progress_table
@@ -358,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--venue", required=action == "narrow", help=venue_help)
         if action in ("cancel", "narrow", "pause"):
             sub.add_argument("--reason", help="why: goes into the event log")
+    sub = verb(incident, "confirm", cmd_incident_confirm, "the exchange revoked a venue's escalated keys in bulk")
+    sub.add_argument("id")
+    sub.add_argument("--venue", required=True)
+    sub.add_argument("--keys", help="file with one key_id per line (default: every escalated key of the venue)")
     sub = verb(incident, "status", cmd_incident_status, "keys by state per venue")
     sub.add_argument("id")
     sub.add_argument("--watch", action="store_true", help="live view until the incident ends")

@@ -22,6 +22,8 @@ class IncidentInput:
     verify_deadline_seconds: float = 120.0
     started_by: str = ""
     require_approval: bool = False  # two-person start: plan, then wait for another person's approval
+    escalation_wait_seconds: float = 86_400.0
+    escalation_probe_interval_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class VenueInput:
     batches_done: int = 0
     paused: bool = False
     stop_reason: str = ""
+    escalation_wait_seconds: float = 86_400.0
+    escalation_probe_interval_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,42 @@ class CompensateRequest:
 
 
 @dataclass(frozen=True)
+class StatePageRequest:
+    """The next page of a venue's keys that are in ``state``, after a cursor."""
+
+    incident_id: str
+    venue: str
+    state: str
+    after_seq: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class ExchangeConfirmation:
+    """The commander's word that the exchange revoked keys in bulk: these keys (or all escalated ones)."""
+
+    actor: str
+    key_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AcceptConfirmationRequest:
+    incident_id: str
+    venue: str
+    confirmation: ExchangeConfirmation
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    """``keyrevoke incident confirm``: the exchange says it revoked the venue's escalated keys."""
+
+    actor: str
+    venue: str
+    key_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """Per-key outcomes of one batch, as data: which keys go on to the next step."""
 
@@ -148,6 +188,8 @@ class VenueProgress:
     exhausted: bool
     paused: bool = False
     stop_reason: str = ""
+    awaiting_exchange: int = 0  # escalated keys waiting for the exchange's (and the commander's) word
+    exchange_confirmed_by: str = ""
 
 
 @dataclass(frozen=True)

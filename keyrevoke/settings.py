@@ -103,6 +103,18 @@ class Settings(BaseSettings):
         default=8, ge=1, le=200, description="Keys one batch activity works on at once."
     )
     verify_interval_seconds: float = Field(default=2.0, gt=0, description="Pause between verify probes.")
+    escalation_wait_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How long a venue waits for the exchange to revoke escalated keys (and the commander to "
+        "confirm) before its escalated keys are left as they are.",
+    )
+    escalation_probe_interval_seconds: float = Field(
+        default=300.0, gt=0, description="While waiting for the exchange, how often escalated keys are probed."
+    )
+    escalation_dir: Path | None = Field(
+        default=None, description="Where escalation packets go; empty means <state_dir>/escalations."
+    )
     verify_deadline_seconds: float = Field(
         default=120.0, gt=0, description="After this long a key that still authenticates is reported live."
     )
@@ -172,6 +184,9 @@ class Settings(BaseSettings):
 
     def resolved_masters_file(self) -> Path:
         return self.master_credentials_file or self.state_dir / "masters.json"
+
+    def resolved_escalation_dir(self) -> Path:
+        return self.escalation_dir or self.state_dir / "escalations"
 
     def resolved_payload_key_file(self) -> Path:
         return self.payload_key_file or self.state_dir / "payload.key"

@@ -6,6 +6,7 @@ test server skips the verify timers, so a verify deadline of minutes passes in n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
@@ -29,6 +30,8 @@ async def _run_incident(env: WorkflowEnvironment, st: Stage, incident_id: str) -
                 batches_in_flight=3,
                 verify_interval_seconds=5,
                 verify_deadline_seconds=300,
+                escalation_wait_seconds=600,
+                escalation_probe_interval_seconds=120,
             ),
             id=incident_workflow_id(incident_id),
             task_queue=st.settings.control_queue,
@@ -100,3 +103,10 @@ async def test_refused_revoke_is_escalated(
         for row in st.rows:
             if row.venue == "binance":
                 assert st.simulator.is_live("binance", row.api_key)
+        # The exchange's security team gets a packet: fingerprints and accounts, never a secret.
+        packet = json.loads((st.settings.resolved_escalation_dir() / "wf-refused" / "binance.json").read_text())
+        assert sorted(k["key_id"] for k in packet["keys"]) == sorted(binance)
+        assert all(k["fingerprint"].startswith("sha256:") for k in packet["keys"])
+        text = (st.settings.resolved_escalation_dir() / "wf-refused" / "binance.csv").read_text() + json.dumps(packet)
+        for secret in st.secrets():
+            assert secret not in text

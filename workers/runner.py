@@ -87,6 +87,7 @@ async def workers_for(
                     activities=[
                         control.plan_incident,
                         control.load_page,
+                        control.load_state_page,
                         control.record_event,
                         control.summarize_incident,
                     ],
@@ -107,6 +108,7 @@ async def workers_for(
                     settings.request_attempts,
                 ),
                 telemetry=observability.serve_venues(venues, settings) if observability else None,
+                escalation_dir=settings.resolved_escalation_dir(),
             )
             for venue in venues:
                 built.append(
@@ -118,6 +120,9 @@ async def workers_for(
                             batches.revoke_batch,
                             batches.verify_batch,
                             batches.compensate_batch,
+                            batches.write_escalation_packet,
+                            batches.probe_escalated_batch,
+                            batches.accept_exchange_confirmation,
                         ],
                         max_task_queue_activities_per_second=settings.venue_activities_per_second,
                         # Heartbeats carry the keys a batch has finished: send them often enough that

@@ -16,7 +16,9 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from keyrevoke.models import (
+        ConfirmRequest,
         ControlRequest,
+        ExchangeConfirmation,
         IncidentEvent,
         IncidentInput,
         IncidentPlan,
@@ -105,6 +107,8 @@ class IncidentWorkflow:
             verify_deadline_seconds=params.verify_deadline_seconds,
             paused=self._paused_all or venue in self._paused,
             stop_reason=self._cancel_reason or self._stopped.get(venue, ""),
+            escalation_wait_seconds=params.escalation_wait_seconds,
+            escalation_probe_interval_seconds=params.escalation_probe_interval_seconds,
         )
 
     async def _finish(self, venue: str) -> None:
@@ -219,6 +223,25 @@ class IncidentWorkflow:
         self._refuse_unless_open(request)
         if request.venue in self._venues_done:
             raise ValueError(f"venue {request.venue!r} has already finished")
+
+    @workflow.update
+    async def confirm(self, request: ConfirmRequest) -> str:
+        """The exchange revoked the venue's escalated keys (all, or those listed) on its side."""
+        child = self._children[request.venue]
+        await child.signal(VenueWorkflow.exchange_confirmed, ExchangeConfirmation(request.actor, request.key_ids))
+        scope = f"{len(request.key_ids)} listed keys" if request.key_ids else "every escalated key"
+        await self._record(
+            ControlRequest(request.actor, request.venue), "incident.exchange_confirmed", f"{scope}: verifying"
+        )
+        return f"{request.venue}: {scope} marked revoked by the exchange; verifying them now"
+
+    @confirm.validator
+    def _validate_confirm(self, request: ConfirmRequest) -> None:
+        self._refuse_unless_open(ControlRequest(request.actor, request.venue))
+        if not request.venue:
+            raise ValueError("confirm needs the venue whose exchange revoked the keys")
+        if request.venue not in self._children:
+            raise ValueError(f"venue {request.venue!r} has not started yet")
 
     @workflow.update
     async def approve(self, request: ControlRequest) -> str:

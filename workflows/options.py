@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 # Control activities: the ledger, on the control task queue.
 PLAN_INCIDENT = "plan_incident"
 LOAD_PAGE = "load_page"
+LOAD_STATE_PAGE = "load_state_page"
 SUMMARIZE_INCIDENT = "summarize_incident"
 RECORD_EVENT = "record_event"
 
@@ -20,6 +21,9 @@ PREPARE_BATCH = "prepare_batch"  # freeze, then the baseline probe
 REVOKE_BATCH = "revoke_batch"
 VERIFY_BATCH = "verify_batch"
 COMPENSATE_BATCH = "compensate_batch"  # unfreeze what was not revoked, after a cancel or a narrowing
+WRITE_ESCALATION_PACKET = "write_escalation_packet"  # for the exchange's security team
+PROBE_ESCALATED_BATCH = "probe_escalated_batch"  # did the exchange revoke them on its side yet?
+ACCEPT_EXCHANGE_CONFIRMATION = "accept_exchange_confirmation"
 
 # Errors that no retry will fix; raised as ApplicationError types by the activities.
 NON_RETRYABLE_ERRORS = ["InputError", "ConfigurationError", "SecretStoreError", "UnsupportedVenue"]

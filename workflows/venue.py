@@ -12,6 +12,8 @@ revoked are still verified, and keys not yet revoked are handed back to the plat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -19,12 +21,15 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from keyrevoke.models import (
+        AcceptConfirmationRequest,
         BatchRequest,
         BatchResult,
         CompensateRequest,
+        ExchangeConfirmation,
         KeyRef,
         Page,
         PageRequest,
+        StatePageRequest,
         VenueInput,
         VenueProgress,
         VerifyRequest,
@@ -46,6 +51,8 @@ class VenueWorkflow:
         self._exhausted = False
         self._paused = False
         self._stop_reason = ""
+        self._awaiting_exchange = 0
+        self._confirmation: ExchangeConfirmation | None = None
 
     @workflow.run
     async def run(self, params: VenueInput) -> int:
@@ -102,6 +109,8 @@ class VenueWorkflow:
             self._in_flight = len(running)
         if self._stop_reason:
             await self._compensate(params)
+        else:
+            await self._escalation(params)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._batches_done
 
@@ -120,7 +129,10 @@ class VenueWorkflow:
         return page
 
     async def _batch(
-        self, name: str, params: VenueInput, request: BatchRequest | VerifyRequest | CompensateRequest
+        self,
+        name: str,
+        params: VenueInput,
+        request: BatchRequest | VerifyRequest | CompensateRequest | AcceptConfirmationRequest,
     ) -> BatchResult:
         result: BatchResult = await workflow.execute_activity(
             name,
@@ -149,9 +161,13 @@ class VenueWorkflow:
         revoked = await self._batch(
             options.REVOKE_BATCH, params, BatchRequest(params.incident_id, params.venue, prepared.proceed)
         )
+        await self._verify_until_deadline(params, revoked.proceed)
+
+    async def _verify_until_deadline(self, params: VenueInput, keys: tuple[str, ...]) -> None:
+        """Probe revoked keys until the venue rejects each, or the deadline reports it live."""
         deadline = workflow.now() + timedelta(seconds=params.verify_deadline_seconds)
         interval = timedelta(seconds=params.verify_interval_seconds)
-        pending = revoked.proceed
+        pending = keys
         while pending:
             # Revoked keys are verified even after a stop: their owners must learn the truth.
             if self._paused and not self._stop_reason:
@@ -163,6 +179,72 @@ class VenueWorkflow:
             pending = verified.proceed
             if pending and not final:
                 await workflow.sleep(interval)
+
+    async def _escalation(self, params: VenueInput) -> None:
+        """Keys the venue would not revoke: a packet for the exchange, then wait for its word.
+
+        While waiting, escalated keys are probed now and then: one the venue starts rejecting was
+        revoked on the exchange's side. The commander's confirmation (``exchange_confirmed``) moves
+        the rest to verification, whose deadline reports any key still working as live.
+        """
+        packet = await self._batch(
+            options.WRITE_ESCALATION_PACKET, params, BatchRequest(params.incident_id, params.venue, ())
+        )
+        if packet.ended == 0:
+            return
+        self._awaiting_exchange = packet.ended
+        deadline = workflow.now() + timedelta(seconds=params.escalation_wait_seconds)
+        interval = params.escalation_probe_interval_seconds
+        while self._confirmation is None and not self._stop_reason and workflow.now() < deadline:
+            await self._each_page(params, "escalated", self._probe_escalated)
+            with contextlib.suppress(TimeoutError):  # the probe interval passed: probe again
+                await workflow.wait_condition(
+                    lambda: self._confirmation is not None or bool(self._stop_reason), timeout=interval
+                )
+        if self._confirmation is not None:
+            confirmation = self._confirmation
+            await self._each_page(params, "escalated", lambda keys: self._accept_and_verify(params, keys, confirmation))
+        self._awaiting_exchange = 0
+
+    async def _probe_escalated(self, keys: tuple[str, ...]) -> None:
+        assert self._input is not None
+        await self._batch(
+            options.PROBE_ESCALATED_BATCH, self._input, BatchRequest(self._input.incident_id, self._input.venue, keys)
+        )
+
+    async def _accept_and_verify(
+        self, params: VenueInput, keys: tuple[str, ...], confirmation: ExchangeConfirmation
+    ) -> None:
+        accepted = await self._batch(
+            options.ACCEPT_EXCHANGE_CONFIRMATION,
+            params,
+            AcceptConfirmationRequest(params.incident_id, params.venue, confirmation, keys),
+        )
+        await self._verify_until_deadline(params, accepted.proceed)
+
+    async def _each_page(
+        self, params: VenueInput, state: str, work: Callable[[tuple[str, ...]], Awaitable[None]]
+    ) -> None:
+        """Run ``work`` over the venue's keys in ``state``, a page at a time, a window of pages at once."""
+        after = 0
+        while True:
+            pages: list[tuple[str, ...]] = []
+            for _ in range(params.batches_in_flight):
+                page: Page = await workflow.execute_activity(
+                    options.LOAD_STATE_PAGE,
+                    StatePageRequest(params.incident_id, params.venue, state, after, params.batch_size),
+                    result_type=Page,
+                    task_queue=params.control_queue,
+                    start_to_close_timeout=options.CONTROL_TIMEOUT,
+                    retry_policy=options.CONTROL_RETRY,
+                )
+                if not page.keys:
+                    break
+                after = page.last_seq
+                pages.append(tuple(k.key_id for k in page.keys))
+            if not pages:
+                return
+            await asyncio.gather(*(work(keys) for keys in pages))
 
     async def _compensate(self, params: VenueInput) -> None:
         """Hand every key that was not revoked back to the platform, a page at a time."""
@@ -185,6 +267,11 @@ class VenueWorkflow:
         self._paused = False
 
     @workflow.signal
+    def exchange_confirmed(self, confirmation: ExchangeConfirmation) -> None:
+        """The commander relays the exchange's word that it revoked the escalated keys (or some)."""
+        self._confirmation = confirmation
+
+    @workflow.signal
     def stop(self, reason: str) -> None:
         """End early: revoke nothing more, verify what is revoked, unfreeze the rest."""
         self._stop_reason = reason or "stopped"
@@ -201,4 +288,6 @@ class VenueWorkflow:
             self._exhausted,
             self._paused,
             self._stop_reason,
+            self._awaiting_exchange,
+            self._confirmation.actor if self._confirmation else "",
         )

@@ -337,6 +337,19 @@ class Ledger:
         )
         return [str(row[0]) for row in rows]
 
+    def page_in_state(
+        self, incident_id: str, venue: str, state: KeyState, after_seq: int, limit: int
+    ) -> list[tuple[str, int]]:
+        """The next ``limit`` keys of a venue in ``state`` after ``after_seq``, in page order."""
+        return [
+            (str(key_id), int(seq))
+            for key_id, seq in self.db.query(
+                "SELECT key_id, seq FROM incident_keys WHERE incident_id = ? AND venue = ? AND state = ?"
+                " AND seq > ? ORDER BY seq LIMIT ?",
+                (incident_id, venue, state.value, after_seq, limit),
+            )
+        ]
+
     def load_keys(self, incident_id: str, key_ids: Sequence[str]) -> list[SealedKey]:
         if not key_ids:
             return []
