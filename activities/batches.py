@@ -24,7 +24,7 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.pacing import CircuitBreaker, RateLimiter
+from activities.pacing import CircuitBreaker, VenuePacer
 from activities.platform_hook import OWNER_MESSAGES, HookError, HookRequest, PlatformHook
 from activities.retries import call_venue
 from activities.venues.base import Credentials, KeyTarget, VenueAdapter
@@ -95,7 +95,7 @@ class BatchActivities:
         self.hook = hook
         self.limits = limits
         self.telemetry: Telemetry = telemetry or NoTelemetry()
-        self._limiters = {venue: RateLimiter(limits.requests_per_second) for venue in adapters}
+        self._limiters = {venue: VenuePacer(ledger, venue, limits.requests_per_second) for venue in adapters}
         self._breakers = {venue: CircuitBreaker(venue) for venue in adapters}
 
     # --- activities ---------------------------------------------------------------------------

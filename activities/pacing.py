@@ -1,40 +1,55 @@
-"""In-process pacing of requests to one venue, shared by every batch of a worker.
+"""Pacing the requests to one venue: across workers, within a worker, and not at all during a ban.
 
-The Temporal server paces batch activities across all workers of a venue's task queue; the token
-bucket paces the requests inside them, so that a batch of many keys does not burst, and the circuit
-breaker stops every request to a venue that has banned us until the ban ends.
+The Temporal server paces batch activities across all workers of a venue's task queue
+(``max_task_queue_activities_per_second``); the pacer spaces the requests inside them, across every
+worker, through slots reserved in the shared ledger; the circuit breaker stops every request to a
+venue that has banned us until the ban ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 from keyrevoke.errors import VenueBanned
 
 
-class RateLimiter:
-    """Allows ``rate`` acquisitions per second on average, with bursts of at most ``burst``."""
+class SlotSource(Protocol):
+    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
+        """Reserve ``count`` request slots ``interval`` seconds apart; returns when the first is (epoch s)."""
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+
+class VenuePacer:
+    """Spaces one venue's requests ``1 / rate`` seconds apart across every worker of the venue.
+
+    The slots are reserved in a store all workers share (the ledger), a few at a time, and each is
+    used at its own moment: however many workers run, the venue never sees more than ``rate``
+    requests in any second. A slot reserved but not used is lost (a little throughput), never
+    doubled (the limit holds).
+    """
+
+    def __init__(self, slots: SlotSource, venue: str, rate: float, chunk: int | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate / 10)
-        self._tokens = self.burst
-        self._updated = time.monotonic()
+        self.venue = venue
+        self.interval = 1.0 / rate
+        self.chunk = chunk or max(1, min(50, int(rate / 20)))
+        self._slots = slots
+        self._reserved: list[float] = []
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
+        """Wait for this request's slot."""
         async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+            now = time.time()
+            while self._reserved and self._reserved[0] < now - self.interval:
+                self._reserved.pop(0)  # slots that passed unused: never spend them late, in a burst
+            if not self._reserved:
+                first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
+                self._reserved = [first + i * self.interval for i in range(self.chunk)]
+            slot = self._reserved.pop(0)
+        await asyncio.sleep(max(0.0, slot - time.time()))
 
 
 class CircuitBreaker:

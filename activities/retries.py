@@ -12,7 +12,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from activities.pacing import RateLimiter
+from activities.pacing import VenuePacer
 from keyrevoke.errors import RateLimited, VenueBanned, VenueError
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ def _wait(state: RetryCallState) -> float:
 
 async def call_venue(
     call: Callable[[], Awaitable[T]],
-    limiter: RateLimiter,
+    limiter: VenuePacer,
     attempts: int,
     on_error: Callable[[VenueError], None] | None = None,
 ) -> T:

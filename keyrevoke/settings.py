@@ -92,7 +92,10 @@ class Settings(BaseSettings):
         "for all the queue's workers together.",
     )
     venue_requests_per_second: float = Field(
-        default=200.0, gt=0, description="Requests per second one worker sends to one venue."
+        default=200.0,
+        gt=0,
+        description="Requests per second to one venue from all workers together (they reserve request slots "
+        "in the shared ledger); set it a little below the venue's published limit.",
     )
     venue_request_timeout_seconds: float = Field(default=10.0, gt=0)
     request_attempts: int = Field(default=4, ge=1, description="Attempts for one venue request (tenacity).")

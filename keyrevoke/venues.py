@@ -33,6 +33,11 @@ SUPPORTED_VENUES: dict[str, VenueMethods] = {
     # the platform's main account deletes its sub-account's key
     "gate": VenueMethods(("sub",)),
     "mexc": VenueMethods(("sub",)),
+    # no revocation API: the key is escalated to the exchange's security team, which deletes it, and
+    # the commander confirms. Coinbase keys are CDP keys: api_key is the key name, the secret its EC
+    # private key as the base64 DER inside the PEM (no spaces or line breaks, as an inventory cell needs)
+    "kraken": VenueMethods(("manual",)),
+    "coinbase": VenueMethods(("manual",)),
 }
 
 

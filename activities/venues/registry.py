@@ -8,8 +8,10 @@ from pathlib import Path
 from activities.venues.base import Credentials, VenueAdapter
 from activities.venues.binance import BinanceAdapter
 from activities.venues.bybit import BybitAdapter
+from activities.venues.coinbase import CoinbaseAdapter
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.gate import GateAdapter
+from activities.venues.kraken import KrakenAdapter
 from activities.venues.kucoin import KucoinAdapter
 from activities.venues.mexc import MexcAdapter
 from activities.venues.okx import OkxAdapter
@@ -17,7 +19,17 @@ from keyrevoke.errors import ConfigurationError, UnsupportedVenue
 
 ADAPTERS: dict[str, type[VenueAdapter]] = {
     adapter.venue: adapter
-    for adapter in (BinanceAdapter, BybitAdapter, OkxAdapter, KucoinAdapter, GateAdapter, MexcAdapter)
+    for adapter in (
+        BinanceAdapter,
+        BybitAdapter,
+        OkxAdapter,
+        KucoinAdapter,
+        GateAdapter,
+        MexcAdapter,
+        # no revocation API: every key is escalated to the exchange
+        KrakenAdapter,
+        CoinbaseAdapter,
+    )
 }
 
 

@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS events (
     hash TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_chain ON events (incident_id, n);
+CREATE TABLE IF NOT EXISTS venue_pace (
+    venue TEXT PRIMARY KEY,
+    next_free DOUBLE PRECISION NOT NULL
+);
 """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -379,6 +380,26 @@ class Ledger:
             for row in rows
         }
         return [by_id[key_id] for key_id in key_ids if key_id in by_id]
+
+    # --- pacing shared by every worker ---
+
+    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
+        """Reserve ``count`` request slots ``interval`` s apart for ``venue``; returns the first (epoch s).
+
+        The row is the venue's schedule: every worker of the venue reserves from it, so their slots
+        never overlap and the venue's rate holds across them all.
+        """
+        now = time.time()
+        lock = " FOR UPDATE" if self.db.kind == "postgresql" else ""
+        with self.db.transaction() as tx:
+            rows = tx.fetchall(f"SELECT next_free FROM venue_pace WHERE venue = ?{lock}", (venue,))  # noqa: S608
+            first = max(now, float(rows[0][0])) if rows else now
+            following = first + count * interval
+            if rows:
+                tx.execute("UPDATE venue_pace SET next_free = ? WHERE venue = ?", (following, venue))
+            else:
+                tx.execute("INSERT INTO venue_pace (venue, next_free) VALUES (?, ?)", (venue, following))
+        return first
 
     # --- state changes and events -------------------------------------------------------------
 

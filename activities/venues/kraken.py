@@ -1,0 +1,200 @@
+"""Kraken: probe a key by reading its own information; Kraken has no API that revokes a key.
+
+Follows Kraken's Spot REST documentation (docs.kraken.com):
+
+- probe: "Get API Key Info", ``POST /0/private/GetApiKeyInfo``
+  (api-reference/account-data/get-api-key-info), signed by the key itself; it needs no permission, so
+  every valid key answers, with its ``permissions`` (``query-funds``, ``withdraw-funds``,
+  ``query-open-trades``, ``modify-trades``, ...). The answer also holds the key itself: only the
+  permissions leave this module;
+- revoke: none. Kraken documents no call that deletes an API key, its own or another's: keys are
+  deleted by the account holder in the web interface, or in bulk by Kraken's security team. ``revoke``
+  therefore refuses, and the batch escalates the key (the escalation packet goes to Kraken, and the
+  commander confirms when Kraken has acted; probes then see the keys rejected);
+- signing: "Spot REST Authentication" (api/docs/guides/spot-rest-auth): ``API-Key``, and ``API-Sign``
+  = Base64 HMAC-SHA512 of URI path + SHA256(nonce + POST data) keyed with the Base64-decoded secret;
+  the ``nonce`` must always increase per key;
+- answers: "Errors" (exchange/guides/general/errors): HTTP 200 with ``{"error": [...]}``:
+  ``EAPI:Invalid key`` (missing, malformed, deleted or revoked key), ``EAPI:Invalid signature``,
+  ``EAPI:Invalid nonce``, ``EGeneral:Temporary lockout`` (after repeated invalid keys, "typically a
+  few minutes"), ``EGeneral:Permission denied``; "Spot REST Rate Limits"
+  (api/docs/guides/spot-rest-ratelimits): ``EAPI:Rate limit exceeded`` once the key's call counter
+  is full (Starter tier: 15, decaying by 0.33 per second), ``EService:Throttled: <unix time>`` for
+  too many concurrent requests.
+
+ccxt maps ``EAPI:Invalid key`` to ``AuthenticationError``, ``EGeneral:Permission denied`` to
+``PermissionDenied``, ``EAPI:Invalid nonce`` to ``InvalidNonce``, and both ``EAPI:Rate limit
+exceeded`` and ``EGeneral:Temporary lockout`` to ``DDoSProtection``; Kraken's own error string
+decides between a rate limit and a lockout. ``EAPI:Invalid signature`` is a plain ``ExchangeError``
+in ccxt: the probe reports it as a refused signature (``RevokeRefused``), never as a rejected key, so
+a broken signature cannot pass for a key Kraken has deleted. Kraken's support article "Common causes
+of invalid key error" says a signature that does not match the POST data may also be answered
+``EAPI:Invalid key``; if Kraken answers so, only keyrevoke's rule that a rejection confirms nothing
+unless the key's baseline probe had worked (a broken signature fails that probe too) keeps it apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import ccxt
+
+from activities.venues.answers import Answer, AnswerLog, release, seconds, throttled, until
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.classify import classify
+from keyrevoke.errors import RateLimited, RevokeRefused, UnsupportedVenue, VenueBanned, VenueError, VenueUnavailable
+
+INVALID_SIGNATURE = "EAPI:Invalid signature"
+RATE_LIMIT_EXCEEDED = "EAPI:Rate limit exceeded"
+THROTTLED = "EService:Throttled"
+#: the Starter tier's call counter loses one call every 3 seconds (0.33 per second)
+COUNTER_DECAY_SECONDS = 3.0
+#: "Wait for the lockout to expire (typically a few minutes)"
+LOCKOUT_SECONDS = 180.0
+
+#: why every Kraken key is escalated
+NO_REVOCATION_API = "no revocation API: escalated to the exchange's security team"
+
+TRADE_PERMISSIONS = frozenset({"modify-trades", "cancel-trades"})
+#: Kraken moves funds between its own wallets under the withdraw permission
+WITHDRAW_PERMISSIONS = frozenset({"withdraw-funds"})
+
+
+class KrakenAnswers(AnswerLog):
+    """The answer log, with Kraken's first error string as the venue's code (``error`` is a list)."""
+
+    def _remember(
+        self,
+        code: Any,
+        reason: Any,
+        url: Any,
+        method: Any,
+        response_headers: Any,
+        response_body: Any,
+        request_headers: Any,
+        request_body: Any,
+    ) -> Any:
+        body = super()._remember(
+            code, reason, url, method, response_headers, response_body, request_headers, request_body
+        )
+        answer = self.last()
+        if answer is not None:
+            self._last.set(Answer(answer.status, answer.headers, first_error(body)))
+        return body
+
+
+def first_error(body: str) -> str | None:
+    """The first string of a Kraken answer's ``error`` list; None if there is none."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    errors = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], str):
+        return errors[0]
+    return None
+
+
+#: the raw answers behind this module's ccxt calls; Kraken's error string is in ``error``
+ANSWERS = KrakenAnswers("kraken", "error")
+
+
+class _NonceFloor:
+    """The highest nonce this process has signed with, handed on to every new ccxt object.
+
+    ccxt keeps its last nonce per object (milliseconds, then one more each call); with a fresh object
+    per probe, two calls of one key within the same millisecond would share a nonce and Kraken would
+    refuse the second. Each object starts above every nonce used before it here.
+    """
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def seed(self, exchange: Any) -> None:
+        exchange.options["lastNonce"] = max(self.value, int(exchange.options.get("lastNonce") or 0))
+
+    def keep(self, exchange: Any) -> None:
+        self.value = max(self.value, int(exchange.options.get("lastNonce") or 0))
+
+
+NONCES = _NonceFloor()
+
+
+class KrakenAdapter(VenueAdapter):
+    """Kraken Spot REST through ccxt's implicit methods (pages listed in this module's docstring)."""
+
+    venue = "kraken"
+    revoke_methods = ("manual",)
+    master_methods = frozenset()
+
+    async def probe(self, target: KeyTarget) -> ProbeAnswer:
+        """Read the key's own information: it authenticates, or Kraken rejects it."""
+        if not _is_base64(target.credentials.secret):
+            raise RevokeRefused(self.venue, "the key's secret is not Base64, as every Kraken secret is")
+        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
+        NONCES.seed(exchange)
+        try:
+            response = await exchange.privatePostGetApiKeyInfo()
+        except ccxt.AuthenticationError as exc:  # PermissionDenied (an address outside the allow-list) too
+            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
+        except ccxt.BaseError as exc:
+            raise self._classify(exc, exchange) from None
+        finally:
+            NONCES.keep(exchange)
+            await release(exchange)
+        result = response.get("result") if isinstance(response, dict) else None
+        if not isinstance(result, dict):
+            raise VenueUnavailable(self.venue, "unexpected GetApiKeyInfo answer")
+        granted = result.get("permissions")
+        permissions = _permissions(granted if isinstance(granted, list) else [])
+        bound = "bound" if result.get("ipAllowlist") else "any"
+        detail = f"GetApiKeyInfo: {','.join(permissions)}; ipAllowlist={bound}"
+        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+
+    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
+        """Kraken cannot delete a key through its API: always refused, so that the key is escalated."""
+        method = target.method or self.revoke_methods[0]
+        if method not in self.revoke_methods:
+            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: manual)")
+        raise RevokeRefused(self.venue, NO_REVOCATION_API)
+
+    def _classify(self, error: Exception, exchange: Any) -> VenueError:
+        answer = ANSWERS.last()
+        code = answer.code if answer is not None else None
+        if code == INVALID_SIGNATURE:
+            # the key exists and our signature is wrong: nothing is known about the key
+            return RevokeRefused(self.venue, f"signature refused: {ANSWERS.rejected(error)}")
+        if code == RATE_LIMIT_EXCEEDED:
+            return RateLimited(self.venue, f"{type(error).__name__} (error {code})", COUNTER_DECAY_SECONDS)
+        if isinstance(code, str) and code.startswith(THROTTLED):
+            retry_after = until(code.rpartition(":")[2].strip())
+            return RateLimited(self.venue, f"{type(error).__name__} (error {THROTTLED})", retry_after or 1.0)
+        if isinstance(error, ccxt.DDoSProtection):  # EGeneral:Temporary lockout and its kin
+            return VenueBanned(self.venue, ANSWERS.rejected(error).removeprefix("rejected: "), LOCKOUT_SECONDS)
+        retry_after = seconds(answer.header("Retry-After")) if answer is not None else None
+        limited = throttled(self.venue, answer, retry_after or COUNTER_DECAY_SECONDS, retry_after)
+        if limited is not None:  # an HTTP 429 or 403 page from the front door, not Kraken's API
+            return limited
+        headers = answer.headers if answer is not None else exchange.last_response_headers
+        return classify(self.venue, error, headers)
+
+
+def _is_base64(secret: str) -> bool:
+    try:
+        return bool(base64.b64decode(secret, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _permissions(granted: Sequence[Any]) -> tuple[str, ...]:
+    words = {str(word) for word in granted}
+    found = ["read"]  # GetApiKeyInfo answered: the key reads, at least its own information
+    if words & TRADE_PERMISSIONS:
+        found.append("trade")
+    if words & WITHDRAW_PERMISSIONS:
+        found += ["withdraw", "transfer"]
+    return tuple(found)
