@@ -1,0 +1,79 @@
+"""Record workflow histories for the replay test: ``python -m tests.record_histories``.
+
+Runs a small incident on a fresh dev server that goes through the workflows' paths (a pause and a
+resume, a venue that escalates and the commander's confirmation), then writes every workflow history
+of it to ``tests/histories/``. The payloads are encrypted with ``REPLAY_PAYLOAD_KEY`` (a key made for
+these files, guarding nothing else) so that the replay test can read them.
+
+Record again when a workflow changes on purpose, and keep the old files while incidents started by
+the old code may still be running: the replay test then proves the new code can carry them on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+import tempfile
+from pathlib import Path
+
+from commander.devserver import DevServerConfig, dev_server, free_port
+from commander.incidents import control, start_incident
+from keyrevoke.models import ConfirmRequest, ControlRequest
+from keyrevoke.settings import Settings
+from tests.harness import running_workers, stage
+from workflows.incident import incident_workflow_id
+
+REPLAY_PAYLOAD_KEY = base64.urlsafe_b64encode(bytes(range(100, 132))).decode()
+HISTORIES = Path(__file__).parent / "histories"
+INCIDENT = "recorded"
+
+
+async def record(out: Path) -> list[Path]:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        base = Settings(state_dir=tmp / "client", payload_key=REPLAY_PAYLOAD_KEY)  # type: ignore[arg-type]
+        async with dev_server(DevServerConfig(free_port()), base) as client:
+            address = client.service_client.config.target_host
+            scenario = {"venues": {"binance": {"master_lacks_permission": True, "latency_ms": 30}}}
+            async with (
+                stage(
+                    tmp,
+                    12,
+                    "recorded",
+                    address,
+                    scenario=scenario,
+                    payload_key=REPLAY_PAYLOAD_KEY,
+                    batch_size=3,
+                    verify_deadline_seconds=2,
+                    escalation_probe_interval_seconds=0.5,
+                ) as st,
+                running_workers(client, st),
+            ):
+                await start_incident(client, st.ledger, st.settings, INCIDENT, [], [])
+                while not [e for e in st.ledger.events(INCIDENT) if e["kind"] == "key.revoked"]:
+                    await asyncio.sleep(0.1)
+                await control(client, INCIDENT, "pause", ControlRequest("recorder"))
+                await asyncio.sleep(0.5)
+                await control(client, INCIDENT, "resume", ControlRequest("recorder"))
+                packet = st.settings.resolved_escalation_dir() / INCIDENT / "binance.json"
+                while not packet.exists():
+                    await asyncio.sleep(0.1)
+                await control(client, INCIDENT, "confirm", ConfirmRequest("recorder", "binance"))
+                await client.get_workflow_handle(incident_workflow_id(INCIDENT)).result()
+                out.mkdir(parents=True, exist_ok=True)
+                written = []
+                async for execution in client.list_workflows(
+                    f"WorkflowId STARTS_WITH '{incident_workflow_id(INCIDENT)}'"
+                ):
+                    handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+                    history = await handle.fetch_history()
+                    path = out / f"{execution.id}.json"
+                    path.write_text(history.to_json())
+                    written.append(path)
+                return written
+
+
+if __name__ == "__main__":
+    for path in asyncio.run(record(Path(sys.argv[1]) if len(sys.argv) > 1 else HISTORIES)):
+        print(path)

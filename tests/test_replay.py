@@ -1,0 +1,37 @@
+"""Recorded workflow histories replay on today's workflow code without non-determinism.
+
+The histories in ``tests/histories`` were recorded by ``python -m tests.record_histories`` from a
+real incident (pause and resume, an escalation and its confirmation). A workflow change that would
+break incidents already running fails here, before it reaches a worker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from keyrevoke.settings import Settings
+from keyrevoke.temporal_client import data_converter
+from tests.record_histories import HISTORIES, REPLAY_PAYLOAD_KEY
+from workflows.incident import IncidentWorkflow
+from workflows.venue import VenueWorkflow
+
+RECORDED = sorted(HISTORIES.glob("*.json"))
+
+
+def test_histories_were_recorded() -> None:
+    names = {path.stem for path in RECORDED}
+    assert any(name.endswith("-venue-binance") for name in names)
+    assert any("-venue-" not in name for name in names)  # the incident workflow itself
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+async def test_recorded_history_replays(path: Path, tmp_path: Path) -> None:
+    converter = data_converter(Settings(state_dir=tmp_path, payload_key=REPLAY_PAYLOAD_KEY), create=False)  # type: ignore[arg-type]
+    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    replayer = Replayer(workflows=[IncidentWorkflow, VenueWorkflow], data_converter=converter)
+    await replayer.replay_workflow(history)
