@@ -117,7 +117,7 @@ def test_a_csv_file_with_quoting_and_windows_line_ends(tmp_path: Path) -> None:
         b"key_id,venue,owner,account,api_key,secret\r\n"
         b'k1,binance,"Smith, Alice","desk\r\ntwo",AK-zq-1,SK-zq-1\r\n'
         b"k2,binance,bob,,AK-zq-2,SK-zq-2\r\n"
-        b"k3,kraken,bob,,AK-zq-3,SK-zq-3\r\n"
+        b"k3,bitstamp,bob,,AK-zq-3,SK-zq-3\r\n"
     )
 
     rows, errors = read_inventory(path)
@@ -195,7 +195,7 @@ BAD_CSV_ROWS = [
     pytest.param("kx,binance,alice", "missing api_key", id="short-row"),
     pytest.param("k x,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "key_id must be", id="bad-key-id"),
     pytest.param(
-        "kx,kraken,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "unknown or unsupported venue", id="venue"
+        "kx,bitstamp,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,", "unknown or unsupported venue", id="venue"
     ),
     pytest.param(
         "kx,binance,alice,,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,self,", "no revoke method 'self'", id="method"
@@ -457,7 +457,7 @@ def mostly(usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.S
 
 known_values = {
     "key_id": mostly(st.sampled_from(["k1", "k2", "key.3@x"]), st.one_of(st.sampled_from(["k 3", "-k"]), plain_text)),
-    "venue": mostly(st.sampled_from(["binance", "bybit", " BYBIT "]), st.one_of(st.just("kraken"), plain_text)),
+    "venue": mostly(st.sampled_from(["binance", "bybit", " BYBIT "]), st.one_of(st.just("bitstamp"), plain_text)),
     "owner": mostly(st.sampled_from(["alice", "bob"]), plain_text),
     "method": mostly(st.sampled_from(["broker", "self", "sub", ""]), plain_text),
     "priority": mostly(

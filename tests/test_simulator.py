@@ -408,7 +408,7 @@ def test_reprs_hide_secrets_and_bad_input_is_refused():
         assert BIN_KEY.api_key not in repr(thing)
         assert BIN_MASTER.api_key not in repr(thing)
     with pytest.raises(ValueError, match="does not speak"):
-        VenueSimulator([SimKey("x", "kraken", "k", "s")])
+        VenueSimulator([SimKey("x", "bitstamp", "k", "s")])
     with pytest.raises(ValueError, match="reuses"):
         VenueSimulator([BIN_KEY, SimKey("dup", "binance", BIN_KEY.api_key, "other")])
     with pytest.raises(ValueError, match="alphanumeric"):

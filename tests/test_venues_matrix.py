@@ -71,6 +71,8 @@ VENUES = {
     "mexc": _venue("mexc", "sub", "mexcsub0001", "", "code 700002"),
 }
 NAMES = list(VENUES)
+#: venues with no revocation API, whose keys are escalated: tests/test_manual_venues.py covers them
+MANUAL_VENUES = {"kraken", "coinbase"}
 
 
 def creds(who: SimKey | SimMaster, secret: str | None = None) -> Credentials:
@@ -161,14 +163,19 @@ def assert_clean(error: BaseException, row: Venue) -> None:
 
 
 def test_every_supported_venue_has_an_adapter_and_a_simulator():
-    assert set(SUPPORTED_VENUES) == set(ADAPTERS) == set(VENUES)
-    assert set(VENUES) <= set(VenueSimulator.protocols)
+    assert set(SUPPORTED_VENUES) == set(ADAPTERS) == set(VENUES) | MANUAL_VENUES
+    assert set(ADAPTERS) <= set(VenueSimulator.protocols)
     for name, methods in SUPPORTED_VENUES.items():
         adapter = ADAPTERS[name]
         assert adapter.venue == name
         assert set(methods.methods) <= set(adapter.revoke_methods), name
         assert methods.default == adapter.revoke_methods[0]
     assert {name for name, m in SUPPORTED_VENUES.items() if m.needs_passphrase} == {"okx", "kucoin"}
+    # a venue revokes through its API, or (and only then) every key of it is escalated to the exchange
+    assert {name for name, m in SUPPORTED_VENUES.items() if "manual" in m.methods} == MANUAL_VENUES
+    for name in MANUAL_VENUES:
+        assert SUPPORTED_VENUES[name].methods == ("manual",)
+        assert not ADAPTERS[name].master_methods
 
 
 # --- the life of a key ---------------------------------------------------------------------------

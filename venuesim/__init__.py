@@ -6,7 +6,9 @@ headers, and injects the scenario's faults. It is how tests and the demo meet re
 is not a stand-in for a venue in production.
 
 One module per venue (``venuesim.binance``, ``venuesim.bybit``, ``venuesim.okx``, ``venuesim.kucoin``,
-``venuesim.gate``, ``venuesim.mexc``); the faults, the key state and the server are shared.
+``venuesim.gate``, ``venuesim.mexc``, and ``venuesim.kraken`` and ``venuesim.coinbase``, which have no
+revocation API: ``VenueSimulator.revoke_by_exchange`` deletes keys as the exchange's security team
+would); the faults, the key state and the server are shared.
 """
 
 from venuesim.scenario import Scenario, VenueFaults

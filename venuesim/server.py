@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import ClassVar
@@ -12,8 +13,10 @@ from aiohttp import web
 
 from venuesim.binance import BinanceProtocol
 from venuesim.bybit import BybitProtocol
+from venuesim.coinbase import CoinbaseProtocol
 from venuesim.faults import FaultGate
 from venuesim.gate import GateProtocol
+from venuesim.kraken import KrakenProtocol
 from venuesim.kucoin import KucoinProtocol
 from venuesim.mexc import MexcProtocol
 from venuesim.okx import OkxProtocol
@@ -30,6 +33,9 @@ PROTOCOLS: Mapping[str, type[VenueProtocol]] = {
     KucoinProtocol.name: KucoinProtocol,
     GateProtocol.name: GateProtocol,
     MexcProtocol.name: MexcProtocol,
+    # no revocation API: their keys are revoked by the exchange (``VenueSimulator.revoke_by_exchange``)
+    KrakenProtocol.name: KrakenProtocol,
+    CoinbaseProtocol.name: CoinbaseProtocol,
 }
 
 
@@ -163,6 +169,30 @@ class VenueSimulator:
         """
         state = self._states.get(venue)
         return state is not None and state.is_live(api_key)
+
+    def revoke_by_exchange(self, venue: str, key_ids: Iterable[str] | None = None) -> int:
+        """Delete keys of ``venue`` as the exchange's security team does, in bulk, outside its API.
+
+        ``key_ids`` names the keys (by ``SimKey.key_id``); None means every key of the venue (its
+        master stays). A deleted key keeps working for the venue's ``revoke_grace_seconds``, as after
+        an API delete. Returns how many keys this call deleted: keys deleted before are left as they
+        were and not counted. These deletions are not API deletes and are not counted in
+        ``stats.deletes``. An unknown venue or key_id raises ``KeyError`` and deletes nothing.
+        """
+        state = self._states.get(venue)
+        if state is None:
+            raise KeyError(f"the simulator has no keys for venue {venue!r}")
+        records = list(state.records())
+        if isinstance(key_ids, str):
+            raise TypeError("key_ids is a collection of key_ids, not one key_id")
+        if key_ids is not None:
+            wanted = set(key_ids)
+            unknown = wanted - {record.key.key_id for record in records}
+            if unknown:
+                raise KeyError(f"venue {venue!r} has no keys {sorted(unknown)}")
+            records = [record for record in records if record.key.key_id in wanted]
+        now = time.time()
+        return sum(state.delete(record, now) for record in records)
 
 
 async def serve_forever(sim: VenueSimulator, stop: asyncio.Event | None = None) -> None:
