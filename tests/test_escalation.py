@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from commander.incidents import control, start_incident
 from keyrevoke.models import ConfirmRequest
+from keyrevoke.report import build_report
 from keyrevoke.states import KeyState
 from tests.harness import running_workers, stage
 from workflows.incident import incident_workflow_id
@@ -65,3 +66,34 @@ async def test_escalated_keys_end_confirmed_or_live(tmp_path: Path, queue_prefix
         assert all(states[r.key_id] == KeyState.CONFIRMED for r in st.rows if r.venue == "bybit")
         confirmed_by = [e for e in st.ledger.events("esc") if e["kind"] == "incident.exchange_confirmed"]
         assert [e["actor"] for e in confirmed_by] == ["grace"]
+
+
+async def test_manual_venues_complete_after_confirmation_and_report_what_stayed_live(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    """Kraken and Coinbase have no revocation API: escalated, then the exchange acts (or not)."""
+    address = dev_client.service_client.config.target_host
+    async with (
+        stage(tmp_path, 8, queue_prefix, address, venues=("kraken", "coinbase"), **QUICK) as st,
+        running_workers(dev_client, st),
+    ):
+        await start_incident(dev_client, st.ledger, st.settings, "manual", [], [])
+        folder = st.settings.resolved_escalation_dir() / "manual"
+        for _ in range(300):
+            if (folder / "kraken.json").exists() and (folder / "coinbase.json").exists():
+                break
+            await asyncio.sleep(0.1)
+        # Kraken's security team revokes every key; the probes while waiting see it.
+        st.simulator.revoke_by_exchange("kraken")
+        # Coinbase says it did, but did not: the commander's confirmation ends in verification.
+        await control(dev_client, "manual", "confirm", ConfirmRequest("heidi", "coinbase"))
+        for _ in range(300):
+            counts = st.ledger.counts("manual")
+            if counts.get("kraken", {}).get("confirmed") == 4:
+                break
+            await asyncio.sleep(0.1)
+        await control(dev_client, "manual", "confirm", ConfirmRequest("heidi", "kraken"))
+        await dev_client.get_workflow_handle(incident_workflow_id("manual")).result()
+        assert st.ledger.counts("manual") == {"coinbase": {"live": 4}, "kraken": {"confirmed": 4}}
+        report = build_report(st.ledger, "manual")
+        assert sorted(report["needs_human"]) == sorted(r.key_id for r in st.rows if r.venue == "coinbase")

@@ -196,7 +196,8 @@ class VenueWorkflow:
         deadline = workflow.now() + timedelta(seconds=params.escalation_wait_seconds)
         interval = params.escalation_probe_interval_seconds
         while self._confirmation is None and not self._stop_reason and workflow.now() < deadline:
-            await self._each_page(params, "escalated", self._probe_escalated)
+            if not await self._each_page(params, "escalated", self._probe_escalated):
+                break  # the exchange revoked every escalated key, and the probes saw it
             with contextlib.suppress(TimeoutError):  # the probe interval passed: probe again
                 await workflow.wait_condition(
                     lambda: self._confirmation is not None or bool(self._stop_reason), timeout=interval
@@ -224,9 +225,10 @@ class VenueWorkflow:
 
     async def _each_page(
         self, params: VenueInput, state: str, work: Callable[[tuple[str, ...]], Awaitable[None]]
-    ) -> None:
-        """Run ``work`` over the venue's keys in ``state``, a page at a time, a window of pages at once."""
+    ) -> int:
+        """Run ``work`` over the venue's keys in ``state``, a window of pages at once; returns how many."""
         after = 0
+        seen = 0
         while True:
             pages: list[tuple[str, ...]] = []
             for _ in range(params.batches_in_flight):
@@ -243,7 +245,8 @@ class VenueWorkflow:
                 after = page.last_seq
                 pages.append(tuple(k.key_id for k in page.keys))
             if not pages:
-                return
+                return seen
+            seen += sum(len(keys) for keys in pages)
             await asyncio.gather(*(work(keys) for keys in pages))
 
     async def _compensate(self, params: VenueInput) -> None:

@@ -8,9 +8,10 @@ OTLP/gRPC reader when ``KEYREVOKE_OTEL_EXPORTER_OTLP_ENDPOINT`` is set. Into it 
 - the venue calls' request metrics (``keyrevoke.observability.calls``, through the global provider);
 - the keys-by-state gauge, read from the ledger at each collection (control workers only);
 - the Temporal SDK's own metrics (``temporal_*``): the client's runtime records them into a
-  ``MetricBuffer`` that the SDK's ``MetricsExporter`` drains into this provider every second. So they
-  share the worker's one port and one OTLP stream (the Kubernetes probes, Service, ServiceMonitor and
-  NetworkPolicy know port 9464 only) instead of the SDK's own Prometheus server on a second port.
+  ``MetricBuffer`` that the SDK's ``MetricsExporter`` (``temporalio.contrib.opentelemetry``, marked
+  experimental there) drains into this provider every second. So they share the worker's one port
+  and one OTLP stream (the Kubernetes probes, Service, ServiceMonitor and NetworkPolicy know port
+  9464 only), where the SDK's own Prometheus server would need a second port.
 
 Prometheus names follow from the OpenTelemetry ones: dots become underscores, a unit ``s`` adds
 ``_seconds``, a counter adds ``_total`` (``keyrevoke.key.transitions`` -> ``keyrevoke_key_transitions_total``).

@@ -1,0 +1,227 @@
+"""A real Prometheus scrapes a worker through an incident; every query of the dashboard and alerts works.
+
+Debian's ``prometheus`` binary runs on loopback, on a free port with its own storage, and scrapes the
+worker's /metrics every second while an incident runs on the dev server. Then, through Prometheus's
+HTTP API: each expression of infra/grafana/keyrevoke-dashboard.json returns data, the completion ratio
+is 1 for every venue, infra/prometheus/alerts.yml loads and each rule evaluates, and each series
+selector in a rule has data (the rules themselves stay empty in a healthy run, as they should).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from temporalio.client import Client
+
+from commander.devserver import free_port
+from commander.incidents import start_incident
+from tests.harness import stage
+from workers.runner import CONTROL, run_workers
+from workflows.incident import incident_workflow_id
+
+REPO = Path(__file__).resolve().parent.parent
+DASHBOARD = REPO / "infra" / "grafana" / "keyrevoke-dashboard.json"
+ALERTS = REPO / "infra" / "prometheus" / "alerts.yml"
+JOB = "keyrevoke-worker"
+WAIT_SECONDS = 40.0
+
+# The metric names in a PromQL expression, with their label matchers if any.
+SELECTOR = re.compile(r"\b((?:keyrevoke|temporal)_[a-z0-9_]+|up)\b(\{[^}]*\})?")
+LABEL_VALUES = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
+
+
+def _prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("prometheus is not installed (.ci/run installs Debian's package)")
+    pytest.skip("prometheus is not installed (apt-get install prometheus)")
+
+
+class PrometheusApi:
+    """The few calls of Prometheus's HTTP API the test makes."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; fails the test on a PromQL error (Prometheus answers 400 with the reason)."""
+        async with self.session.get(f"{self.base}/api/v1/query", params={"query": expr}) as response:
+            body = await response.json()
+        assert body["status"] == "success", f"{expr}\n-> {body.get('errorType')}: {body.get('error')}"
+        assert body["data"]["resultType"] == "vector", expr
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def rules(self) -> list[dict[str, Any]]:
+        async with self.session.get(f"{self.base}/api/v1/rules") as response:
+            body = await response.json()
+        assert body["status"] == "success", body
+        return [rule for group in body["data"]["groups"] for rule in group["rules"]]
+
+    async def until(self, expr: str, check: Any) -> list[dict[str, Any]]:
+        """Query ``expr`` until ``check(result)`` holds (for ``WAIT_SECONDS`` at most); returns that result."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            result = await self.query(expr)
+            if check(result):
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{expr}\nnever satisfied the check; last result {result}")
+            await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def prometheus(tmp: Path, worker_port: int) -> AsyncIterator[PrometheusApi]:
+    """Prometheus on a free loopback port, with its own storage, scraping the worker every second."""
+    binary = _prometheus_binary()
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    # JSON is YAML: the same settings as infra/prometheus/prometheus.yml, but faster and on our ports.
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(ALERTS)],
+                "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}],
+            }
+        )
+    )
+    log = (tmp / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, (tmp / "prometheus.log").read_text()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{base}/-/ready") as response:
+                        if response.status == 200:
+                            break
+                assert time.monotonic() < deadline, "prometheus did not become ready"
+                await asyncio.sleep(0.2)
+            yield PrometheusApi(session, base)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def dashboard_expressions(incident: str) -> list[tuple[str, str]]:
+    """Every PromQL expression of the dashboard with where it is, its variables set as a person would."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    found: list[tuple[str, str]] = []
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            match = LABEL_VALUES.match(variable["query"]["query"])
+            assert match, variable["query"]
+            found.append((f"variable {variable['name']}", match.group(1)))  # the series that fill it
+    for panel in dashboard["panels"]:
+        found += [(panel["title"], target["expr"]) for target in panel.get("targets", [])]
+    # The incident id has no regex metacharacters, so it stands for itself in `incident=~"$incident"`.
+    values = {"$__rate_interval": "1m", "$incident": incident, "$venue": ".*"}
+    substituted = []
+    for where, expr in found:
+        for name, value in values.items():
+            expr = expr.replace(name, value)
+        # "$1" is label_replace's capture group, not a dashboard variable.
+        assert "$" not in expr.replace('"$1"', ""), f"{where}: unknown dashboard variable in {expr}"
+        substituted.append((where, expr))
+    return substituted
+
+
+def selectors(expr: str) -> list[str]:
+    return [name + (matchers or "") for name, matchers in SELECTOR.findall(expr)]
+
+
+async def test_prometheus_scrapes_a_worker_and_every_dashboard_and_alert_query_works(
+    dev_client: Client, tmp_path: Path, queue_prefix: str
+) -> None:
+    _prometheus_binary()
+    started = time.monotonic()
+    incident = "prom-1"
+    async with stage(tmp_path, 30, queue_prefix) as st:
+        worker_port = free_port()
+        settings = st.settings.model_copy(update={"worker_http_port": worker_port})
+        venues = sorted({row.venue for row in st.rows})
+        stop, ready = asyncio.Event(), asyncio.Event()
+        workers = asyncio.create_task(run_workers(dev_client, settings, [CONTROL, *venues], stop, st.ledger, ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 30)
+            async with prometheus(tmp_path, worker_port) as api:
+                # Scraped once before the incident, so its counters' first increase shows.
+                await api.until(f'up{{job="{JOB}"}} == 1', lambda result: len(result) == 1)
+                await start_incident(dev_client, st.ledger, settings, incident, [], [])
+                await asyncio.wait_for(dev_client.get_workflow_handle(incident_workflow_id(incident)).result(), 60)
+
+                expressions = dashboard_expressions(incident)
+                completion = next(expr for where, expr in expressions if where == "Completion per venue")
+                await api.until(
+                    completion,
+                    lambda result: (
+                        {r["metric"]["venue"] for r in result} == set(venues)
+                        and all(float(r["value"][1]) == 1.0 for r in result)
+                    ),
+                )
+                # The SDK's metrics of the last activities reach Prometheus a drain and a scrape after
+                # the incident ends (a second each), and a rate needs two samples: hence `until`.
+                for _, expr in expressions:
+                    await api.until(expr, bool)
+
+                alert_names = re.findall(r"^\s*- alert: (\w+)$", ALERTS.read_text(), re.MULTILINE)
+                rules: list[dict[str, Any]] = []
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    rules = await api.rules()
+                    if rules and all(rule["health"] == "ok" for rule in rules):
+                        break
+                    await asyncio.sleep(0.5)
+                assert sorted(rule["name"] for rule in rules) == sorted(alert_names)
+                for rule in rules:
+                    assert rule["health"] == "ok", rule
+                    await api.query(rule["query"])  # valid PromQL; empty while nothing is wrong
+                    inner = selectors(rule["query"])
+                    assert inner, rule["query"]
+                    for selector in inner:
+                        assert await api.query(selector), f"alert {rule['name']}: no series for {selector}"
+                firing = [rule["name"] for rule in rules if rule.get("alerts")]
+                assert not firing, f"alerts fire in a healthy run: {firing}"
+
+                async with api.session.get(f"http://127.0.0.1:{worker_port}/metrics") as response:
+                    exposition = await response.text()
+                leaked = [s for s in st.secrets() if s in exposition]
+                assert not leaked, "a secret is in the worker's metrics"
+        finally:
+            stop.set()
+            await asyncio.wait_for(workers, 60)
+    assert time.monotonic() - started < 60
