@@ -80,11 +80,16 @@ class DevServerConfig:
         return command
 
 
-async def wait_for_server(settings: Settings, within_seconds: float = 60.0) -> Client:
-    """Connect as ``settings`` say, retrying while the server starts (slow machines need more than 5 s)."""
+async def wait_for_server(
+    settings: Settings, within_seconds: float = 120.0, process: asyncio.subprocess.Process | None = None
+) -> Client | None:
+    """Connect as ``settings`` say, retrying while the server starts (slow machines need more than 5 s).
+
+    With ``process`` (a server we started), gives up with None as soon as that process has exited.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_seconds
-    while True:
+    while process is None or process.returncode is None:
         try:
             return await connect(settings)
         except RuntimeError:
@@ -93,6 +98,10 @@ async def wait_for_server(settings: Settings, within_seconds: float = 60.0) -> C
                     f"the Temporal server at {settings.temporal_address} did not come up in {within_seconds:.0f} s"
                 ) from None
             await asyncio.sleep(0.25)
+    return None
+
+
+STARTS = 3
 
 
 @contextlib.asynccontextmanager
@@ -116,23 +125,26 @@ async def dev_server(config: DevServerConfig, settings: Settings) -> AsyncIterat
     if config.db_file is not None:
         config.db_file.parent.mkdir(parents=True, exist_ok=True)
     log = config.log_file.open("ab") if config.log_file else subprocess.DEVNULL
-    command = config.command()
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-    )
+    process: asyncio.subprocess.Process | None = None
     try:
-        try:
-            client = await wait_for_server(local)
-        except ConfigurationError:
-            if process.returncode is not None:
-                raise ConfigurationError(
-                    f"the Temporal dev server exited with code {process.returncode}"
-                    + (f"; see {config.log_file}" if config.log_file else "")
-                ) from None
-            raise
+        client = None
+        for _ in range(STARTS):
+            # Each start picks fresh HTTP and metrics ports: one taken meanwhile only costs a retry.
+            process = await asyncio.create_subprocess_exec(
+                *config.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+            client = await wait_for_server(local, process=process)
+            if client is not None:
+                break
+        if client is None:
+            code = process.returncode if process else None
+            raise ConfigurationError(
+                f"the Temporal dev server exited with code {code} ({STARTS} starts)"
+                + (f"; see {config.log_file}" if config.log_file else "")
+            )
         yield client
     finally:
-        if process.returncode is None:
+        if process is not None and process.returncode is None:
             process.terminate()
             try:
                 await asyncio.wait_for(process.wait(), 15)

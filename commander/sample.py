@@ -52,6 +52,8 @@ SAMPLE_VENUES: tuple[SampleVenue, ...] = (
     SampleVenue("kraken", ("manual",), 56, 64, "base64"),
     SampleVenue("coinbase", ("manual",), 0, 0, "ec"),
 )
+#: the venues a demo can take to the end on its own: each has a revocation API
+API_VENUES: tuple[str, ...] = tuple(v.venue for v in SAMPLE_VENUES if not v.manual)
 PASSPHRASE_LENGTH = 12
 
 

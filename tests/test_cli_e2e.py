@@ -14,13 +14,16 @@ import signal
 import subprocess
 import sysconfig
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
-from commander.sample import SAMPLE_VENUES, write_sample
+from commander.devserver import free_port
+from commander.sample import API_VENUES, write_sample
 from keyrevoke.payload_codec import ENCODING, iter_payloads
 from keyrevoke.temporal_client import data_converter
 from tests.harness import Stage, stage
@@ -67,24 +70,26 @@ def address_of(client: Client) -> str:
 
 @pytest.fixture
 async def cli_stage(tmp_path: Path, queue_prefix: str, dev_client: Client) -> AsyncIterator[Stage]:
-    every_venue = tuple(v.venue for v in SAMPLE_VENUES)
-    async with stage(tmp_path, 240, queue_prefix, address_of(dev_client), venues=every_venue) as st:
+    async with stage(tmp_path, 240, queue_prefix, address_of(dev_client), venues=API_VENUES) as st:
         yield st
 
 
 @pytest.fixture
-async def worker(cli_stage: Stage, tmp_path: Path) -> AsyncIterator[Path]:
-    """``keyrevoke worker --queues all`` as its own process; yields the file its output goes to."""
+async def worker(cli_stage: Stage, tmp_path: Path) -> AsyncIterator[Worker]:
+    """``keyrevoke worker --queues all`` as its own process, with its log file and metrics port."""
     log = tmp_path / "worker.log"
+    port = free_port()
+    env = cli_env(cli_stage)
+    env["KEYREVOKE_WORKER_HTTP_PORT"] = str(port)
     with log.open("w") as out:
         process = subprocess.Popen(
             [KEYREVOKE, "--verbose", "worker", "--queues", "all"],
-            env=cli_env(cli_stage),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
-        yield log
+        yield Worker(log, f"http://127.0.0.1:{port}/metrics")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -92,6 +97,12 @@ async def worker(cli_stage: Stage, tmp_path: Path) -> AsyncIterator[Path]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@dataclass(frozen=True)
+class Worker:
+    log: Path
+    metrics_url: str
 
 
 async def _histories(client: Client, incident_id: str) -> list[object]:
@@ -120,7 +131,7 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
     status = json.loads((await keyrevoke(env, "incident", "status", "e2e-main", "--json")).stdout)
     assert status["workflow"] == "completed"
     assert status["done_ratio"] == 1.0
-    assert set(status["venues"]) == {v.venue for v in SAMPLE_VENUES}
+    assert set(status["venues"]) == set(API_VENUES)
     assert sum(v.get("confirmed", 0) for v in status["venues"].values()) == 240
     assert all(set(v) == {"confirmed"} for v in status["venues"].values())
 
@@ -176,6 +187,10 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
     assert converter.payload_codec is not None
     decrypted = await converter.payload_codec.decode(stored)
 
+    async with aiohttp.ClientSession() as http, http.get(worker.metrics_url) as answer:
+        metrics = await answer.text()
+    assert 'keyrevoke_keys{incident="e2e-main"' in metrics
+
     # No secret anywhere: histories, the ledger file, the report, the hook sink, the worker's log.
     places = {
         "histories": "\n".join(h.to_json() for h in histories),  # type: ignore[attr-defined]
@@ -184,7 +199,8 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
         "report.json": (out / "report.json").read_text(),
         "report.csv": (out / "report.csv").read_text(),
         "hook": st.settings.resolved_hook_file().read_text(),
-        "worker log": worker.read_text(),
+        "worker log": worker.log.read_text(),
+        "worker metrics": metrics,
         "cli output": first.stdout + first.stderr + watched.stdout + watched.stderr,
     }
     for secret in st.secrets():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from commander.sample import SAMPLE_VENUES
+from commander.sample import API_VENUES
 from keyrevoke.models import IncidentInput, IncidentSummary
 from keyrevoke.states import KeyState
 from tests.harness import Stage, running_workers, stage
@@ -45,11 +45,11 @@ def _states(st: Stage, incident_id: str) -> dict[str, str]:
 async def test_every_key_confirmed_and_deleted_at_its_venue(
     time_skipping_env: WorkflowEnvironment, tmp_path: Path, queue_prefix: str
 ) -> None:
-    async with stage(tmp_path, 24, queue_prefix, venues=tuple(v.venue for v in SAMPLE_VENUES)) as st:
+    async with stage(tmp_path, 24, queue_prefix, venues=API_VENUES) as st:
         summary = await _run_incident(time_skipping_env, st, "wf-happy")
         assert summary.total_keys == 24
         assert summary.total(KeyState.CONFIRMED) == 24
-        assert {v.venue for v in summary.venues} == {v.venue for v in SAMPLE_VENUES}
+        assert {v.venue for v in summary.venues} == set(API_VENUES)
         for row in st.rows:
             assert not st.simulator.is_live(row.venue, row.api_key), row.key_id
         # every key went through each step exactly once
