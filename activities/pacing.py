@@ -34,22 +34,31 @@ class VenuePacer:
             raise ValueError("rate must be positive")
         self.venue = venue
         self.interval = 1.0 / rate
-        self.chunk = chunk or max(1, min(50, int(rate / 20)))
+        # At least two slots a time: the first may have passed by the time the reservation is back.
+        self.chunk = chunk or max(2, min(50, int(rate / 20)))
         self._slots = slots
         self._reserved: list[float] = []
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
-        """Wait for this request's slot."""
-        async with self._lock:
-            now = time.time()
-            while self._reserved and self._reserved[0] < now - self.interval:
-                self._reserved.pop(0)  # slots that passed unused: never spend them late, in a burst
-            if not self._reserved:
-                first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
-                self._reserved = [first + i * self.interval for i in range(self.chunk)]
-            slot = self._reserved.pop(0)
-        await asyncio.sleep(max(0.0, slot - time.time()))
+        """Wait for this request's slot.
+
+        A slot is used only near its time: a process too busy to wake up on time (its event loop
+        held up) would otherwise fire several late slots at once, in one burst; such a request takes
+        a new slot instead.
+        """
+        while True:
+            async with self._lock:
+                now = time.time()
+                while self._reserved and self._reserved[0] < now - self.interval:
+                    self._reserved.pop(0)  # slots that passed unused: never spend them late, in a burst
+                if not self._reserved:
+                    first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
+                    self._reserved = [first + i * self.interval for i in range(self.chunk)]
+                slot = self._reserved.pop(0)
+            await asyncio.sleep(max(0.0, slot - time.time()))
+            if time.time() - slot < self.interval:
+                return
 
 
 class CircuitBreaker:
