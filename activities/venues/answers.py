@@ -96,8 +96,12 @@ class AnswerLog:
     ) -> Any:
         """ccxt's ``on_rest_response`` hook: note the answer, then do what ccxt's own hook does."""
         body = response_body or ""
-        self._last.set(Answer(int(code), dict(response_headers or {}), venue_code(body, self.field)))
+        self._last.set(Answer(int(code), dict(response_headers or {}), self.code_of(body)))
         return body.strip()
+
+    def code_of(self, body: str) -> VenueCode | None:
+        """The venue's own error code in an answer's body: its ``field``, unless a venue says otherwise."""
+        return venue_code(body, self.field)
 
 
 async def release(exchange: Any) -> None:

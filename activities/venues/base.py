@@ -7,11 +7,24 @@ crosses a workflow boundary, and ``Credentials`` never prints its contents.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import ccxt
+
+from activities.venues.answers import Answer, AnswerLog, VenueCode, release, seconds, throttled
+from activities.venues.classify import classify
+from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError
+
 if TYPE_CHECKING:
     from activities.venues.exchanges import ExchangeFactory
+
+#: one implicit ccxt call, made on the ccxt object it is given
+Call = Callable[[Any], Awaitable[Any]]
+
+#: why every key of a venue without a revocation API is escalated
+NO_REVOCATION_API = "no revocation API: escalated to the exchange's security team"
 
 
 @dataclass(frozen=True, repr=False)
@@ -63,6 +76,14 @@ class ProbeAnswer:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """The venue rejected the key itself (``VenueAdapter.call_as_key``); ``detail`` says how."""
+
+    error: Exception
+    detail: str
+
+
+@dataclass(frozen=True)
 class RevokeAnswer:
     """The venue accepted a delete, or said the key was already gone (both end the key)."""
 
@@ -73,15 +94,31 @@ class RevokeAnswer:
 class VenueAdapter(ABC):
     """Probe and revoke keys at one venue through ccxt's implicit API methods.
 
-    Subclasses set ``venue`` (the ccxt exchange id) and ``revoke_methods`` (the inventory ``method``
-    values they accept; the first is the default for rows that leave it empty), and say in their
-    docstring which documentation pages they follow.
+    Subclasses set ``venue`` (the ccxt exchange id), ``revoke_methods`` (the inventory ``method``
+    values they accept; the first is the default for rows that leave it empty) and ``answers`` (their
+    module's answer log), and say in their docstring which documentation pages they follow. The venue's
+    own codes (``gone_codes``, ``rejected_codes``, ``master_refused_codes``) and its rate-limit hints
+    (``rate_window``, ``_retry_after``) drive the shared calls and the shared ``_classify``.
     """
 
     venue: ClassVar[str]
     revoke_methods: ClassVar[tuple[str, ...]]
     #: methods that need the platform's master credentials for this venue
     master_methods: ClassVar[frozenset[str]] = frozenset()
+    #: the raw answers behind this venue's ccxt calls
+    answers: ClassVar[AnswerLog]
+    #: codes that reject the key itself although ccxt does not call them ``AuthenticationError``
+    rejected_codes: ClassVar[frozenset[VenueCode]] = frozenset()
+    #: codes by which a master delete says the key is already gone, with the detail to report
+    gone_codes: ClassVar[Mapping[VenueCode, str]] = {}
+    #: the ccxt class a "gone" code must come with
+    gone_class: ClassVar[type[Exception]] = ccxt.BaseError
+    #: codes by which the venue refuses the master key itself (besides ``AuthenticationError``)
+    master_refused_codes: ClassVar[frozenset[VenueCode]] = frozenset()
+    #: how a refused master is named in ``RevokeRefused``
+    master_refused_as: ClassVar[str] = "master refused"
+    #: the wait before retrying a rate-limited call when the venue sends no hint of its own
+    rate_window: ClassVar[float | None] = None
 
     def __init__(self, exchanges: ExchangeFactory, master: Credentials | None) -> None:
         self.exchanges = exchanges
@@ -94,3 +131,104 @@ class VenueAdapter(ABC):
     @abstractmethod
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key at the venue. Deleting a key that is already gone is success."""
+
+    def revoke_method(self, target: KeyTarget) -> str:
+        """The key's revoke method, refused unless this venue supports it (with master credentials if it needs them)."""
+        method = target.method or self.revoke_methods[0]
+        if method not in self.revoke_methods:
+            supported = ", ".join(self.revoke_methods)
+            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: {supported})")
+        if method in self.master_methods and self.master is None:
+            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        return method
+
+    async def call_as_key(self, credentials: Credentials, call: Call) -> Any:
+        """Make ``call`` on a fresh object signed with ``credentials``, then release that object.
+
+        Returns the call's answer, or ``Rejected`` when the venue rejected the key (``_rejects``);
+        any other failure is raised as the venue error ``_classify`` makes of it.
+        """
+        exchange = self.answers.watch(self.exchanges.create(self.venue, credentials))
+        try:
+            return await call(exchange)
+        except ccxt.BaseError as exc:
+            if self._rejects(exc):
+                return Rejected(exc, self.answers.rejected(exc))
+            raise self._classify(exc, exchange) from None
+        finally:
+            await release(exchange)
+
+    async def call_as_master(self, target: KeyTarget, call: Call, deleted: str) -> RevokeAnswer:
+        """Make the delete ``call`` with the shared master object; ``deleted`` is the detail of success.
+
+        A "gone" answer (``_already_gone``) ends the key too; a refused master is ``RevokeRefused``;
+        anything else is classified.
+        """
+        if self.master is None:  # revoke_method has refused master methods without one already
+            raise RevokeRefused(self.venue, "no master credentials configured")
+        exchange = self.answers.watch(self.exchanges.master(self.venue, self.master))
+        try:
+            await call(exchange)
+        except ccxt.BaseError as exc:
+            gone = await self._already_gone(exc, exchange, target)
+            if gone is not None:
+                return gone
+            if self._master_refuses(exc):
+                raise RevokeRefused(self.venue, f"{self.master_refused_as}: {self.answers.rejected(exc)}") from None
+            raise self._classify(exc, exchange) from None
+        return RevokeAnswer(already_gone=False, detail=deleted)
+
+    def _rejects(self, error: Exception) -> bool:
+        """Whether a probe's failure is the venue rejecting the key itself."""
+        return isinstance(error, ccxt.AuthenticationError) or self.answers.code() in self.rejected_codes
+
+    async def _already_gone(self, error: Exception, exchange: Any, target: KeyTarget) -> RevokeAnswer | None:
+        """The answer for a master delete that says the key no longer exists; None for any other failure."""
+        code = self.answers.code()
+        if code is None or code not in self.gone_codes or not isinstance(error, self.gone_class):
+            return None
+        return RevokeAnswer(already_gone=True, detail=self.gone_codes[code])
+
+    def _master_refuses(self, error: Exception) -> bool:
+        """Whether a master delete's failure is the venue refusing the master key itself."""
+        codes = self.rejected_codes | self.master_refused_codes
+        return isinstance(error, ccxt.AuthenticationError) or self.answers.code() in codes
+
+    def _classify(self, error: Exception, exchange: Any) -> VenueError:
+        """The venue error for a failed call: the HTTP status first (``throttled``), then ccxt's class."""
+        answer = self.answers.last()
+        if answer is not None:
+            limited = throttled(self.venue, answer, self._retry_after(answer), self._ban_retry_after(answer))
+            if limited is not None:
+                return limited
+        return self._by_class(error, exchange)
+
+    def _retry_after(self, answer: Answer) -> float | None:
+        """How long a rate-limited caller waits: ``Retry-After``, else ``rate_window``."""
+        hint = seconds(answer.header("Retry-After"))
+        return (hint or self.rate_window) if self.rate_window is not None else hint
+
+    def _ban_retry_after(self, answer: Answer) -> float | None:
+        """How long a banned caller waits: ``Retry-After``."""
+        return seconds(answer.header("Retry-After"))
+
+    def _by_class(self, error: Exception, exchange: Any) -> VenueError:
+        """ccxt's exception class decides (``classify``), with the answer's headers for Retry-After."""
+        answer = self.answers.last()
+        headers = answer.headers if answer is not None else exchange.last_response_headers
+        return classify(self.venue, error, headers)
+
+
+class NoRevocationApi(VenueAdapter):
+    """A venue with no API call that deletes a key: ``revoke`` always refuses, so that the batch escalates the key.
+
+    The escalation packet goes to the exchange, and the commander confirms when the exchange has acted.
+    """
+
+    revoke_methods = ("manual",)
+    master_methods = frozenset()
+
+    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
+        """The venue cannot delete a key through its API: always refused, so that the key is escalated."""
+        self.revoke_method(target)
+        raise RevokeRefused(self.venue, NO_REVOCATION_API)

@@ -24,17 +24,9 @@ from typing import Any
 
 import ccxt
 
-from activities.venues.answers import AnswerLog, release, seconds
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import (
-    RateLimited,
-    RevokeRefused,
-    UnsupportedVenue,
-    VenueBanned,
-    VenueError,
-    VenueUnavailable,
-)
+from activities.venues.answers import AnswerLog, seconds
+from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
 
 #: Binance's code for "Invalid Api-Key ID.": the key to delete does not exist (any more)
 BAD_API_ID = -2008
@@ -61,18 +53,19 @@ class BinanceAdapter(VenueAdapter):
     venue = "binance"
     revoke_methods = ("broker",)
     master_methods = frozenset({"broker"})
+    answers = ANSWERS
+    gone_codes = {BAD_API_ID: "broker delete: -2008 Invalid Api-Key ID"}
+    # AuthenticationError on the delete: the master key itself was refused (no permission, wrong
+    # secret, not a broker)
+    master_refused_as = "broker master refused"
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own restrictions: it authenticates, or Binance rejects it."""
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        try:
-            restrictions = await exchange.sapiGetAccountApiRestrictions()
-        except ccxt.AuthenticationError as exc:
-            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
+        restrictions = await self.call_as_key(
+            target.credentials, lambda exchange: exchange.sapiGetAccountApiRestrictions()
+        )
+        if isinstance(restrictions, Rejected):
+            return ProbeAnswer(accepted=False, detail=restrictions.detail)
         if not isinstance(restrictions, dict):
             raise VenueUnavailable(self.venue, "unexpected apiRestrictions answer")
         permissions = _permissions(restrictions)
@@ -82,37 +75,25 @@ class BinanceAdapter(VenueAdapter):
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the broker master; a key Binance no longer knows is already gone."""
-        method = target.method or self.revoke_methods[0]
-        if method not in self.revoke_methods:
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: broker)")
-        if self.master is None:
-            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        self.revoke_method(target)
         if not target.account:
             raise RevokeRefused(self.venue, "the broker delete needs the key's sub-account id")
-        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
         params = {"subAccountId": target.account, "subAccountApiKey": target.credentials.api_key}
-        try:
-            await exchange.sapiDeleteBrokerSubAccountApi(params)
-        except ccxt.BaseError as exc:
-            answer = ANSWERS.last()
-            if answer is not None and answer.code == BAD_API_ID:
-                return RevokeAnswer(already_gone=True, detail="broker delete: -2008 Invalid Api-Key ID")
-            if isinstance(exc, ccxt.AuthenticationError):
-                # the master key itself was refused: no permission, wrong secret, not a broker
-                raise RevokeRefused(self.venue, f"broker master refused: {ANSWERS.rejected(exc)}") from None
-            raise self._classify(exc, exchange) from None
-        return RevokeAnswer(already_gone=False, detail="deleted by broker: DELETE broker/subAccountApi")
+        return await self.call_as_master(
+            target,
+            lambda exchange: exchange.sapiDeleteBrokerSubAccountApi(params),
+            "deleted by broker: DELETE broker/subAccountApi",
+        )
 
     def _classify(self, error: Exception, exchange: Any) -> VenueError:
         answer = ANSWERS.last()
-        headers = answer.headers if answer is not None else exchange.last_response_headers
         if isinstance(error, ccxt.DDoSProtection) and answer is not None:
             retry_after = seconds(answer.header("Retry-After"))
             if answer.status == 429:
                 return RateLimited(self.venue, "DDoSProtection (HTTP 429)", retry_after)
             if answer.status == 418:
                 return VenueBanned(self.venue, "DDoSProtection (HTTP 418)", retry_after)
-        return classify(self.venue, error, headers)
+        return self._by_class(error, exchange)
 
 
 def _permissions(restrictions: Mapping[str, Any]) -> tuple[str, ...]:

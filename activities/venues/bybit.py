@@ -25,17 +25,9 @@ from typing import Any
 
 import ccxt
 
-from activities.venues.answers import AnswerLog, release, seconds, until
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import (
-    RateLimited,
-    RevokeRefused,
-    UnsupportedVenue,
-    VenueBanned,
-    VenueError,
-    VenueUnavailable,
-)
+from activities.venues.answers import AnswerLog, seconds, until
+from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
 
 PARAMETER_ERROR = 10001
 BAD_SIGNATURE = 10004
@@ -56,18 +48,17 @@ class BybitAdapter(VenueAdapter):
     venue = "bybit"
     revoke_methods = ("self", "sub")
     master_methods = frozenset({"sub"})
+    answers = ANSWERS
+    # Bybit has no dedicated "no such key" code; verification probes confirm the key is dead
+    gone_codes = {PARAMETER_ERROR: "sub delete: no such key (retCode 10001)"}
+    gone_class = ccxt.BadRequest
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own information: it authenticates, or Bybit rejects it."""
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        try:
-            response = await exchange.privateGetV5UserQueryApi()
-        except ccxt.AuthenticationError as exc:  # PermissionDenied (10010 unmatched IP) included
-            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
+        # AuthenticationError rejects the key: PermissionDenied (10010 unmatched IP) included
+        response = await self.call_as_key(target.credentials, lambda exchange: exchange.privateGetV5UserQueryApi())
+        if isinstance(response, Rejected):
+            return ProbeAnswer(accepted=False, detail=response.detail)
         result = response.get("result") if isinstance(response, dict) else None
         if not isinstance(result, dict):
             raise VenueUnavailable(self.venue, "unexpected query-api answer")
@@ -79,59 +70,35 @@ class BybitAdapter(VenueAdapter):
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key (by itself, or by the master); a key Bybit no longer knows is already gone."""
-        method = target.method or self.revoke_methods[0]
-        if method == "self":
+        if self.revoke_method(target) == "self":
             return await self._delete_self(target)
-        if method == "sub":
-            return await self._delete_sub(target)
-        raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: self, sub)")
+        params = {"apikey": target.credentials.api_key}
+        return await self.call_as_master(
+            target,
+            lambda exchange: exchange.privatePostV5UserDeleteSubApi(params),
+            "deleted by master: POST user/delete-sub-api",
+        )
 
     async def _delete_self(self, target: KeyTarget) -> RevokeAnswer:
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        try:
-            await exchange.privatePostV5UserDeleteApi()
-        except ccxt.PermissionDenied as exc:
+        answer = await self.call_as_key(target.credentials, lambda exchange: exchange.privatePostV5UserDeleteApi())
+        if not isinstance(answer, Rejected):
+            return RevokeAnswer(already_gone=False, detail="deleted by the key itself: POST user/delete-api")
+        if isinstance(answer.error, ccxt.PermissionDenied):
             # 10005: the key lacks the wallet permissions to delete itself; 10010: not from this IP
-            raise RevokeRefused(self.venue, f"the key may not delete itself: {ANSWERS.rejected(exc)}") from None
-        except ccxt.AuthenticationError as exc:
-            if ANSWERS.code() == BAD_SIGNATURE:
-                # Bybit checks the key before the signature: the key exists, our secret is wrong
-                raise RevokeRefused(self.venue, f"signature refused: {ANSWERS.rejected(exc)}") from None
-            return RevokeAnswer(
-                already_gone=True, detail=f"self delete: key no longer authenticates ({ANSWERS.rejected(exc)})"
-            )
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
-        return RevokeAnswer(already_gone=False, detail="deleted by the key itself: POST user/delete-api")
-
-    async def _delete_sub(self, target: KeyTarget) -> RevokeAnswer:
-        if self.master is None:
-            raise RevokeRefused(self.venue, "no master credentials configured for method 'sub'")
-        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
-        try:
-            await exchange.privatePostV5UserDeleteSubApi({"apikey": target.credentials.api_key})
-        except ccxt.AuthenticationError as exc:  # PermissionDenied included
-            raise RevokeRefused(self.venue, f"master refused: {ANSWERS.rejected(exc)}") from None
-        except ccxt.BadRequest as exc:
-            if ANSWERS.code() == PARAMETER_ERROR:
-                # Bybit has no dedicated "no such key" code; verification probes confirm the key is dead
-                return RevokeAnswer(already_gone=True, detail="sub delete: no such key (retCode 10001)")
-            raise self._classify(exc, exchange) from None
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        return RevokeAnswer(already_gone=False, detail="deleted by master: POST user/delete-sub-api")
+            raise RevokeRefused(self.venue, f"the key may not delete itself: {answer.detail}") from None
+        if ANSWERS.code() == BAD_SIGNATURE:
+            # Bybit checks the key before the signature: the key exists, our secret is wrong
+            raise RevokeRefused(self.venue, f"signature refused: {answer.detail}") from None
+        return RevokeAnswer(already_gone=True, detail=f"self delete: key no longer authenticates ({answer.detail})")
 
     def _classify(self, error: Exception, exchange: Any) -> VenueError:
         answer = ANSWERS.last()
-        headers = answer.headers if answer is not None else exchange.last_response_headers
         if isinstance(error, ccxt.RateLimitExceeded) and answer is not None:
             if answer.status == 403:
                 retry_after = seconds(answer.header("Retry-After"))
                 return VenueBanned(self.venue, "RateLimitExceeded (HTTP 403)", retry_after or IP_BAN_SECONDS)
             return RateLimited(self.venue, type(error).__name__, until(answer.header("X-Bapi-Limit-Reset-Timestamp")))
-        return classify(self.venue, error, headers)
+        return self._by_class(error, exchange)
 
 
 def _permissions(result: Mapping[str, Any]) -> tuple[str, ...]:

@@ -43,33 +43,29 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import ccxt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from activities.venues.answers import AnswerLog, release, seconds, throttled
-from activities.venues.base import Credentials, KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from activities.venues.answers import AnswerLog
+from activities.venues.base import Credentials, KeyTarget, NoRevocationApi, ProbeAnswer, Rejected
+from keyrevoke.errors import RevokeRefused, VenueUnavailable
 
 #: the Advanced Trade private limit is counted per second, and Coinbase sends no Retry-After
 RATE_WINDOW_SECONDS = 1.0
-
-#: why every Coinbase key is escalated
-NO_REVOCATION_API = "no revocation API: escalated to the exchange's security team"
 
 #: the raw answers behind this module's ccxt calls; Coinbase's error label, when it sends one, is in ``error``
 ANSWERS = AnswerLog("coinbase", "error")
 
 
-class CoinbaseAdapter(VenueAdapter):
+class CoinbaseAdapter(NoRevocationApi):
     """Coinbase Advanced Trade through ccxt's implicit methods (pages listed in this module's docstring)."""
 
     venue = "coinbase"
-    revoke_methods = ("manual",)
-    master_methods = frozenset()
+    answers = ANSWERS
+    # 429 is the rate limit; a 403 without Coinbase's own error body is the front door's ban
+    rate_window = RATE_WINDOW_SECONDS
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own permissions: it authenticates, or Coinbase rejects it."""
@@ -79,42 +75,24 @@ class CoinbaseAdapter(VenueAdapter):
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
         ).decode()
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, Credentials(target.credentials.api_key, pem)))
         tokens = TokenCheck(key.public_key(), target.credentials.api_key)
-        exchange.sign = tokens.around(exchange.sign)
-        try:
-            response = await exchange.v3PrivateGetBrokerageKeyPermissions()
-        except ccxt.AuthenticationError as exc:
+
+        async def key_permissions(exchange: Any) -> Any:
+            exchange.sign = tokens.around(exchange.sign)
+            return await exchange.v3PrivateGetBrokerageKeyPermissions()
+
+        response = await self.call_as_key(Credentials(target.credentials.api_key, pem), key_permissions)
+        if isinstance(response, Rejected):
+            rejected = _rejected(response.error)
             if not tokens.all_verified:
-                refusal = f"signature refused: {_rejected(exc)}; the token sent does not verify with the key's own key"
+                refusal = f"signature refused: {rejected}; the token sent does not verify with the key's own key"
                 raise RevokeRefused(self.venue, refusal) from None
-            return ProbeAnswer(accepted=False, detail=_rejected(exc))
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
+            return ProbeAnswer(accepted=False, detail=rejected)
         if not isinstance(response, dict) or not isinstance(response.get("can_view"), bool):
             raise VenueUnavailable(self.venue, "unexpected key_permissions answer")
         permissions = _permissions(response)
         detail = f"key_permissions: {','.join(permissions)}; portfolio_type={response.get('portfolio_type')}"
         return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
-
-    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
-        """Coinbase cannot delete a key through its API: always refused, so that the key is escalated."""
-        method = target.method or self.revoke_methods[0]
-        if method not in self.revoke_methods:
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: manual)")
-        raise RevokeRefused(self.venue, NO_REVOCATION_API)
-
-    def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = ANSWERS.last()
-        retry_after = seconds(answer.header("Retry-After")) if answer is not None else None
-        # 429 is the rate limit; a 403 without Coinbase's own error body is the front door's ban
-        limited = throttled(self.venue, answer, retry_after or RATE_WINDOW_SECONDS, retry_after)
-        if limited is not None:
-            return limited
-        headers = answer.headers if answer is not None else exchange.last_response_headers
-        return classify(self.venue, error, headers)
 
 
 class TokenCheck:

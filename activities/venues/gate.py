@@ -26,12 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import ccxt
-
-from activities.venues.answers import AnswerLog, release, seconds, throttled, until
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from activities.venues.answers import Answer, AnswerLog, until
+from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from keyrevoke.errors import RevokeRefused, VenueError, VenueUnavailable
 
 #: the request's Timestamp is too far from Gate's clock: ours is off, the key may be fine
 REQUEST_EXPIRED = "REQUEST_EXPIRED"
@@ -48,20 +45,16 @@ class GateAdapter(VenueAdapter):
     venue = "gate"
     revoke_methods = ("sub",)
     master_methods = frozenset({"sub"})
+    answers = ANSWERS
+    gone_codes = {NOT_FOUND: "sub-account delete: NOT_FOUND"}
+    master_refused_as = "main account refused"
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's account detail: it authenticates, or Gate rejects it."""
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        try:
-            detail = await exchange.privateAccountGetDetail()
-        except ccxt.AuthenticationError as exc:  # IP_FORBIDDEN and FORBIDDEN included
-            if ANSWERS.code() == REQUEST_EXPIRED:
-                raise VenueUnavailable(self.venue, "REQUEST_EXPIRED: our clock is off Gate's") from None
-            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
+        # AuthenticationError rejects the key (IP_FORBIDDEN and FORBIDDEN included), REQUEST_EXPIRED excepted
+        detail = await self.call_as_key(target.credentials, lambda exchange: exchange.privateAccountGetDetail())
+        if isinstance(detail, Rejected):
+            return ProbeAnswer(accepted=False, detail=detail.detail)
         if not isinstance(detail, dict):
             raise VenueUnavailable(self.venue, "unexpected account detail answer")
         bound = "bound" if detail.get("ip_whitelist") else "any"
@@ -70,34 +63,26 @@ class GateAdapter(VenueAdapter):
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the main account; a key the sub-account no longer has is already gone."""
-        method = target.method or self.revoke_methods[0]
-        if method not in self.revoke_methods:
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: sub)")
-        if self.master is None:
-            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        self.revoke_method(target)
         if not target.account.isdigit():
             raise RevokeRefused(self.venue, "the sub-account delete needs the key's numeric sub-account user id")
-        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
         params = {"user_id": target.account, "key": target.credentials.api_key}
-        try:
-            await exchange.privateSubAccountsDeleteSubAccountsUserIdKeysKey(params)
-        except ccxt.BaseError as exc:
-            code = ANSWERS.code()
-            if code == NOT_FOUND:
-                return RevokeAnswer(already_gone=True, detail="sub-account delete: NOT_FOUND")
-            if code == REQUEST_EXPIRED:
-                raise VenueUnavailable(self.venue, "REQUEST_EXPIRED: our clock is off Gate's") from None
-            if isinstance(exc, ccxt.AuthenticationError):
-                raise RevokeRefused(self.venue, f"main account refused: {ANSWERS.rejected(exc)}") from None
-            raise self._classify(exc, exchange) from None
-        return RevokeAnswer(already_gone=False, detail="deleted by main account: DELETE sub_accounts/keys")
+        return await self.call_as_master(
+            target,
+            lambda exchange: exchange.privateSubAccountsDeleteSubAccountsUserIdKeysKey(params),
+            "deleted by main account: DELETE sub_accounts/keys",
+        )
+
+    def _rejects(self, error: Exception) -> bool:
+        return super()._rejects(error) and ANSWERS.code() != REQUEST_EXPIRED
+
+    def _master_refuses(self, error: Exception) -> bool:
+        return super()._master_refuses(error) and ANSWERS.code() != REQUEST_EXPIRED
 
     def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = ANSWERS.last()
-        if answer is not None:
-            reset = until(answer.header("X-Gate-RateLimit-Reset-Timestamp"))
-            limited = throttled(self.venue, answer, reset, seconds(answer.header("Retry-After")))
-            if limited is not None:
-                return limited
-        headers = answer.headers if answer is not None else exchange.last_response_headers
-        return classify(self.venue, error, headers)
+        if ANSWERS.code() == REQUEST_EXPIRED:
+            return VenueUnavailable(self.venue, "REQUEST_EXPIRED: our clock is off Gate's")
+        return super()._classify(error, exchange)
+
+    def _retry_after(self, answer: Answer) -> float | None:
+        return until(answer.header("X-Gate-RateLimit-Reset-Timestamp"))

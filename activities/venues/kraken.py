@@ -43,10 +43,9 @@ from typing import Any
 
 import ccxt
 
-from activities.venues.answers import Answer, AnswerLog, release, seconds, throttled, until
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import RateLimited, RevokeRefused, UnsupportedVenue, VenueBanned, VenueError, VenueUnavailable
+from activities.venues.answers import AnswerLog, until
+from activities.venues.base import KeyTarget, NoRevocationApi, ProbeAnswer, Rejected
+from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
 
 INVALID_SIGNATURE = "EAPI:Invalid signature"
 RATE_LIMIT_EXCEEDED = "EAPI:Rate limit exceeded"
@@ -56,9 +55,6 @@ COUNTER_DECAY_SECONDS = 3.0
 #: "Wait for the lockout to expire (typically a few minutes)"
 LOCKOUT_SECONDS = 180.0
 
-#: why every Kraken key is escalated
-NO_REVOCATION_API = "no revocation API: escalated to the exchange's security team"
-
 TRADE_PERMISSIONS = frozenset({"modify-trades", "cancel-trades"})
 #: Kraken moves funds between its own wallets under the withdraw permission
 WITHDRAW_PERMISSIONS = frozenset({"withdraw-funds"})
@@ -67,24 +63,8 @@ WITHDRAW_PERMISSIONS = frozenset({"withdraw-funds"})
 class KrakenAnswers(AnswerLog):
     """The answer log, with Kraken's first error string as the venue's code (``error`` is a list)."""
 
-    def _remember(
-        self,
-        code: Any,
-        reason: Any,
-        url: Any,
-        method: Any,
-        response_headers: Any,
-        response_body: Any,
-        request_headers: Any,
-        request_body: Any,
-    ) -> Any:
-        body = super()._remember(
-            code, reason, url, method, response_headers, response_body, request_headers, request_body
-        )
-        answer = self.last()
-        if answer is not None:
-            self._last.set(Answer(answer.status, answer.headers, first_error(body)))
-        return body
+    def code_of(self, body: str) -> str | None:
+        return first_error(body)
 
 
 def first_error(body: str) -> str | None:
@@ -124,28 +104,21 @@ class _NonceFloor:
 NONCES = _NonceFloor()
 
 
-class KrakenAdapter(VenueAdapter):
+class KrakenAdapter(NoRevocationApi):
     """Kraken Spot REST through ccxt's implicit methods (pages listed in this module's docstring)."""
 
     venue = "kraken"
-    revoke_methods = ("manual",)
-    master_methods = frozenset()
+    answers = ANSWERS
+    rate_window = COUNTER_DECAY_SECONDS
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own information: it authenticates, or Kraken rejects it."""
         if not _is_base64(target.credentials.secret):
             raise RevokeRefused(self.venue, "the key's secret is not Base64, as every Kraken secret is")
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        NONCES.seed(exchange)
-        try:
-            response = await exchange.privatePostGetApiKeyInfo()
-        except ccxt.AuthenticationError as exc:  # PermissionDenied (an address outside the allow-list) too
-            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            NONCES.keep(exchange)
-            await release(exchange)
+        # AuthenticationError rejects the key: PermissionDenied (an address outside the allow-list) too
+        response = await self.call_as_key(target.credentials, _get_api_key_info)
+        if isinstance(response, Rejected):
+            return ProbeAnswer(accepted=False, detail=response.detail)
         result = response.get("result") if isinstance(response, dict) else None
         if not isinstance(result, dict):
             raise VenueUnavailable(self.venue, "unexpected GetApiKeyInfo answer")
@@ -155,16 +128,8 @@ class KrakenAdapter(VenueAdapter):
         detail = f"GetApiKeyInfo: {','.join(permissions)}; ipAllowlist={bound}"
         return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
-    async def revoke(self, target: KeyTarget) -> RevokeAnswer:
-        """Kraken cannot delete a key through its API: always refused, so that the key is escalated."""
-        method = target.method or self.revoke_methods[0]
-        if method not in self.revoke_methods:
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: manual)")
-        raise RevokeRefused(self.venue, NO_REVOCATION_API)
-
     def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = ANSWERS.last()
-        code = answer.code if answer is not None else None
+        code = ANSWERS.code()
         if code == INVALID_SIGNATURE:
             # the key exists and our signature is wrong: nothing is known about the key
             return RevokeRefused(self.venue, f"signature refused: {ANSWERS.rejected(error)}")
@@ -175,12 +140,17 @@ class KrakenAdapter(VenueAdapter):
             return RateLimited(self.venue, f"{type(error).__name__} (error {THROTTLED})", retry_after or 1.0)
         if isinstance(error, ccxt.DDoSProtection):  # EGeneral:Temporary lockout and its kin
             return VenueBanned(self.venue, ANSWERS.rejected(error).removeprefix("rejected: "), LOCKOUT_SECONDS)
-        retry_after = seconds(answer.header("Retry-After")) if answer is not None else None
-        limited = throttled(self.venue, answer, retry_after or COUNTER_DECAY_SECONDS, retry_after)
-        if limited is not None:  # an HTTP 429 or 403 page from the front door, not Kraken's API
-            return limited
-        headers = answer.headers if answer is not None else exchange.last_response_headers
-        return classify(self.venue, error, headers)
+        # an HTTP 429 or 403 page from the front door, not Kraken's API, then ccxt's class
+        return super()._classify(error, exchange)
+
+
+async def _get_api_key_info(exchange: Any) -> Any:
+    """GetApiKeyInfo on a fresh object, its nonces above every nonce this process has signed with."""
+    NONCES.seed(exchange)
+    try:
+        return await exchange.privatePostGetApiKeyInfo()
+    finally:
+        NONCES.keep(exchange)
 
 
 def _is_base64(secret: str) -> bool:

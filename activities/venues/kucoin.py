@@ -34,10 +34,9 @@ from typing import Any
 
 import ccxt
 
-from activities.venues.answers import AnswerLog, release, seconds, throttled
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from activities.venues.answers import Answer, AnswerLog, seconds
+from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from keyrevoke.errors import RevokeRefused, VenueUnavailable
 
 PARAMETER_ERROR = "400100"
 #: characters that an un-encoded query string cannot carry
@@ -56,20 +55,16 @@ class KucoinAdapter(VenueAdapter):
     venue = "kucoin"
     revoke_methods = ("sub",)
     master_methods = frozenset({"sub"})
+    answers = ANSWERS
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own information: it authenticates, or KuCoin rejects it."""
         if not target.credentials.passphrase:
             raise RevokeRefused(self.venue, "the key has no passphrase: KuCoin signs every private call with one")
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        try:
-            response = await exchange.privateGetUserApiKey()
-        except ccxt.AuthenticationError as exc:  # 400006 (IP not whitelisted) included
-            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
+        # AuthenticationError rejects the key: 400006 (IP not whitelisted) included
+        response = await self.call_as_key(target.credentials, lambda exchange: exchange.privateGetUserApiKey())
+        if isinstance(response, Rejected):
+            return ProbeAnswer(accepted=False, detail=response.detail)
         info = response.get("data") if isinstance(response, dict) else None
         if not isinstance(info, dict):
             raise VenueUnavailable(self.venue, "unexpected api-key answer")
@@ -80,11 +75,8 @@ class KucoinAdapter(VenueAdapter):
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the master of its sub-account; a key KuCoin no longer lists is already gone."""
-        method = target.method or self.revoke_methods[0]
-        if method not in self.revoke_methods:
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: sub)")
-        if self.master is None:
-            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        self.revoke_method(target)
+        assert self.master is not None
         if not self.master.passphrase:
             raise RevokeRefused(self.venue, "the master credentials have no passphrase")
         if not target.account:
@@ -94,22 +86,19 @@ class KucoinAdapter(VenueAdapter):
             raise RevokeRefused(self.venue, "the sub-account delete needs the key's own passphrase")
         if UNSENDABLE & set(passphrase + target.account):
             raise RevokeRefused(self.venue, "the passphrase or sub-account name cannot travel un-encoded in a URL")
-        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
         params = {"subName": target.account, "apiKey": target.credentials.api_key, "passphrase": passphrase}
-        try:
-            await exchange.privateDeleteSubApiKey(params)
-        except ccxt.AuthenticationError as exc:  # PermissionDenied included
-            raise RevokeRefused(self.venue, f"master refused: {ANSWERS.rejected(exc)}") from None
-        except ccxt.BadRequest as exc:
-            if ANSWERS.code() != PARAMETER_ERROR:
-                raise self._classify(exc, exchange) from None
-            refusal = ANSWERS.rejected(exc)
-            if await self._still_listed(exchange, target):
-                raise RevokeRefused(self.venue, f"delete refused, the key is still listed: {refusal}") from None
-            return RevokeAnswer(already_gone=True, detail="sub-account delete: the key is no longer listed")
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        return RevokeAnswer(already_gone=False, detail="deleted by master: DELETE sub/api-key")
+        return await self.call_as_master(
+            target, lambda exchange: exchange.privateDeleteSubApiKey(params), "deleted by master: DELETE sub/api-key"
+        )
+
+    async def _already_gone(self, error: Exception, exchange: Any, target: KeyTarget) -> RevokeAnswer | None:
+        """A delete refused with 400100 is gone if the key is no longer listed, refused if it still is."""
+        if not isinstance(error, ccxt.BadRequest) or ANSWERS.code() != PARAMETER_ERROR:
+            return None
+        refusal = ANSWERS.rejected(error)
+        if await self._still_listed(exchange, target):
+            raise RevokeRefused(self.venue, f"delete refused, the key is still listed: {refusal}") from None
+        return RevokeAnswer(already_gone=True, detail="sub-account delete: the key is no longer listed")
 
     async def _still_listed(self, exchange: Any, target: KeyTarget) -> bool:
         """Whether the master still sees the key in its sub-account's key list."""
@@ -125,14 +114,12 @@ class KucoinAdapter(VenueAdapter):
             raise VenueUnavailable(self.venue, "unexpected sub/api-key list answer")
         return any(isinstance(key, dict) and key.get("apiKey") == target.credentials.api_key for key in keys)
 
-    def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = ANSWERS.last()
-        reset = seconds(answer.header("gw-ratelimit-reset")) if answer is not None else None
-        limited = throttled(self.venue, answer, reset / 1000 if reset is not None else None)
-        if limited is not None:
-            return limited
-        headers = answer.headers if answer is not None else exchange.last_response_headers
-        return classify(self.venue, error, headers)
+    def _retry_after(self, answer: Answer) -> float | None:
+        reset = seconds(answer.header("gw-ratelimit-reset"))
+        return reset / 1000 if reset is not None else None
+
+    def _ban_retry_after(self, answer: Answer) -> float | None:
+        return None
 
 
 def _permissions(info: Mapping[str, Any]) -> tuple[str, ...]:

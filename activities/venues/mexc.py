@@ -27,12 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import ccxt
-
-from activities.venues.answers import AnswerLog, release, seconds, throttled
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from activities.venues.answers import AnswerLog
+from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from keyrevoke.errors import RevokeRefused, VenueUnavailable
 
 #: codes that reject the key itself although ccxt calls them ``BadRequest``: invalid access key, and
 #: a call from an address outside the key's IP whitelist (which hides whether the key exists)
@@ -50,20 +47,17 @@ class MexcAdapter(VenueAdapter):
     venue = "mexc"
     revoke_methods = ("sub",)
     master_methods = frozenset({"sub"})
+    answers = ANSWERS
+    # KEY_REJECTED on the master's delete means the master key itself was refused: no permission,
+    # wrong secret, wrong address
+    rejected_codes = KEY_REJECTED
+    gone_codes = {NO_SUCH_API_KEY: "sub-account delete: 730706 API KEY information does not exist"}
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own account: it authenticates, or MEXC rejects it."""
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        try:
-            account = await exchange.spotPrivateGetAccount()
-        except ccxt.AuthenticationError as exc:
-            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-        except ccxt.BaseError as exc:
-            if ANSWERS.code() in KEY_REJECTED:
-                return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
+        account = await self.call_as_key(target.credentials, lambda exchange: exchange.spotPrivateGetAccount())
+        if isinstance(account, Rejected):
+            return ProbeAnswer(accepted=False, detail=account.detail)
         if not isinstance(account, dict):
             raise VenueUnavailable(self.venue, "unexpected account answer")
         permissions = _permissions(account)
@@ -72,36 +66,15 @@ class MexcAdapter(VenueAdapter):
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the master of its sub-account; a key MEXC no longer knows is already gone."""
-        method = target.method or self.revoke_methods[0]
-        if method not in self.revoke_methods:
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: sub)")
-        if self.master is None:
-            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        self.revoke_method(target)
         if not target.account:
             raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
-        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
         params = {"subAccount": target.account, "apiKey": target.credentials.api_key}
-        try:
-            await exchange.spotPrivateDeleteSubAccountApiKey(params)
-        except ccxt.BaseError as exc:
-            code = ANSWERS.code()
-            if code == NO_SUCH_API_KEY:
-                detail = "sub-account delete: 730706 API KEY information does not exist"
-                return RevokeAnswer(already_gone=True, detail=detail)
-            if isinstance(exc, ccxt.AuthenticationError) or code in KEY_REJECTED:
-                # the master key itself was refused: no permission, wrong secret, wrong address
-                raise RevokeRefused(self.venue, f"master refused: {ANSWERS.rejected(exc)}") from None
-            raise self._classify(exc, exchange) from None
-        return RevokeAnswer(already_gone=False, detail="deleted by master: DELETE sub-account/apiKey")
-
-    def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = ANSWERS.last()
-        retry_after = seconds(answer.header("Retry-After")) if answer is not None else None
-        limited = throttled(self.venue, answer, retry_after, retry_after)
-        if limited is not None:
-            return limited
-        headers = answer.headers if answer is not None else exchange.last_response_headers
-        return classify(self.venue, error, headers)
+        return await self.call_as_master(
+            target,
+            lambda exchange: exchange.spotPrivateDeleteSubAccountApiKey(params),
+            "deleted by master: DELETE sub-account/apiKey",
+        )
 
 
 def _permissions(account: Mapping[str, Any]) -> tuple[str, ...]:

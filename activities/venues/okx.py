@@ -27,12 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import ccxt
-
-from activities.venues.answers import AnswerLog, release, seconds, throttled
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
-from activities.venues.classify import classify
-from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from activities.venues.answers import AnswerLog
+from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from keyrevoke.errors import RevokeRefused, VenueUnavailable
 
 #: "APIKey does not exist": the key to delete is not (any more) in the sub-account
 NO_SUCH_API_KEY = "59506"
@@ -51,20 +48,19 @@ class OkxAdapter(VenueAdapter):
     venue = "okx"
     revoke_methods = ("sub",)
     master_methods = frozenset({"sub"})
+    answers = ANSWERS
+    gone_codes = {NO_SUCH_API_KEY: "sub-account delete: 59506 APIKey does not exist"}
+    master_refused_codes = MASTER_REFUSED
+    rate_window = RATE_WINDOW_SECONDS
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's account configuration: it authenticates, or OKX rejects it."""
         if not target.credentials.passphrase:
             raise RevokeRefused(self.venue, "the key has no passphrase: OKX signs every private call with one")
-        exchange = ANSWERS.watch(self.exchanges.create(self.venue, target.credentials))
-        try:
-            response = await exchange.privateGetAccountConfig()
-        except ccxt.AuthenticationError as exc:  # PermissionDenied (50110, IP not whitelisted) included
-            return ProbeAnswer(accepted=False, detail=ANSWERS.rejected(exc))
-        except ccxt.BaseError as exc:
-            raise self._classify(exc, exchange) from None
-        finally:
-            await release(exchange)
+        # AuthenticationError rejects the key: PermissionDenied (50110, IP not whitelisted) included
+        response = await self.call_as_key(target.credentials, lambda exchange: exchange.privateGetAccountConfig())
+        if isinstance(response, Rejected):
+            return ProbeAnswer(accepted=False, detail=response.detail)
         data = response.get("data") if isinstance(response, dict) else None
         config = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
         if config is None:
@@ -76,36 +72,18 @@ class OkxAdapter(VenueAdapter):
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the master of its sub-account; a key OKX no longer knows is already gone."""
-        method = target.method or self.revoke_methods[0]
-        if method not in self.revoke_methods:
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: sub)")
-        if self.master is None:
-            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
+        self.revoke_method(target)
+        assert self.master is not None
         if not self.master.passphrase:
             raise RevokeRefused(self.venue, "the master credentials have no passphrase")
         if not target.account:
             raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
-        exchange = ANSWERS.watch(self.exchanges.master(self.venue, self.master))
         params = {"subAcct": target.account, "apiKey": target.credentials.api_key}
-        try:
-            await exchange.privatePostUsersSubaccountDeleteApikey(params)
-        except ccxt.BaseError as exc:
-            code = ANSWERS.code()
-            if code == NO_SUCH_API_KEY:
-                return RevokeAnswer(already_gone=True, detail="sub-account delete: 59506 APIKey does not exist")
-            if isinstance(exc, ccxt.AuthenticationError) or code in MASTER_REFUSED:
-                raise RevokeRefused(self.venue, f"master refused: {ANSWERS.rejected(exc)}") from None
-            raise self._classify(exc, exchange) from None
-        return RevokeAnswer(already_gone=False, detail="deleted by master: POST users/subaccount/delete-apikey")
-
-    def _classify(self, error: Exception, exchange: Any) -> VenueError:
-        answer = ANSWERS.last()
-        retry_after = seconds(answer.header("Retry-After")) if answer is not None else None
-        limited = throttled(self.venue, answer, retry_after or RATE_WINDOW_SECONDS, retry_after)
-        if limited is not None:
-            return limited
-        headers = answer.headers if answer is not None else exchange.last_response_headers
-        return classify(self.venue, error, headers)
+        return await self.call_as_master(
+            target,
+            lambda exchange: exchange.privatePostUsersSubaccountDeleteApikey(params),
+            "deleted by master: POST users/subaccount/delete-apikey",
+        )
 
 
 def _permissions(config: Mapping[str, Any]) -> tuple[str, ...]:
