@@ -7,13 +7,14 @@ test can ask it which keys are still live.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
 import signal
 import subprocess
 import sysconfig
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from commander.sample import API_VENUES, write_sample
 from keyrevoke.payload_codec import ENCODING, iter_payloads
 from keyrevoke.temporal_client import data_converter
 from tests.harness import Stage, stage
+from tests.ledger_backends import PostgresSession, postgres_schema, postgres_session, stored_bytes
+from tests.otlp_collector import Collector
 from workflows.incident import IncidentWorkflow
 from workflows.venue import VenueWorkflow
 
@@ -41,6 +44,7 @@ def cli_env(st: Stage) -> dict[str, str]:
     env.update(
         {
             "KEYREVOKE_STATE_DIR": str(s.state_dir),
+            "KEYREVOKE_LEDGER_URL": s.resolved_ledger_url(),
             "KEYREVOKE_TEMPORAL_ADDRESS": s.temporal_address,
             "KEYREVOKE_TASK_QUEUE_PREFIX": s.task_queue_prefix,
             "KEYREVOKE_MASTER_CREDENTIALS_FILE": str(st.masters),
@@ -68,19 +72,40 @@ def address_of(client: Client) -> str:
     return client.service_client.config.target_host
 
 
-@pytest.fixture
-async def cli_stage(tmp_path: Path, queue_prefix: str, dev_client: Client) -> AsyncIterator[Stage]:
-    async with stage(tmp_path, 240, queue_prefix, address_of(dev_client), venues=API_VENUES) as st:
-        yield st
+@pytest.fixture(scope="module")
+def pg_session() -> Iterator[PostgresSession]:
+    yield from postgres_session()
 
 
 @pytest.fixture
-async def worker(cli_stage: Stage, tmp_path: Path) -> AsyncIterator[Worker]:
-    """``keyrevoke worker --queues all`` as its own process, with its log file and metrics port."""
+async def cli_stage(
+    request: pytest.FixtureRequest, tmp_path: Path, queue_prefix: str, dev_client: Client, pg_session: PostgresSession
+) -> AsyncIterator[Stage]:
+    """240 keys over every API venue, in a SQLite ledger (default) or a PostgreSQL one (``indirect``)."""
+    with contextlib.ExitStack() as stack:
+        overrides = {}
+        if getattr(request, "param", "sqlite") == "postgresql":
+            overrides["ledger_url"] = stack.enter_context(postgres_schema(pg_session))
+        async with stage(tmp_path, 240, queue_prefix, address_of(dev_client), venues=API_VENUES, **overrides) as st:
+            yield st
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """Where the worker sends its spans and metrics (OTLP), to be searched for secrets."""
+    with Collector() as running:
+        yield running
+
+
+@pytest.fixture
+async def worker(cli_stage: Stage, tmp_path: Path, collector: Collector) -> AsyncIterator[Worker]:
+    """``keyrevoke worker --queues all`` as its own process: log file, metrics port, OTLP to the collector."""
     log = tmp_path / "worker.log"
     port = free_port()
     env = cli_env(cli_stage)
     env["KEYREVOKE_WORKER_HTTP_PORT"] = str(port)
+    env["KEYREVOKE_OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.endpoint
+    env["KEYREVOKE_OTEL_EXPORT_INTERVAL_SECONDS"] = "1"
     with log.open("w") as out:
         process = subprocess.Popen(
             [KEYREVOKE, "--verbose", "worker", "--queues", "all"],
@@ -88,21 +113,29 @@ async def worker(cli_stage: Stage, tmp_path: Path) -> AsyncIterator[Worker]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    running = Worker(log, f"http://127.0.0.1:{port}/metrics", process)
     try:
-        yield Worker(log, f"http://127.0.0.1:{port}/metrics")
+        yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(process.wait, 40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        await running.stop()
 
 
 @dataclass(frozen=True)
 class Worker:
     log: Path
     metrics_url: str
+    process: subprocess.Popen[bytes]
+
+    async def stop(self) -> None:
+        """SIGTERM, as Kubernetes stops a pod: the worker drains, flushes its spans and exits."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(self.process.wait, 40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 async def _histories(client: Client, incident_id: str) -> list[object]:
@@ -112,23 +145,27 @@ async def _histories(client: Client, incident_id: str) -> list[object]:
     return histories
 
 
-async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_client: Client, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cli_stage", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_mass_revoke_through_the_cli(
+    cli_stage: Stage, worker: Worker, dev_client: Client, tmp_path: Path, collector: Collector
+) -> None:
     st = cli_stage
+    incident = "e2e-" + st.settings.resolved_ledger_url().split(":")[0]  # one per ledger kind
     env = cli_env(st)
     # The inventory was imported by the stage; importing the same file again changes nothing.
     again = await keyrevoke(env, "inventory", "import", str(st.inventory))
     assert again.stdout.strip() == "0 added, 240 unchanged, 0 rejected"
 
-    first = await keyrevoke(env, "incident", "start", "--id", "e2e-main")
-    assert first.stdout.strip() == "e2e-main"
+    first = await keyrevoke(env, "incident", "start", "--id", incident)
+    assert first.stdout.strip() == incident
     # A second start of the same incident while it runs joins it instead of doubling the work.
-    second = await keyrevoke(env, "incident", "start", "--id", "e2e-main")
-    assert second.stdout.strip() == "e2e-main"
+    second = await keyrevoke(env, "incident", "start", "--id", incident)
+    assert second.stdout.strip() == incident
     assert "joined" in second.stderr
 
-    watched = await keyrevoke(env, "incident", "status", "e2e-main", "--watch")
+    watched = await keyrevoke(env, "incident", "status", incident, "--watch")
     assert watched.returncode == 0
-    status = json.loads((await keyrevoke(env, "incident", "status", "e2e-main", "--json")).stdout)
+    status = json.loads((await keyrevoke(env, "incident", "status", incident, "--json")).stdout)
     assert status["workflow"] == "completed"
     assert status["done_ratio"] == 1.0
     assert set(status["venues"]) == set(API_VENUES)
@@ -138,18 +175,18 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
     # Every key is really gone at its venue, and was revoked exactly once.
     for row in st.rows:
         assert not st.simulator.is_live(row.venue, row.api_key), row.key_id
-    revoked = [e["key_id"] for e in st.ledger.events("e2e-main") if e["kind"] == "key.revoked"]
+    revoked = [e["key_id"] for e in st.ledger.events(incident) if e["kind"] == "key.revoked"]
     assert sorted(revoked) == sorted(r.key_id for r in st.rows)
-    actors = {e["actor"] for e in st.ledger.events("e2e-main") if e["kind"].startswith("incident.")}
+    actors = {e["actor"] for e in st.ledger.events(incident) if e["kind"].startswith("incident.")}
     assert "commander-on-duty" in actors
 
     # After the end, the same incident id is refused with a clear error.
-    refused = await keyrevoke(env, "incident", "start", "--id", "e2e-main", check=False)
+    refused = await keyrevoke(env, "incident", "start", "--id", incident, check=False)
     assert refused.returncode == 2
     assert "already run" in refused.stderr
 
     out = tmp_path / "report"
-    await keyrevoke(env, "incident", "report", "e2e-main", "--out", str(out))
+    await keyrevoke(env, "incident", "report", incident, "--out", str(out))
     report = json.loads((out / "report.json").read_text())
     assert report["totals"]["confirmed"] == 240
     assert report["needs_human"] == []
@@ -173,7 +210,7 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
     assert f"breaks at event {victim['n']}" in broken.stderr
 
     # The recorded histories replay without non-determinism, with the payload key the CLI's processes made.
-    histories = await _histories(dev_client, "e2e-main")
+    histories = await _histories(dev_client, incident)
     assert len(histories) >= 3  # the incident and one workflow per venue
     converter = data_converter(st.settings, create=False)
     replayer = Replayer(workflows=[IncidentWorkflow, VenueWorkflow], data_converter=converter)
@@ -189,18 +226,22 @@ async def test_mass_revoke_through_the_cli(cli_stage: Stage, worker: Path, dev_c
 
     async with aiohttp.ClientSession() as http, http.get(worker.metrics_url) as answer:
         metrics = await answer.text()
-    assert 'keyrevoke_keys{incident="e2e-main"' in metrics
+    assert f'keyrevoke_keys{{incident="{incident}"' in metrics
+
+    await worker.stop()  # its last spans and metrics go out as it exits
+    assert collector.spans > 0, "the worker exported its spans"
 
     # No secret anywhere: histories, the ledger file, the report, the hook sink, the worker's log.
     places = {
         "histories": "\n".join(h.to_json() for h in histories),  # type: ignore[attr-defined]
         "decrypted history payloads": b"\n".join(p.data for p in decrypted).decode("latin-1"),
-        "ledger": (st.settings.state_dir / "ledger.sqlite").read_bytes().decode("latin-1"),
+        "ledger": stored_bytes(st.ledger).decode("latin-1"),
         "report.json": (out / "report.json").read_text(),
         "report.csv": (out / "report.csv").read_text(),
         "hook": st.settings.resolved_hook_file().read_text(),
         "worker log": worker.log.read_text(),
         "worker metrics": metrics,
+        "exported spans and metrics": collector.text(),
         "cli output": first.stdout + first.stderr + watched.stdout + watched.stderr,
     }
     for secret in st.secrets():
