@@ -37,9 +37,15 @@ def keyrevoke_cli() -> str:
     raise SystemExit("the keyrevoke command is not installed next to this Python (pip install -e .)")
 
 
+#: the repository root: the benchmark's own processes import ``bench`` from here
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def clean_env() -> dict[str, str]:
     """This process's environment without any KEYREVOKE_ variable (each run sets its own)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("KEYREVOKE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYREVOKE_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def settings_env(values: dict[str, Any]) -> dict[str, str]:
@@ -228,7 +234,7 @@ class Profiler:
         self.out = out
         exe = Path(sys.executable).parent / "py-spy"
         self.command = [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-                        "--nonblocking", "--output", str(out)]  # fmt: skip
+                        "--gil", "--output", str(out)]  # fmt: skip
         self.available = exe.is_file()
         self.process: subprocess.Popen[bytes] | None = None
 
