@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from keyrevoke.states import DISPLAY_ORDER, FINAL_STATES, NEEDS_HUMAN
@@ -26,13 +27,22 @@ def progress_table(incident_id: str, counts: dict[str, dict[str, int]], workflow
         style = "bold red" if state in NEEDS_HUMAN else ("green" if state == "confirmed" else "")
         table.add_column(state, justify="right", style=style)
     table.add_column("total", justify="right")
+    table.add_column("done")
     totals = dict.fromkeys(states, 0)
     for venue, per in counts.items():
         for state in states:
             totals[state] += per.get(state, 0)
-        table.add_row(venue, *(str(per.get(s, 0)) for s in states), str(sum(per.values())))
-    table.add_row("all", *(str(totals[s]) for s in states), str(sum(totals.values())), style="bold")
+        table.add_row(venue, *(str(per.get(s, 0)) for s in states), str(sum(per.values())), _bar({venue: per}))
+    table.add_row("all", *(str(totals[s]) for s in states), str(sum(totals.values())), _bar(counts), style="bold")
     return table
+
+
+def _bar(counts: dict[str, dict[str, int]]) -> Table:
+    """A progress bar with its percentage: the share of keys that reached a final state."""
+    ratio = done_ratio(counts)
+    cell = Table.grid(padding=(0, 1))
+    cell.add_row(ProgressBar(total=100, completed=ratio * 100, width=24), f"{ratio:4.0%}")
+    return cell
 
 
 def progress_line(counts: dict[str, dict[str, int]]) -> str:
