@@ -27,6 +27,9 @@ from typing import Any
 
 import pytest
 
+from keyrevoke.venues import SUPPORTED_VENUES
+from workers.runner import parse_queues
+
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 K8S = INFRA / "k8s"
@@ -39,7 +42,7 @@ OVERLAYS = {"dev": "keyrevoke-dev", "prod": "keyrevoke"}
 GROUPS = {
     "control": ("control",),
     "cex-a": ("binance", "bybit", "okx"),
-    "cex-b": ("kucoin", "gate", "bitget", "mexc", "kraken", "coinbase"),
+    "cex-b": ("kucoin", "gate", "mexc", "kraken", "coinbase"),
 }
 GROUP_LABEL = "keyrevoke.io/group"
 # Oldest Kubernetes minor the manifests support; the newest schema kubernetes-validate ships is
@@ -249,7 +252,10 @@ def test_one_deployment_per_venue_group(docs: list[dict[str, Any]]) -> None:
         queues = _queues(_worker(deployment))
         assert tuple(queues) == GROUPS[group], f"group {group} serves {queues}"
         served += queues
+        # the worker itself must accept every queue the manifest gives it, or the pod crash-loops
+        assert parse_queues(",".join(queues)) == queues
     assert len(served) == len(set(served)), f"a queue is served by two groups: {served}"
+    assert set(served) == {"control", *SUPPORTED_VENUES}, "every venue keyrevoke knows has a worker group"
 
 
 def test_probes_use_the_health_endpoint(docs: list[dict[str, Any]]) -> None:
