@@ -17,9 +17,11 @@ from commander.simulate import simulator_for
 from keyrevoke.inventory import InventoryRow, read_inventory
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.models import IncidentInput, IncidentSummary
 from keyrevoke.settings import Settings
 from venuesim import Scenario, VenueSimulator
 from workers.runner import CONTROL, workers_for
+from workflows.incident import IncidentWorkflow, incident_workflow_id
 
 
 @dataclass
@@ -93,4 +95,30 @@ async def running_workers(client: Client, stage: Stage) -> AsyncIterator[None]:
         yield
 
 
-__all__ = ["Scenario", "Stage", "running_workers", "stage"]
+async def run_incident(client: Client, stage: Stage, incident_id: str, **timing: Any) -> IncidentSummary:
+    """Record and run a whole incident over the stage's keys with in-process workers.
+
+    ``timing`` overrides the incident's defaults (small batches; verify and escalation timers meant
+    for the time-skipping server, which skips them).
+    """
+    stage.ledger.create_incident(incident_id, [], [], "tester")
+    values: dict[str, Any] = {
+        "batch_size": 5,
+        "batches_in_flight": 3,
+        "verify_interval_seconds": 5,
+        "verify_deadline_seconds": 300,
+        "escalation_wait_seconds": 600,
+        "escalation_probe_interval_seconds": 120,
+    }
+    params = IncidentInput(incident_id, stage.settings.task_queue_prefix, **{**values, **timing})
+    async with running_workers(client, stage):
+        summary: IncidentSummary = await client.execute_workflow(
+            IncidentWorkflow.run,
+            params,
+            id=incident_workflow_id(incident_id),
+            task_queue=stage.settings.control_queue,
+        )
+    return summary
+
+
+__all__ = ["Scenario", "Stage", "run_incident", "running_workers", "stage"]

@@ -16,11 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from commander.sample import API_VENUES
 from keyrevoke.inventory import InventoryRow
-from keyrevoke.models import IncidentInput
 from keyrevoke.states import KeyState
 from keyrevoke.venues import SUPPORTED_VENUES
-from tests.harness import running_workers, stage
-from workflows.incident import IncidentWorkflow, incident_workflow_id
+from tests.harness import run_incident, stage
 
 KEYS_PER_VENUE = 4
 ALL = [f"k{n:06d}" for n in range(KEYS_PER_VENUE)]
@@ -60,23 +58,15 @@ async def test_mass_revoke_reaches_the_right_end_state(
     async with stage(tmp_path, KEYS_PER_VENUE, queue_prefix, scenario=scenario, venues=(venue,)) as st:
         assert venue in SUPPORTED_VENUES
         incident = f"fault-{venue}"
-        st.ledger.create_incident(incident, [], [], "tester")
-        async with running_workers(time_skipping_env.client, st):
-            await time_skipping_env.client.execute_workflow(
-                IncidentWorkflow.run,
-                IncidentInput(
-                    incident_id=incident,
-                    task_queue_prefix=st.settings.task_queue_prefix,
-                    batch_size=2,
-                    batches_in_flight=2,
-                    verify_interval_seconds=5,
-                    verify_deadline_seconds=120,
-                    escalation_wait_seconds=600,
-                    escalation_probe_interval_seconds=200,
-                ),
-                id=incident_workflow_id(incident),
-                task_queue=st.settings.control_queue,
-            )
+        await run_incident(
+            time_skipping_env.client,
+            st,
+            incident,
+            batch_size=2,
+            batches_in_flight=2,
+            verify_deadline_seconds=120,
+            escalation_probe_interval_seconds=200,
+        )
         states = {k.key_id: k.state for k in st.ledger.key_statuses(incident)}
         wanted = {row.key_id: expected(row).value for row in st.rows}
         assert states == wanted

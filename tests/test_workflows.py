@@ -12,30 +12,8 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from commander.sample import API_VENUES
-from keyrevoke.models import IncidentInput, IncidentSummary
 from keyrevoke.states import KeyState
-from tests.harness import Stage, running_workers, stage
-from workflows.incident import IncidentWorkflow, incident_workflow_id
-
-
-async def _run_incident(env: WorkflowEnvironment, st: Stage, incident_id: str) -> IncidentSummary:
-    st.ledger.create_incident(incident_id, [], [], "tester")
-    async with running_workers(env.client, st):
-        return await env.client.execute_workflow(
-            IncidentWorkflow.run,
-            IncidentInput(
-                incident_id=incident_id,
-                task_queue_prefix=st.settings.task_queue_prefix,
-                batch_size=5,
-                batches_in_flight=3,
-                verify_interval_seconds=5,
-                verify_deadline_seconds=300,
-                escalation_wait_seconds=600,
-                escalation_probe_interval_seconds=120,
-            ),
-            id=incident_workflow_id(incident_id),
-            task_queue=st.settings.control_queue,
-        )
+from tests.harness import Stage, run_incident, stage
 
 
 def _states(st: Stage, incident_id: str) -> dict[str, str]:
@@ -46,7 +24,7 @@ async def test_every_key_confirmed_and_deleted_at_its_venue(
     time_skipping_env: WorkflowEnvironment, tmp_path: Path, queue_prefix: str
 ) -> None:
     async with stage(tmp_path, 24, queue_prefix, venues=API_VENUES) as st:
-        summary = await _run_incident(time_skipping_env, st, "wf-happy")
+        summary = await run_incident(time_skipping_env.client, st, "wf-happy")
         assert summary.total_keys == 24
         assert summary.total(KeyState.CONFIRMED) == 24
         assert {v.venue for v in summary.venues} == set(API_VENUES)
@@ -64,7 +42,7 @@ async def test_key_whose_baseline_probe_fails_is_not_confirmed(
     blocked = ["k000000", "k000001"]  # one binance, one bybit key in the sample
     scenario = {"venues": {"binance": {"ip_blocked_keys": blocked}, "bybit": {"ip_blocked_keys": blocked}}}
     async with stage(tmp_path, 10, queue_prefix, scenario=scenario) as st:
-        summary = await _run_incident(time_skipping_env, st, "wf-baseline")
+        summary = await run_incident(time_skipping_env.client, st, "wf-baseline")
         states = _states(st, "wf-baseline")
         for key_id in blocked:
             assert states[key_id] == KeyState.UNCONFIRMED, key_id
@@ -80,7 +58,7 @@ async def test_key_still_working_at_the_deadline_is_reported_live(
     # The simulator keeps deleted keys working for an hour; the workflow's deadline is five minutes.
     scenario = {"venues": {"bybit": {"revoke_grace_seconds": 3600}}}
     async with stage(tmp_path, 6, queue_prefix, scenario=scenario) as st:
-        summary = await _run_incident(time_skipping_env, st, "wf-live")
+        summary = await run_incident(time_skipping_env.client, st, "wf-live")
         states = _states(st, "wf-live")
         bybit = [r.key_id for r in st.rows if r.venue == "bybit"]
         assert all(states[k] == KeyState.LIVE for k in bybit)
@@ -95,7 +73,7 @@ async def test_refused_revoke_is_escalated(
 ) -> None:
     scenario = {"venues": {"binance": {"master_lacks_permission": True}}}
     async with stage(tmp_path, 6, queue_prefix, scenario=scenario) as st:
-        summary = await _run_incident(time_skipping_env, st, "wf-refused")
+        summary = await run_incident(time_skipping_env.client, st, "wf-refused")
         binance = [r.key_id for r in st.rows if r.venue == "binance"]
         states = _states(st, "wf-refused")
         assert all(states[k] == KeyState.ESCALATED for k in binance)
