@@ -4,10 +4,13 @@ The Temporal web UI and CLI POST ``{"payloads": [...]}`` (protobuf JSON) to ``â€
 ``â€¦/encode`` and show what comes back. Only the last path segment chooses the operation, so the
 server can sit under any prefix, such as ``/<namespace>/decode``.
 
-Whoever can call ``/decode`` can read every payload, so every request must carry
-``Authorization: Bearer <KEYREVOKE_CODEC_SERVER_TOKEN>``; without a configured token every request is
-refused. Browsers may call it from the one origin in ``KEYREVOKE_CODEC_SERVER_CORS_ORIGIN``. The server
-speaks plain HTTP and listens on loopback unless told otherwise.
+Whoever can call ``/decode`` can read every payload, so every request must carry the token
+``KEYREVOKE_CODEC_SERVER_TOKEN``: the ``temporal`` CLI as ``Authorization: Bearer <token>``
+(``--codec-auth``); the web UI, which can only send cookies (its codec setting "include credentials"),
+as the cookie that ``GET /login?token=<token>``, opened once in the operator's browser, sets. Without a
+configured token every request is refused. Browsers may call it from the one origin in
+``KEYREVOKE_CODEC_SERVER_CORS_ORIGIN``. The server speaks plain HTTP and listens on loopback unless told
+otherwise.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
 _OPERATIONS = ("decode", "encode")
+COOKIE = "keyrevoke_codec"
 
 
 def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str) -> web.Application:
@@ -42,13 +46,37 @@ def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str
         origin = request.headers.get(hdrs.ORIGIN)
         if not cors_origin or origin != cors_origin:
             return {}
-        return {hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: cors_origin, hdrs.VARY: "Origin"}
+        # Credentials allowed: the web UI authenticates with the cookie set by /login.
+        return {
+            hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: cors_origin,
+            hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS: "true",
+            hdrs.VARY: "Origin",
+        }
+
+    def valid(given: str) -> bool:
+        return expected is not None and hmac.compare_digest(
+            f"Bearer {given}".encode("utf-8", errors="replace"), expected
+        )
 
     def authorized(request: web.Request) -> bool:
         if expected is None:
             return False
         given = request.headers.get(hdrs.AUTHORIZATION, "").encode("utf-8", errors="replace")
-        return hmac.compare_digest(given, expected)
+        if given:
+            return hmac.compare_digest(given, expected)
+        return valid(request.cookies.get(COOKIE, ""))
+
+    async def login(request: web.Request) -> web.StreamResponse:
+        """Exchange the token for an HttpOnly cookie, for the browser UI's codec requests."""
+        if not valid(request.query.get("token", "")):
+            log.warning("codec server: refused a login from %s", request.remote)
+            return web.Response(status=401, text="unauthorized: wrong or missing token\n")
+        answer = web.Response(
+            text="signed in: the Temporal web UI can now decode payloads from this browser\n",
+            headers={hdrs.CACHE_CONTROL: "no-store"},
+        )
+        answer.set_cookie(COOKIE, request.query["token"], httponly=True, samesite="Lax", path="/")
+        return answer
 
     async def preflight(request: web.Request) -> web.StreamResponse:
         headers = cors_headers(request)
@@ -89,6 +117,7 @@ def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str
         return web.Response(text=json_format.MessageToJson(payloads), content_type="application/json", headers=headers)
 
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_get("/login", login)
     app.router.add_route("OPTIONS", "/{path:.*}", preflight)
     app.router.add_post("/{path:.*}", codec_call)
     return app

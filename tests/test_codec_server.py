@@ -126,7 +126,8 @@ async def test_cors_preflight_only_for_the_ui_origin(http: TestClient[object, ob
     assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
     allowed_headers = {h.strip().lower() for h in allowed.headers["Access-Control-Allow-Headers"].split(",")}
     assert {"authorization", "content-type", "x-namespace"} <= allowed_headers
-    assert "Access-Control-Allow-Credentials" not in allowed.headers
+    # the web UI's requests carry the sign-in cookie, which browsers send only if credentials are allowed
+    assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
 
     for origin in ("http://evil.example", "http://localhost:8233", "null"):
         refused = await http.options("/decode", headers={"Origin": origin, **preflight})
@@ -198,3 +199,25 @@ async def test_start_up_serves_the_workers_key_and_warns_without_a_token(
     assert key.key_id in out
     assert "KEYREVOKE_CODEC_SERVER_TOKEN is not set: every request is refused (401)" in err
     assert key.to_text() not in out + err
+
+
+async def test_the_browser_ui_signs_in_once_and_then_decodes_with_its_cookie(
+    http: TestClient[object, object], codec: PayloadEncryptionCodec
+) -> None:
+    sealed = await codec.encode([plain(MARKER)])
+    refused = await http.get("/login", params={"token": "not-the-token"})
+    assert refused.status == 401
+    assert "keyrevoke_codec" not in refused.cookies
+    signed_in = await http.get("/login", params={"token": TOKEN})
+    assert signed_in.status == 200
+    assert signed_in.cookies["keyrevoke_codec"]["httponly"]
+    # The test client keeps the cookie, as the browser does; the UI sends no Authorization header.
+    response = await http.post(
+        "/default/decode", data=body(sealed), headers={"Origin": UI, "Content-Type": "application/json"}
+    )
+    assert response.status == 200, await response.text()
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert parse(await response.text()) == [plain(MARKER)]
+    http.session.cookie_jar.clear()
+    anonymous = await http.post("/default/decode", data=body(sealed), headers={"Origin": UI})
+    assert anonymous.status == 401
