@@ -11,7 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+#: where the source runs from (a snapshot while benchmarking) and where results and the document go
 ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = Path(os.environ.get("BENCH_OUTPUT_ROOT") or ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,19 +27,22 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-minutes", type=float, help="stop the scale run after this long, keeping what it did (default 90)"
     )
     run.add_argument("--only", help="comma list: throughput,big,rate,recovery,profile,scale")
-    run.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="the document to write")
+    run.add_argument("--out", default=str(OUTPUT / "docs" / "benchmarks.md"), help="the document to write")
     report = verbs.add_parser("report", help="rewrite the document from saved results")
     report.add_argument("--quick", action="store_true")
-    report.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    report.add_argument("--out", default=str(OUTPUT / "docs" / "benchmarks.md"))
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)  # the benchmark's own processes import bench and keyrevoke's packages from here
     from bench.report import render
 
     mode = "quick" if args.quick else "full"
-    results_file = ROOT / "bench" / "results" / f"{mode}.json"
+    results_file = OUTPUT / "bench" / "results" / f"{mode}.json"
     command = "python -m bench run" + (" --quick" if args.quick else "")
     if args.verb == "run":
+        from bench.snapshot import reexec_from_snapshot
+
+        reexec_from_snapshot(ROOT)  # from here on, this process runs from a snapshot of the source
         from bench.suite import plan_for
         from bench.suite import run as run_suite
 
@@ -69,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(results_file.read_text())
         command = results.get("command", command)
     Path(args.out).write_text(render(results, command))
-    print(f"wrote {Path(args.out).relative_to(ROOT) if Path(args.out).is_relative_to(ROOT) else args.out}")
+    print(f"wrote {Path(args.out).relative_to(OUTPUT) if Path(args.out).is_relative_to(OUTPUT) else args.out}")
+    snapshot = os.environ.get("BENCH_SNAPSHOT")
+    if snapshot and args.verb == "run":
+        import shutil
+
+        shutil.rmtree(snapshot, ignore_errors=True)
     sys.stdout.flush()
     # The Temporal SDK's runtime can abort the interpreter at exit (sdk-python issue 300): leave without it.
     os._exit(0)

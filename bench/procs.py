@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +27,16 @@ from temporalio.client import Client
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def keyrevoke_cli() -> str:
-    """The ``keyrevoke`` console script next to this Python."""
-    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(folder) / "keyrevoke"
-        if candidate.is_file():
-            return str(candidate)
-    raise SystemExit("the keyrevoke command is not installed next to this Python (pip install -e .)")
+def keyrevoke_cli() -> list[str]:
+    """The ``keyrevoke`` command (its entry point, ``commander.main``) as this Python runs it.
+
+    Run as a module rather than through the installed console script, so that it imports the code the
+    benchmark runs from (see ``bench.snapshot``), whatever the editable install points at.
+    """
+    return [sys.executable, "-m", "commander.main"]
 
 
-#: the repository root: the benchmark's own processes import ``bench`` from here
+#: the source root the benchmark runs from (a snapshot of the repository, see ``bench.snapshot``)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -181,6 +180,15 @@ class WorkerProcess:
         if self._sampler is not None:
             self._sampler.cancel()
             self._sampler = None
+
+    async def died(self) -> str:
+        """Return (with the tail of its log) once the current process has exited by itself."""
+        while True:
+            process = self.process
+            if process is not None and process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
+                return f"the worker exited with code {process.returncode}:\n{tail}"
+            await asyncio.sleep(1.0)
 
     def cpu(self) -> float:
         """CPU seconds of this worker so far, over every process it was (restarts included)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -89,12 +88,12 @@ def machine() -> dict[str, Any]:
             versions[name] = "not installed"
     import os
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=False)
-        revision = commit.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-    except OSError:
-        revision = "unknown"
+    from bench.snapshot import revision as git_revision
+    from bench.snapshot import source_digest
+
+    revision = os.environ.get("BENCH_REVISION") or (
+        f"{git_revision(Path.cwd())}; source digest {source_digest(Path(__file__).resolve().parent.parent)}"
+    )
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -177,8 +176,8 @@ async def run_suite(plan: Plan, results_file: Path, only: set[str] | None = None
                 results["whatif"]["throughput"].append(_row(outcome))
             save()
         results["whatif"]["first_batch"] = []
-        for rep in range(plan.reps):
-            _log(f"what-if first batch rep {rep + 1}/{plan.reps}: batches of 25 keys; of 8 keys")
+        for rep in range(min(2, plan.reps)):
+            _log(f"what-if first batch rep {rep + 1}: batches of 25 keys; of 8 keys")
             pair = {}
             for size in (25, 8):
                 outcome = await keyrevoke_run(plan.throughput_keys, VENUES, {**UNLIMITED, "batch_size": size})
@@ -188,7 +187,7 @@ async def run_suite(plan: Plan, results_file: Path, only: set[str] | None = None
         rate = plan.rate_rps
         scenario = {"seed": 7, "venues": {v: {"requests_per_second": rate} for v in VENUES}}
         overrides = {"venue_requests_per_second": round(rate * 0.97, 2)}
-        for rep in range(max(1, plan.rate_reps - 1)):
+        for rep in range(max(1, plan.rate_reps - 2)):
             _log(f"what-if rate rep {rep + 1}: the pacer as it is; with the send window")
             for patches in ("", "window"):
                 outcome = await keyrevoke_run(plan.rate_keys, VENUES, overrides, scenario=scenario, whatif=patches)

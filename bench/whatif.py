@@ -29,8 +29,9 @@ from typing import Any
 
 
 def install_pooled_exchanges() -> None:
+    import activities.venues.registry  # noqa: F401 - loads every adapter module, so that all are patched
     from activities.venues import answers as answers_module
-    from activities.venues import binance, bybit, exchanges, gate, kucoin, mexc, okx
+    from activities.venues import exchanges
 
     original_create = exchanges.ExchangeFactory.create
     original_release = answers_module.release
@@ -56,8 +57,9 @@ def install_pooled_exchanges() -> None:
         pool.append(exchange)
 
     exchanges.ExchangeFactory.create = create  # type: ignore[method-assign]
-    for module in (answers_module, binance, bybit, gate, kucoin, mexc, okx):
-        if hasattr(module, "release"):
+    # every module that imported ``release`` by name holds its own reference: replace each one
+    for name, module in list(sys.modules.items()):
+        if name.startswith("activities.") and getattr(module, "release", None) is original_release:
             module.release = release  # type: ignore[attr-defined]
 
 
