@@ -73,6 +73,9 @@ def render(results: dict[str, Any], command: str) -> str:
         for entry in runs_log:
             add(f"- `{entry['command']}`: {entry['minutes']:.0f} minutes; {entry['what']}; code: {entry['code']}")
         add("")
+        if results.get("superseded"):
+            add(f"Not used: {results['superseded']}.")
+            add("")
         add(
             "Every figure is the median of its runs with the minimum and maximum in brackets, "
             "`median (min-max, n=runs)`; ratios are taken per repetition between variants that ran side by side "
