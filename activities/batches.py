@@ -179,11 +179,9 @@ class BatchActivities:
         It lists every escalated key of the venue by fingerprint, key hint and account: what the
         exchange needs to find the keys, never a secret. ``ended`` is the number of keys in it.
         """
-        keys = [
-            k
-            for k in await asyncio.to_thread(lambda: list(self.ledger.key_statuses(request.incident_id)))
-            if k.venue == request.venue and k.state == KeyState.ESCALATED
-        ]
+        keys = await asyncio.to_thread(
+            self.ledger.venue_key_statuses, request.incident_id, request.venue, KeyState.ESCALATED
+        )
         if not keys:
             return BatchResult(ended=0)
         folder = self.escalation_dir / request.incident_id
