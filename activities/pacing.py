@@ -9,7 +9,9 @@ venue that has banned us until the ban ends.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from typing import Protocol
 
 from keyrevoke.errors import VenueBanned
@@ -23,42 +25,65 @@ class SlotSource(Protocol):
 class VenuePacer:
     """Spaces one venue's requests ``1 / rate`` seconds apart across every worker of the venue.
 
-    The slots are reserved in a store all workers share (the ledger), a few at a time, and each is
-    used at its own moment: however many workers run, the venue never sees more than ``rate``
-    requests in any second. A slot reserved but not used is lost (a little throughput), never
-    doubled (the limit holds).
+    Two bounds, because a venue counts requests in a sliding second:
+
+    * across workers, slots reserved in a store all workers share (the ledger), a few at a time, so
+      that no two workers are handed the same moment;
+    * within this worker, a send window: a request goes out only when fewer than ``floor(rate)``
+      went out in the last second. A busy event loop wakes sleepers late, and late requests would
+      otherwise leave together, one burst on top of the on-time ones.
+
+    A slot that comes up more than ``LATE_SLOT_SECONDS`` late belongs to a moment that has passed:
+    it is given up and a new one taken (a little throughput lost, never the limit). A lag shorter
+    than that is absorbed by the send window instead of throwing the slot away, so a worker whose
+    loop lags more than ``1 / rate`` still makes progress rather than reserving over and over.
     """
+
+    LATE_SLOT_SECONDS = 0.1
 
     def __init__(self, slots: SlotSource, venue: str, rate: float, chunk: int | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.venue = venue
         self.interval = 1.0 / rate
+        self.per_second = max(1, math.floor(rate))
         # At least two slots a time: the first may have passed by the time the reservation is back.
         self.chunk = chunk or max(2, min(50, int(rate / 20)))
+        self.reservations = 0
         self._slots = slots
-        self._reserved: list[float] = []
+        self._reserved: deque[float] = deque()
+        self._sent: deque[float] = deque()
         self._lock = asyncio.Lock()
+        self._window_lock = asyncio.Lock()
 
     async def acquire(self) -> None:
-        """Wait for this request's slot.
-
-        A slot is used only near its time: a process too busy to wake up on time (its event loop
-        held up) would otherwise fire several late slots at once, in one burst; such a request takes
-        a new slot instead.
-        """
+        """Wait for this request's slot, and for room in this worker's last second of requests."""
+        late_after = max(self.interval, self.LATE_SLOT_SECONDS)
         while True:
             async with self._lock:
                 now = time.time()
-                while self._reserved and self._reserved[0] < now - self.interval:
-                    self._reserved.pop(0)  # slots that passed unused: never spend them late, in a burst
+                while self._reserved and self._reserved[0] < now - late_after:
+                    self._reserved.popleft()
                 if not self._reserved:
                     first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
-                    self._reserved = [first + i * self.interval for i in range(self.chunk)]
-                slot = self._reserved.pop(0)
+                    self.reservations += 1
+                    self._reserved.extend(first + i * self.interval for i in range(self.chunk))
+                slot = self._reserved.popleft()
             await asyncio.sleep(max(0.0, slot - time.time()))
-            if time.time() - slot < self.interval:
-                return
+            if time.time() - slot < late_after:
+                break
+        await self._send_window()
+
+    async def _send_window(self) -> None:
+        async with self._window_lock:
+            while True:
+                now = time.monotonic()
+                while self._sent and self._sent[0] <= now - 1.0:
+                    self._sent.popleft()
+                if len(self._sent) < self.per_second:
+                    self._sent.append(now)
+                    return
+                await asyncio.sleep(self._sent[0] + 1.0 - now)
 
 
 class CircuitBreaker:

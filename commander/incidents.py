@@ -102,6 +102,7 @@ async def start_incident(
                 require_approval=require_approval,
                 escalation_wait_seconds=settings.escalation_wait_seconds,
                 escalation_probe_interval_seconds=settings.escalation_probe_interval_seconds,
+                first_batch_size=settings.first_batch_size,
             ),
             id=workflow_id,
             task_queue=settings.control_queue,

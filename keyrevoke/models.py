@@ -24,6 +24,7 @@ class IncidentInput:
     require_approval: bool = False  # two-person start: plan, then wait for another person's approval
     escalation_wait_seconds: float = 86_400.0
     escalation_probe_interval_seconds: float = 300.0
+    first_batch_size: int = 8  # each venue's first batch, alone until probed; >= batch_size: no small first
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class VenueInput:
     stop_reason: str = ""
     escalation_wait_seconds: float = 86_400.0
     escalation_probe_interval_seconds: float = 300.0
+    first_batch_size: int = 0  # 0 (as in inputs recorded before it existed): no small first batch
 
 
 @dataclass(frozen=True)

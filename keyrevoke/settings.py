@@ -102,6 +102,13 @@ class Settings(BaseSettings):
 
     batch_size: int = Field(default=25, ge=1, le=500, description="Keys per batch activity.")
     batches_in_flight: int = Field(default=4, ge=1, le=100, description="Concurrent batches per venue.")
+    first_batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=500,
+        description="Keys in each venue's first batch, which runs alone until its keys are probed: small, so "
+        "the riskiest keys' revokes go out after one round of probes instead of behind every batch's.",
+    )
     keys_in_flight_per_batch: int = Field(
         default=8, ge=1, le=200, description="Keys one batch activity works on at once."
     )

@@ -1,12 +1,13 @@
-"""Record workflow histories for the replay test: ``python -m tests.record_histories``.
+"""Record workflow histories for the replay test: ``python -m tests.record_histories vN``.
 
 Runs a small incident on a fresh dev server that goes through the workflows' paths (a pause and a
 resume, a venue that escalates and the commander's confirmation), then writes every workflow history
-of it to ``tests/histories/``. The payloads are encrypted with ``REPLAY_PAYLOAD_KEY`` (a key made for
+of it to ``tests/histories/vN/``. The payloads are encrypted with ``REPLAY_PAYLOAD_KEY`` (a key made for
 these files, guarding nothing else) so that the replay test can read them.
 
-Record again when a workflow changes on purpose, and keep the old files while incidents started by
-the old code may still be running: the replay test then proves the new code can carry them on.
+Record again, into a new folder, when a workflow changes on purpose, and keep the old folders while
+incidents started by the old code may still be running: the replay test then proves the new code can
+carry them on. v1: before the small first batch; v2: with it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ async def record(out: Path) -> list[Path]:
                     scenario=scenario,
                     payload_key=REPLAY_PAYLOAD_KEY,
                     batch_size=3,
+                    first_batch_size=1,
                     verify_deadline_seconds=2,
                     escalation_probe_interval_seconds=0.5,
                 ) as st,
@@ -75,5 +77,7 @@ async def record(out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in asyncio.run(record(Path(sys.argv[1]) if len(sys.argv) > 1 else HISTORIES)):
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.record_histories vN  (a new folder under tests/histories)")
+    for path in asyncio.run(record(HISTORIES / sys.argv[1])):
         print(path)

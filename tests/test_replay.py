@@ -7,6 +7,7 @@ break incidents already running fails here, before it reaches a worker.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -20,16 +21,33 @@ from tests.record_histories import HISTORIES, REPLAY_PAYLOAD_KEY
 from workflows.incident import IncidentWorkflow
 from workflows.venue import VenueWorkflow
 
-RECORDED = sorted(HISTORIES.glob("*.json"))
+RECORDED = sorted(HISTORIES.rglob("*.json"))
 
 
 def test_histories_were_recorded() -> None:
     names = {path.stem for path in RECORDED}
     assert any(name.endswith("-venue-binance") for name in names)
     assert any("-venue-" not in name for name in names)  # the incident workflow itself
+    # Both sides of the small-first-batch patch: histories from before it, and with its marker.
+    venue_histories = [p for p in RECORDED if "-venue-" in p.stem]
+    marked = [p for p in venue_histories if _patches(p)]
+    assert marked
+    assert len(marked) < len(venue_histories)
+    assert all(_patches(p) == {"small-first-batch"} for p in marked)
 
 
-@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+def _patches(path: Path) -> set[str]:
+    """The patch ids a history's workflow code went through (Temporal's ``core_patch`` markers)."""
+    found = set()
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes", {})
+        if marker.get("markerName") == "core_patch":
+            for payload in marker["details"]["patch-data"]["payloads"]:
+                found.add(json.loads(base64.b64decode(payload["data"]))["id"])
+    return found
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[f"{p.parent.name}/{p.stem}" for p in RECORDED])
 async def test_recorded_history_replays(path: Path, tmp_path: Path) -> None:
     converter = data_converter(Settings(state_dir=tmp_path, payload_key=REPLAY_PAYLOAD_KEY), create=False)  # type: ignore[arg-type]
     history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))

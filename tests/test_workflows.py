@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from commander.sample import API_VENUES
 from keyrevoke.states import KeyState
 from tests.harness import Stage, run_incident, stage
+from workflows import options
+from workflows.incident import venue_workflow_id
 
 
 def _states(st: Stage, incident_id: str) -> dict[str, str]:
@@ -88,3 +91,24 @@ async def test_refused_revoke_is_escalated(
         text = (st.settings.resolved_escalation_dir() / "wf-refused" / "binance.csv").read_text() + json.dumps(packet)
         for secret in st.secrets():
             assert secret not in text
+
+
+async def test_the_first_batch_is_small_and_revoked_before_any_other_is_probed(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, queue_prefix: str
+) -> None:
+    async with stage(tmp_path, 20, queue_prefix, venues=("binance",)) as st:
+        client = time_skipping_env.client
+        summary = await run_incident(client, st, "wf-first", batch_size=5, batches_in_flight=3, first_batch_size=2)
+        assert summary.total(KeyState.CONFIRMED) == 20
+        history = await client.get_workflow_handle(venue_workflow_id("wf-first", "binance")).fetch_history()
+        scheduled = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
+        batch_steps = [name for name in scheduled if name in (options.PREPARE_BATCH, options.REVOKE_BATCH)]
+        assert batch_steps[:3] == [options.PREPARE_BATCH, options.REVOKE_BATCH, options.PREPARE_BATCH]
+        # The two riskiest keys (the plan's first) are the first revoked.
+        riskiest = [k.key_id for k in st.ledger.key_statuses("wf-first")][:2]
+        revoked = [e["key_id"] for e in st.ledger.events("wf-first") if e["kind"] == "key.revoked"]
+        assert sorted(revoked[:2]) == sorted(riskiest)

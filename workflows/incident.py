@@ -109,6 +109,7 @@ class IncidentWorkflow:
             stop_reason=self._cancel_reason or self._stopped.get(venue, ""),
             escalation_wait_seconds=params.escalation_wait_seconds,
             escalation_probe_interval_seconds=params.escalation_probe_interval_seconds,
+            first_batch_size=params.first_batch_size,
         )
 
     async def _finish(self, venue: str) -> None:

@@ -38,7 +38,7 @@ CONTROL_RETRY = RetryPolicy(
 # A batch paces its requests to the venue's rate, so it may take a while; the heartbeat, not the
 # start-to-close timeout, is what notices a dead worker.
 BATCH_TIMEOUT = timedelta(minutes=10)
-BATCH_HEARTBEAT = timedelta(seconds=20)
+BATCH_HEARTBEAT = timedelta(seconds=10)
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

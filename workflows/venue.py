@@ -53,6 +53,7 @@ class VenueWorkflow:
         self._stop_reason = ""
         self._awaiting_exchange = 0
         self._confirmation: ExchangeConfirmation | None = None
+        self._prepared_batches = 0
 
     @workflow.run
     async def run(self, params: VenueInput) -> int:
@@ -63,6 +64,7 @@ class VenueWorkflow:
         self._paused = self._paused or params.paused
         self._stop_reason = self._stop_reason or params.stop_reason
         running: set[asyncio.Task[None]] = set()
+        small_first = self._small_first_batch(params)
         while True:
             while (
                 not self._exhausted
@@ -71,12 +73,18 @@ class VenueWorkflow:
                 and len(running) < params.batches_in_flight
                 and not workflow.info().is_continue_as_new_suggested()
             ):
-                page = await self._load_page(params)
+                page = await self._load_page(params, params.first_batch_size if small_first else params.batch_size)
                 if not page.keys:
                     self._exhausted = True
                     break
                 self._last_seq = page.last_seq
-                running.add(asyncio.create_task(self._run_batch(params, page.keys)))
+                batch = asyncio.create_task(self._run_batch(params, page.keys))
+                running.add(batch)
+                if small_first:
+                    # The riskiest keys go first and alone: the other batches' probes would queue
+                    # ahead of their revokes at the venue's pace.
+                    small_first = False
+                    await self._first_batch_prepared(batch)
             self._in_flight = len(running)
             if not running:
                 if self._exhausted or self._stop_reason:
@@ -117,10 +125,20 @@ class VenueWorkflow:
     async def _control_changes(self, seen: tuple[bool, str]) -> None:
         await workflow.wait_condition(lambda: (self._paused, self._stop_reason) != seen)
 
-    async def _load_page(self, params: VenueInput) -> Page:
+    async def _first_batch_prepared(self, batch: asyncio.Task[None]) -> None:
+        await workflow.wait_condition(lambda: self._prepared_batches > 0 or batch.done() or bool(self._stop_reason))
+
+    @staticmethod
+    def _small_first_batch(params: VenueInput) -> bool:
+        """Whether this run starts the venue with a small first batch (only at the venue's very start)."""
+        fresh = params.after_seq == 0 and params.batches_done == 0
+        # patched() only where it can matter, so histories from before it replay unchanged.
+        return fresh and 0 < params.first_batch_size < params.batch_size and workflow.patched("small-first-batch")
+
+    async def _load_page(self, params: VenueInput, limit: int) -> Page:
         page: Page = await workflow.execute_activity(
             options.LOAD_PAGE,
-            PageRequest(params.incident_id, params.venue, self._last_seq, params.batch_size),
+            PageRequest(params.incident_id, params.venue, self._last_seq, limit),
             result_type=Page,
             task_queue=params.control_queue,
             start_to_close_timeout=options.CONTROL_TIMEOUT,
@@ -156,6 +174,7 @@ class VenueWorkflow:
         prepared = await self._batch(
             options.PREPARE_BATCH, params, BatchRequest(params.incident_id, params.venue, key_ids)
         )
+        self._prepared_batches += 1
         if not prepared.proceed or not await self._proceed():
             return
         revoked = await self._batch(

@@ -1,0 +1,86 @@
+"""The venue pacer: never more than the rate in any second of one worker's sends, and no spinning.
+
+The slots come from a real ledger on a SQLite file, as in a worker; the event loop is held up on
+purpose (a blocking sleep), as a CPU-bound worker holds it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from activities.pacing import VenuePacer
+from keyrevoke.crypto import KeyEncryptionKey, SecretBox
+from keyrevoke.ledger import Ledger, open_ledger
+from tests.ledger_backends import sqlite_url
+
+KEK = KeyEncryptionKey(bytes(range(32)))
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = open_ledger(sqlite_url(tmp_path), SecretBox(KEK))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _most_in_one_second(sent: list[float]) -> int:
+    sent = sorted(sent)
+    most, start = 0, 0
+    for end, at in enumerate(sent):
+        while sent[start] <= at - 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+async def _send(pacer: VenuePacer, count: int, hold_loop_every: int = 0, hold_seconds: float = 0.0) -> list[float]:
+    """``count`` concurrent requests; every ``hold_loop_every``-th blocks the loop after it goes out."""
+    sent: list[float] = []
+
+    async def one(n: int) -> None:
+        await pacer.acquire()
+        sent.append(time.monotonic())
+        if hold_loop_every and n % hold_loop_every == 0:
+            time.sleep(hold_seconds)  # a busy worker: the loop wakes every sleeper late
+
+    await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(count))), 60)
+    return sent
+
+
+async def test_a_lagging_loop_never_sends_more_than_the_rate_in_one_second(ledger: Ledger) -> None:
+    pacer = VenuePacer(ledger, "binance", rate=20)
+    sent = await _send(pacer, 70, hold_loop_every=7, hold_seconds=0.3)
+    assert len(sent) == 70
+    assert _most_in_one_second(sent) <= 20
+
+
+async def test_a_pace_far_above_what_the_loop_can_do_still_sends_everything(ledger: Ledger) -> None:
+    # One slot per microsecond: every wake-up is later than the slot spacing. The requests must
+    # still go out, with a handful of reservations, not one reservation after another.
+    pacer = VenuePacer(ledger, "binance", rate=1_000_000)
+    sent = await _send(pacer, 2_000, hold_loop_every=100, hold_seconds=0.02)
+    assert len(sent) == 2_000
+    assert pacer.reservations <= 2_000 // pacer.chunk + 25
+
+
+async def test_two_pacers_of_one_venue_share_its_slots(ledger: Ledger, tmp_path: Path) -> None:
+    # Two workers' pacers on one ledger: their slots never coincide, so together they keep the rate.
+    other = open_ledger(sqlite_url(tmp_path), SecretBox(KEK))
+    try:
+        first, second = VenuePacer(ledger, "okx", rate=10), VenuePacer(other, "okx", rate=10)
+        both = await asyncio.gather(_send(first, 15), _send(second, 15))
+    finally:
+        other.close()
+    assert _most_in_one_second(both[0] + both[1]) <= 10 + 1
+
+
+def test_a_rate_must_be_positive(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="rate must be positive"):
+        VenuePacer(ledger, "binance", rate=0)
