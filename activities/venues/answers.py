@@ -104,15 +104,6 @@ class AnswerLog:
         return venue_code(body, self.field)
 
 
-async def release(exchange: Any) -> None:
-    """Detach a per-key object from the shared session (ccxt warns about unclosed objects otherwise).
-
-    The session is not ccxt's own, so ``close`` leaves it open; its exit pause is not needed here.
-    """
-    exchange.timeout_on_exit = 0
-    await exchange.close()
-
-
 def seconds(value: str | None) -> float | None:
     """A ``Retry-After``-style header in seconds (never negative); None if absent or unreadable."""
     if value is None:

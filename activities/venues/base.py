@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import ccxt
 
-from activities.venues.answers import Answer, AnswerLog, VenueCode, release, seconds, throttled
+from activities.venues.answers import Answer, AnswerLog, VenueCode, seconds, throttled
 from activities.venues.classify import classify
 from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError
 
@@ -143,20 +143,26 @@ class VenueAdapter(ABC):
         return method
 
     async def call_as_key(self, credentials: Credentials, call: Call) -> Any:
-        """Make ``call`` on a fresh object signed with ``credentials``, then release that object.
+        """Make ``call`` on an object lent by the factory and signed with ``credentials``, then release it.
 
         Returns the call's answer, or ``Rejected`` when the venue rejected the key (``_rejects``);
-        any other failure is raised as the venue error ``_classify`` makes of it.
+        any other failure is raised as the venue error ``_classify`` makes of it. The object is
+        released, and the key cleared from it, however the call ends.
         """
         exchange = self.answers.watch(self.exchanges.create(self.venue, credentials))
+        reusable = True
         try:
             return await call(exchange)
         except ccxt.BaseError as exc:
             if self._rejects(exc):
                 return Rejected(exc, self.answers.rejected(exc))
             raise self._classify(exc, exchange) from None
+        except BaseException:
+            # cancelled, or failed outside ccxt: the object may be stopped half-way through a request
+            reusable = False
+            raise
         finally:
-            await release(exchange)
+            await self.exchanges.release(exchange, reusable=reusable)
 
     async def call_as_master(self, target: KeyTarget, call: Call, deleted: str) -> RevokeAnswer:
         """Make the delete ``call`` with the shared master object; ``deleted`` is the detail of success.
