@@ -84,11 +84,12 @@ ANSWERS = KrakenAnswers("kraken", "error")
 
 
 class _NonceFloor:
-    """The highest nonce this process has signed with, handed on to every new ccxt object.
+    """The highest nonce this process has signed with, handed on to every object a call gets.
 
-    ccxt keeps its last nonce per object (milliseconds, then one more each call); with a fresh object
-    per probe, two calls of one key within the same millisecond would share a nonce and Kraken would
-    refuse the second. Each object starts above every nonce used before it here.
+    ccxt keeps its last nonce per object (milliseconds, then one more each call), and a pooled object
+    comes back with that reset; two calls of one key within the same millisecond on different objects
+    would share a nonce and Kraken would refuse the second. Each call starts above every nonce used
+    before it here.
     """
 
     def __init__(self) -> None:
@@ -145,7 +146,7 @@ class KrakenAdapter(NoRevocationApi):
 
 
 async def _get_api_key_info(exchange: Any) -> Any:
-    """GetApiKeyInfo on a fresh object, its nonces above every nonce this process has signed with."""
+    """GetApiKeyInfo, its nonces above every nonce this process has signed with."""
     NONCES.seed(exchange)
     try:
         return await exchange.privatePostGetApiKeyInfo()
