@@ -24,6 +24,7 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ledger_writer import GroupCommitWriter
 from activities.pacing import CircuitBreaker, VenuePacer
 from activities.platform_hook import OWNER_MESSAGES, HookError, HookRequest, PlatformHook
 from activities.retries import call_venue
@@ -88,8 +89,11 @@ class BatchActivities:
         limits: BatchLimits,
         telemetry: Telemetry | None = None,
         escalation_dir: Path | None = None,
+        writer: GroupCommitWriter | None = None,
     ) -> None:
         self.ledger = ledger
+        # Each key's steps are written through it: one transaction for the transitions that queue together.
+        self.writer = writer or GroupCommitWriter(ledger)
         self.escalation_dir = escalation_dir or Path("escalations")
         self.adapters = adapters
         self.hook = hook
@@ -416,8 +420,12 @@ class BatchActivities:
             return await call_venue(traced.request(call), self._limiters[venue], self.limits.request_attempts, seen)
 
     async def _apply(self, incident_id: str, transition: Transition) -> bool:
-        """Record one transition; True if the key moved (False: a retry found it done already)."""
-        moved = await asyncio.to_thread(self.ledger.apply, incident_id, [transition])
+        """Record one transition; True if the key moved (False: a retry found it done already).
+
+        It returns once the transition is committed (in a group with other keys' transitions), so a
+        key is heartbeated as done only after its evidence is in the ledger.
+        """
+        moved = await self.writer.apply(incident_id, transition)
         if moved and transition.to_state not in transition.from_states:
             self.telemetry.key_transition(transition.venue, transition.to_state.value)
         return bool(moved)

@@ -16,10 +16,11 @@ same request twice: the idempotency key makes it one for the platform. No secret
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
+import io
 import json
+import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,21 +71,38 @@ def hook_payload(request: HookRequest) -> dict[str, Any]:
 
 
 class FileHook:
-    """Appends each request as a JSON line to a file; writes are serialized within the process."""
+    """Appends each request as a JSON line to a file, through one handle kept open.
+
+    Each line goes to the file in one unbuffered ``write`` (the file is opened for appending), so a
+    line the platform may read is never held in a buffer of ours: a crash loses nothing already sent,
+    as when the file was opened and closed per request. A lock keeps concurrent sends' lines whole.
+    The write is a few microseconds into the page cache, done in place rather than in a thread.
+    ``close`` (the worker calls it when it stops) closes the handle; a later send opens it again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()
+        self._handle: io.FileIO | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
 
     async def send(self, request: HookRequest) -> None:
-        line = json.dumps(hook_payload(request))
-        async with self._lock:
-            await asyncio.to_thread(self._append, line)
+        self._append((json.dumps(hook_payload(request)) + "\n").encode("utf-8"))
 
-    def _append(self, line: str) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    def _append(self, line: bytes) -> None:
+        with self._lock:
+            if self._handle is None:
+                self._handle = self.path.open("ab", buffering=0)
+            view = memoryview(line)
+            while view:
+                written = self._handle.write(view)
+                view = view[written:]
+
+    async def close(self) -> None:
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
 
 
 class HttpHook:

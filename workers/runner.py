@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.batches import BatchActivities, BatchLimits
 from activities.control import ControlActivities
+from activities.ledger_writer import GroupCommitWriter
 from activities.platform_hook import FileHook, HttpHook, PlatformHook
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import ADAPTERS, build_adapter, load_master_credentials
@@ -75,6 +76,7 @@ async def workers_for(
     unwatch = observability.watch_ledger(ledger) if observability and CONTROL in queues else None
     exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
     hook = platform_hook(settings)
+    writer = GroupCommitWriter(ledger)
     try:
         built: list[Worker] = []
         if CONTROL in queues:
@@ -109,6 +111,7 @@ async def workers_for(
                 ),
                 telemetry=observability.serve_venues(venues, settings) if observability else None,
                 escalation_dir=settings.resolved_escalation_dir(),
+                writer=writer,
             )
             for venue in venues:
                 built.append(
@@ -137,8 +140,10 @@ async def workers_for(
         if unwatch:
             unwatch()
         await exchanges.close()
-        if isinstance(hook, HttpHook):
+        if isinstance(hook, HttpHook | FileHook):
             await hook.close()
+        # Transitions still queued (of activities cancelled at shutdown) go in before the ledger closes.
+        await writer.close()
         if own_ledger:
             ledger.close()
 
