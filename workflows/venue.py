@@ -38,6 +38,11 @@ with workflow.unsafe.imports_passed_through():
 
 COMPENSATION_PAGE = 200
 
+#: Patch ids (``workflow.patched``): the server stores them in plain text, as markers and in the
+#: ``TemporalChangeVersion`` search attribute; they name code paths and carry nothing of a key.
+SMALL_FIRST_BATCH = "small-first-batch"
+PATCHES = (SMALL_FIRST_BATCH,)
+
 
 @workflow.defn
 class VenueWorkflow:
@@ -133,7 +138,7 @@ class VenueWorkflow:
         """Whether this run starts the venue with a small first batch (only at the venue's very start)."""
         fresh = params.after_seq == 0 and params.batches_done == 0
         # patched() only where it can matter, so histories from before it replay unchanged.
-        return fresh and 0 < params.first_batch_size < params.batch_size and workflow.patched("small-first-batch")
+        return fresh and 0 < params.first_batch_size < params.batch_size and workflow.patched(SMALL_FIRST_BATCH)
 
     async def _load_page(self, params: VenueInput, limit: int) -> Page:
         page: Page = await workflow.execute_activity(
