@@ -48,9 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.scale_keys is not None:
             command += f" --scale-keys {args.scale_keys}"
+        from bench.provenance import record, run_entry
+
         only = set(args.only.split(",")) if args.only else None
         previous = json.loads(results_file.read_text()) if only and results_file.exists() else {}
         results = run_suite(plan_for(args.quick, args.scale_keys, args.reps, args.scale_minutes), results_file, only)
+        # which run produced which section, on which code: kept per section through later partial runs
+        this_run = run_entry(command + (f" --only {args.only}" if only else ""), results)
         if only:
             # a partial run updates the saved results instead of replacing them
             scales = dict(previous.get("scales", {}))
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["scale"] = max(scales.values(), key=lambda r: r["keys"])
             command = previous.get("command", command)
             results["elapsed_seconds"] = previous.get("elapsed_seconds", 0) + results.get("elapsed_seconds", 0)
+        record(previous or None, results, this_run)
         results["command"] = command
         results_file.write_text(json.dumps(results, indent=1, default=str))
     else:

@@ -33,10 +33,11 @@ async def serve(window: int) -> None:
     exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
     venues = sorted(settings.venue_urls)
     masters = load_master_credentials(settings.resolved_masters_file())
+    hook = platform_hook(settings)
     batches = BatchActivities(
         ledger,
         {venue: build_adapter(venue, exchanges, masters) for venue in venues},
-        platform_hook(settings),
+        hook,
         BatchLimits(settings.venue_requests_per_second, settings.keys_in_flight_per_batch, settings.request_attempts),
     )
     control = ControlActivities(ledger)
@@ -68,6 +69,11 @@ async def serve(window: int) -> None:
     await asyncio.gather(*(worker.shutdown() for worker in workers))
     await asyncio.gather(*tasks, return_exceptions=True)
     await exchanges.close()
+    # as keyrevoke's worker shuts down (workers/runner.py): the hook's open file or session, then the
+    # ledger writes still queued, if this version of the activities has them, before the ledger closes
+    for closing in (getattr(hook, "close", None), getattr(getattr(batches, "writer", None), "close", None)):
+        if closing is not None:
+            await closing()
     ledger.close()
 
 

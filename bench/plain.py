@@ -1,13 +1,15 @@
 """The baseline without durability: a plain asyncio loop of probe, delete, probe per key.
 
 It uses keyrevoke's own client code (the venue adapters and the ``ExchangeFactory`` that shares one
-HTTP session and SSL context), at the same concurrency as keyrevoke (``keys_in_flight`` keys of a venue
+HTTP session and SSL context and lends pooled ccxt objects: each adapter call takes one and releases it
+to the factory), at the same concurrency as keyrevoke (``keys_in_flight`` keys of a venue
 at once, every venue in parallel), and nothing else: no ledger, no platform hook, no Temporal, no
 retries, no pacing. A key counts as confirmed when the first probe authenticated and the second was
 rejected, as keyrevoke counts it.
 
 Runs as its own process: ``python -m bench.plain INVENTORY MASTERS VENUE_URLS_JSON KEYS_IN_FLIGHT``;
-prints one JSON line with the counts and the seconds from the first request to the last answer.
+prints one JSON line with the counts, the seconds from the first request to the last answer, and how
+many ccxt objects the factory built per venue (with pooling, about the keys in flight, not the calls).
 """
 
 from __future__ import annotations
@@ -70,8 +72,16 @@ async def run(
         await asyncio.gather(*(venue_loop(venue) for venue in venues))
     finally:
         seconds = time.monotonic() - started
+        # every adapter call has released its object by now: close the idle ones, the masters, the session
         await exchanges.close()
-    return {"keys": len(rows), "seconds": seconds, "outcomes": dict(outcomes), "cpu_seconds": time.process_time()}
+    built = dict(getattr(exchanges, "built", {}))  # per venue; absent before the factory pooled objects
+    return {
+        "keys": len(rows),
+        "seconds": seconds,
+        "outcomes": dict(outcomes),
+        "cpu_seconds": time.process_time(),
+        "exchanges_built": built,
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -45,7 +45,8 @@ class Hotspots:
 
 #: areas a sample is charged to: the first area (in this order) with a matching frame anywhere on its stack
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ccxt exchange object construction", ("ExchangeFactory.create", "BaseExchange.__init__")),
+    ("ccxt exchange objects (construction; lending and taking back pooled ones)",
+     ("ExchangeFactory.create", "ExchangeFactory.release", "BaseExchange.__init__")),
     ("activity heartbeats (encode and seal the details)", ("_heartbeat_async", "record_activity_heartbeat",
                                                            "_send_latest_heartbeat", "_heartbeating")),
     ("ledger (SQLite, hash-chained events)", ("keyrevoke/ledger/",)),

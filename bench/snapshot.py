@@ -68,7 +68,8 @@ def reexec_from_snapshot(root: Path) -> None:
     env = {
         **os.environ,
         "BENCH_SNAPSHOT": str(folder),
-        "BENCH_OUTPUT_ROOT": str(root),
+        # results and the document go to the repository, unless a folder was named for them (a trial run)
+        "BENCH_OUTPUT_ROOT": os.environ.get("BENCH_OUTPUT_ROOT") or str(root),
         "BENCH_REVISION": f"{revision(root)}; source digest {source_digest(folder)}",
         "PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p),
     }
