@@ -65,7 +65,7 @@ class IncidentWorkflow:
             params.incident_id,
             result_type=IncidentPlan,
             task_queue=control_queue(params.task_queue_prefix),
-            start_to_close_timeout=options.CONTROL_TIMEOUT,
+            start_to_close_timeout=options.PLAN_TIMEOUT,
             retry_policy=options.CONTROL_RETRY,
         )
         if params.require_approval:

@@ -28,7 +28,11 @@ ACCEPT_EXCHANGE_CONFIRMATION = "accept_exchange_confirmation"
 # Errors that no retry will fix; raised as ApplicationError types by the activities.
 NON_RETRYABLE_ERRORS = ["InputError", "ConfigurationError", "SecretStoreError", "UnsupportedVenue"]
 
-CONTROL_TIMEOUT = timedelta(seconds=60)
+# A page, an event or a count takes milliseconds; this is also how long a control activity held by a
+# worker that died waits before another worker retries it, so it is short.
+CONTROL_TIMEOUT = timedelta(seconds=10)
+# Planning copies the whole scope into the incident in one transaction: seconds at 100,000 keys.
+PLAN_TIMEOUT = timedelta(minutes=5)
 CONTROL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
