@@ -1247,7 +1247,13 @@ def _done(d: Doc) -> list[str]:
         f"{hb_before or 0:.0f} s). *Before:* a worker SIGKILL added {fig(b('recovery.added_seconds'), 1, ' s')} to the "
         f"makespan (goal then < {(hb_before or 0) + GOALS['recovery_extra_seconds']:.0f} s). *After:* "
         + _after(d, "recovery", 4, lambda: f"{fig(v('recovery.added_seconds'), 1, ' s')} (section 4)")
-        + f"; goal now < {(hb_now or 0) + GOALS['recovery_extra_seconds']:.0f} s."
+        + f"; goal now < {(hb_now or 0) + GOALS['recovery_extra_seconds']:.0f} s. "
+        "A first run of section 4 on the new code (its results are in git, commit 4186756) had one SIGKILL add 59.6 s, "
+        "which matches the one timeout that long: a control activity (a page load, say) held by the killed worker "
+        "waited out the control activities' 60 s start-to-close timeout before another worker took it (the run "
+        "kept no timeline to show which one). Control activities now time out after 10 s (workflows/options.py "
+        "`CONTROL_TIMEOUT`; planning, which copies the whole scope in one transaction, keeps 5 minutes in "
+        "`PLAN_TIMEOUT`); the figures above are from the run after that change."
     )
     out.append("")
     # 5: escalation packet
