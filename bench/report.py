@@ -263,12 +263,22 @@ def _runs_header(d: Doc, command: str) -> list[str]:
         replaced = [s for s in entry.get("sections", []) if s not in supplies]
         text = (
             f"{index + 1}. `{entry['command']}`: "
-            + (f"{minutes:.0f} minute{'' if round(minutes) == 1 else 's'}; " if minutes else "duration not recorded; ")
+            + (
+                "under a minute; "
+                if minutes is not None and minutes < 1
+                else f"{minutes:.0f} minute{'' if round(minutes) == 1 else 's'}; "
+                if minutes
+                else "duration not recorded; "
+            )
             + f"code: {entry['code']} ({_code_note(d, entry)}); "
         )
-        text += "supplies " + (", ".join(_section_name(s) for s in supplies) if supplies else "nothing any more")
-        if replaced:
-            text += f" (its {', '.join(_section_name(s) for s in replaced)}: replaced by a later run)"
+        names = ", ".join(_section_name(s) for s in replaced)
+        if supplies:
+            text += "supplies " + ", ".join(_section_name(s) for s in supplies)
+            if replaced:
+                text += f" (its {names}: replaced by a later run)"
+        else:
+            text += f"supplies nothing any more ({names}: replaced by a later run)"
         out.append(text)
     out.append("")
     if results.get("superseded"):
