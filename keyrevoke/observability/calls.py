@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from types import ModuleType
 from typing import TypeVar
 
 import opentelemetry.metrics._internal as _metrics_api
@@ -19,7 +20,6 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import (
     INVALID_SPAN,
     NoOpTracerProvider,
-    ProxyTracerProvider,
     Span,
     SpanKind,
     Status,
@@ -44,56 +44,37 @@ _requests = metrics.get_meter(SCOPE).create_histogram(
 
 # Whether providers are installed. The API keeps the installed one in a module global (None until
 # then; one named by OTEL_PYTHON_*_PROVIDER was loaded by ``get_tracer``/``get_meter`` above); reading
-# it is far cheaper than ``get_*_provider()``, which looks the environment up on every call. Should a
-# later API version rename it, the public call decides.
-if hasattr(trace, "_TRACER_PROVIDER"):
-
-    def _tracer_provider() -> object | None:
-        return trace._TRACER_PROVIDER
-
-else:  # pragma: no cover - an OpenTelemetry API without the global
-
-    def _tracer_provider() -> object | None:
-        provider = trace.get_tracer_provider()
-        return None if isinstance(provider, ProxyTracerProvider) else provider
+# it is far cheaper than ``get_*_provider()``, which looks the environment up on every call.
+_TRACING = (trace, "_TRACER_PROVIDER", NoOpTracerProvider)
+_METRICS = (_metrics_api, "_METER_PROVIDER", NoOpMeterProvider)
+_seen_on: set[str] = set()
 
 
-if hasattr(_metrics_api, "_METER_PROVIDER"):
+def _installed(api: ModuleType, global_name: str, no_op: type) -> bool:
+    """Whether a (not no-op) provider is installed through ``api``.
 
-    def _meter_provider() -> object | None:
-        return _metrics_api._METER_PROVIDER
-
-else:  # pragma: no cover - an OpenTelemetry API without the global
-
-    def _meter_provider() -> object | None:
-        provider = metrics.get_meter_provider()
-        return None if isinstance(provider, _metrics_api._ProxyMeterProvider) else provider
-
-
-_tracing = False
-_metrics = False
+    A provider is installed once per process and never removed, so a yes is remembered; until then
+    each call looks again (providers are installed after this module is imported). An API version
+    without the global counts as on: the calls then do the (correct, slower) telemetry work.
+    """
+    if global_name in _seen_on:
+        return True
+    if hasattr(api, global_name):
+        provider = getattr(api, global_name)
+        if provider is None or isinstance(provider, no_op):
+            return False
+    _seen_on.add(global_name)
+    return True
 
 
 def tracing_on() -> bool:
-    """Whether a (not no-op) tracer provider is installed.
-
-    A provider is installed once per process and never removed, so a yes is remembered; until then
-    each call looks again (providers are installed after this module is imported).
-    """
-    global _tracing
-    if not _tracing:
-        provider = _tracer_provider()
-        _tracing = provider is not None and not isinstance(provider, NoOpTracerProvider)
-    return _tracing
+    """Whether a (not no-op) tracer provider is installed."""
+    return _installed(*_TRACING)
 
 
 def metrics_on() -> bool:
-    """Whether a (not no-op) meter provider is installed; like ``tracing_on``."""
-    global _metrics
-    if not _metrics:
-        provider = _meter_provider()
-        _metrics = provider is not None and not isinstance(provider, NoOpMeterProvider)
-    return _metrics
+    """Whether a (not no-op) meter provider is installed."""
+    return _installed(*_METRICS)
 
 
 class VenueCall:
