@@ -531,11 +531,7 @@ class Ledger:
     def key_statuses(self, incident_id: str) -> Iterator[KeyStatus]:
         """Every key of the incident with its state and times, in venue and plan order."""
         rows = self.db.query(
-            "SELECT k.key_id, k.venue, k.owner, k.account, k.method, k.priority, k.fingerprint, k.key_hint,"
-            " ik.state, ik.baseline_ok, ik.permissions, ik.baseline_at, ik.revoked_at, ik.ended_at,"
-            " ik.detail, ik.updated_at"
-            " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id WHERE ik.incident_id = ?"
-            " ORDER BY ik.venue, ik.seq",
+            _KEY_STATUS_SELECT + " WHERE ik.incident_id = ? ORDER BY ik.venue, ik.seq",
             (incident_id,),
         )
         return map(_key_status, rows)
@@ -543,12 +539,7 @@ class Ledger:
     def venue_key_statuses(self, incident_id: str, venue: str, state: KeyState) -> list[KeyStatus]:
         """The keys of one venue in one state: read in SQL, so a few escalated keys cost only themselves."""
         rows = self.db.query(
-            "SELECT k.key_id, k.venue, k.owner, k.account, k.method, k.priority, k.fingerprint, k.key_hint,"
-            " ik.state, ik.baseline_ok, ik.permissions, ik.baseline_at, ik.revoked_at, ik.ended_at,"
-            " ik.detail, ik.updated_at"
-            " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
-            " WHERE ik.incident_id = ? AND ik.venue = ? AND ik.state = ?"
-            " ORDER BY ik.seq",
+            _KEY_STATUS_SELECT + " WHERE ik.incident_id = ? AND ik.venue = ? AND ik.state = ? ORDER BY ik.seq",
             (incident_id, venue, state.value),
         )
         return [_key_status(row) for row in rows]
@@ -560,6 +551,15 @@ class Ledger:
 def open_ledger(url: str, box: SecretBox) -> Ledger:
     """Open (and create if needed) the ledger at ``url``: ``sqlite:///path`` or ``postgresql://...``."""
     return Ledger(Database(url), box)
+
+
+#: The columns ``_key_status`` reads, in its order.
+_KEY_STATUS_SELECT = (
+    "SELECT k.key_id, k.venue, k.owner, k.account, k.method, k.priority, k.fingerprint, k.key_hint,"
+    " ik.state, ik.baseline_ok, ik.permissions, ik.baseline_at, ik.revoked_at, ik.ended_at,"
+    " ik.detail, ik.updated_at"
+    " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
+)
 
 
 def _key_status(row: Sequence[Any]) -> KeyStatus:
