@@ -46,6 +46,7 @@ class VenuePacer:
             raise ValueError("rate must be positive")
         self.venue = venue
         self.interval = 1.0 / rate
+        self.late_after = max(self.interval, self.LATE_SLOT_SECONDS)
         self.per_second = max(1, math.floor(rate))
         # At least two slots a time: the first may have passed by the time the reservation is back.
         self.chunk = chunk or max(2, min(50, int(rate / 20)))
@@ -58,11 +59,10 @@ class VenuePacer:
 
     async def acquire(self) -> None:
         """Wait for this request's slot, and for room in this worker's last second of requests."""
-        late_after = max(self.interval, self.LATE_SLOT_SECONDS)
         while True:
             async with self._lock:
                 now = time.time()
-                while self._reserved and self._reserved[0] < now - late_after:
+                while self._reserved and self._reserved[0] < now - self.late_after:
                     self._reserved.popleft()
                 if not self._reserved:
                     first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
@@ -70,7 +70,7 @@ class VenuePacer:
                     self._reserved.extend(first + i * self.interval for i in range(self.chunk))
                 slot = self._reserved.popleft()
             await asyncio.sleep(max(0.0, slot - time.time()))
-            if time.time() - slot < late_after:
+            if time.time() - slot < self.late_after:
                 break
         await self._send_window()
 
