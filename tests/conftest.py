@@ -57,6 +57,14 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No KEYREVOKE_* from the caller's shell leaks into a test (modules opt in with ``usefixtures``)."""
+    for name in list(os.environ):
+        if name.upper().startswith("KEYREVOKE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
 def queue_prefix() -> str:
     """A fresh task-queue prefix per test, so no test sees another's tasks."""
     return f"t{uuid.uuid4().hex[:10]}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,12 +26,8 @@ UI = "http://127.0.0.1:8233"
 MARKER = "plaintext-marker-for-the-ui"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No KEYREVOKE_* from the caller's shell leaks into these tests."""
-    for name in list(os.environ):
-        if name.upper().startswith("KEYREVOKE_"):
-            monkeypatch.delenv(name)
+# No KEYREVOKE_* from the caller's shell leaks into these tests.
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture

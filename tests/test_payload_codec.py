@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +29,8 @@ from keyrevoke.settings import Settings
 MARKER = "sk-live-PLAINTEXT-MARKER-7f3a"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No KEYREVOKE_* from the caller's shell leaks into these tests."""
-    for name in list(os.environ):
-        if name.upper().startswith("KEYREVOKE_"):
-            monkeypatch.delenv(name)
+# No KEYREVOKE_* from the caller's shell leaks into these tests.
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def plain_payloads(*values: object) -> list[Payload]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,8 @@ _FRAME = "PRIVATE " + "KEY"
 KEY = f"-----BEGIN {_FRAME}-----\nsecret-key-material\n-----END {_FRAME}-----\n".encode()
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No KEYREVOKE_* from the caller's shell leaks into these tests."""
-    for name in list(os.environ):
-        if name.upper().startswith("KEYREVOKE_"):
-            monkeypatch.delenv(name)
+# No KEYREVOKE_* from the caller's shell leaks into these tests.
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture
