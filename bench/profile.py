@@ -79,7 +79,7 @@ def read_collapsed(path: Path, top: int = 12) -> Hotspots:
             continue
         total += count
         self_counts[frames[-1]] += count
-        for name in set(frames):
+        for name in dict.fromkeys(frames):  # once per sample; in stack order, so that ties rank the same every time
             inclusive[name] += count
         areas[_area(frames)] += count
 
