@@ -127,6 +127,27 @@ def _area(results: dict[str, Any], profile: str, prefix: str) -> Values:
     return [sum(share for area, share in p["by_area"] if area.startswith(prefix))]
 
 
+#: the areas of the worker's profile with a figure each: figure name -> the start of the area's name (bench/profile.py)
+_WORKER_AREAS = {
+    "ledger": "ledger",
+    "thread_pool": "thread-pool",
+    "telemetry": "tracing and metrics",
+    "hook": "platform hook",
+    "temporal": "Temporal SDK",
+}
+
+
+def _profile_figures(
+    profile: str, areas: dict[str, str]
+) -> dict[str, tuple[str, Callable[[dict[str, Any]], list[Any]]]]:
+    """``profile.<profile>.<name>_pct``: the share of a profile's samples charged to each area."""
+
+    def share(prefix: str) -> Callable[[dict[str, Any]], list[Any]]:
+        return lambda r: _area(r, profile, prefix)
+
+    return {f"profile.{profile}.{name}_pct": ("profile", share(prefix)) for name, prefix in areas.items()}
+
+
 def _whatif(results: dict[str, Any], part: str) -> list[dict[str, Any]]:
     runs: Any = (results.get("whatif") or {}).get(part) or []
     return list(runs)
@@ -214,20 +235,12 @@ FIGURES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Any]]]] = {
     "whatif.heartbeat.gain": ("whatif", lambda r: (
         ratios(_whatif(r, "throughput"), "keyrevoke+pool+heartbeat", "keyrevoke+pool")
         or ratios(_whatif(r, "throughput"), "keyrevoke+heartbeat", "keyrevoke"))),
-    # the profiles (shares of the worker's or the script's CPU, by area)
-    "profile.keyrevoke.ccxt_objects_pct": ("profile", lambda r: _area(r, "keyrevoke", "ccxt exchange object")),
-    "profile.plain.ccxt_objects_pct": ("profile", lambda r: _area(r, "plain", "ccxt exchange object")),
-    "profile.keyrevoke+pool.ledger_pct": ("profile", lambda r: _area(r, "keyrevoke+pool", "ledger")),
-    "profile.keyrevoke+pool.thread_pool_pct": ("profile", lambda r: _area(r, "keyrevoke+pool", "thread-pool")),
-    "profile.keyrevoke+pool.telemetry_pct": ("profile", lambda r: _area(r, "keyrevoke+pool", "tracing and metrics")),
-    "profile.keyrevoke+pool.hook_pct": ("profile", lambda r: _area(r, "keyrevoke+pool", "platform hook")),
-    "profile.keyrevoke+pool.heartbeats_pct": ("profile", lambda r: _area(r, "keyrevoke+pool", "activity heartbeats")),
-    "profile.keyrevoke+pool.temporal_pct": ("profile", lambda r: _area(r, "keyrevoke+pool", "Temporal SDK")),
-    "profile.keyrevoke.ledger_pct": ("profile", lambda r: _area(r, "keyrevoke", "ledger")),
-    "profile.keyrevoke.thread_pool_pct": ("profile", lambda r: _area(r, "keyrevoke", "thread-pool")),
-    "profile.keyrevoke.telemetry_pct": ("profile", lambda r: _area(r, "keyrevoke", "tracing and metrics")),
-    "profile.keyrevoke.hook_pct": ("profile", lambda r: _area(r, "keyrevoke", "platform hook")),
-    "profile.keyrevoke.temporal_pct": ("profile", lambda r: _area(r, "keyrevoke", "Temporal SDK")),
+    # the profiles (shares of the worker's or the script's CPU, by area); keyrevoke+pool is the pooled what-if
+    # profile of the first measurements, read by bench/before.py
+    **_profile_figures("keyrevoke", {"ccxt_objects": "ccxt exchange object"}),
+    **_profile_figures("plain", {"ccxt_objects": "ccxt exchange object"}),
+    **_profile_figures("keyrevoke+pool", {**_WORKER_AREAS, "heartbeats": "activity heartbeats"}),
+    **_profile_figures("keyrevoke", _WORKER_AREAS),
 }  # fmt: skip
 
 
