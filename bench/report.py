@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.figures import by_rep as _by_rep  # noqa: F401 - kept importable from here
 from bench.figures import compute, fig, med, over_bound, recorded_to_first_revoke, steady_rss
 from bench.figures import cpu_per_key as _cpu_per_key
 from bench.figures import kind as _kind
@@ -326,16 +325,6 @@ def _goal_rows(d: Doc) -> list[tuple[str, str, str, str, str]]:
                 verdict("throughput", med(vs_perkey) is not None and (med(vs_perkey) or 0) >= GOALS["vs_perkey"]),
             )
         )
-        if _kind(tp, "keyrevoke+pool") and not d.before:
-            rows.append(
-                (
-                    "the same two with pooled ccxt objects (what-if on the first measurements' code)",
-                    ">= 0.7x; >= 10x",
-                    "-",
-                    f"{fig(_ratios(tp, 'keyrevoke+pool', 'plain+pool'), 2, 'x')}; {fig(_ratios(tp, 'keyrevoke+pool', 'perkey'), 1, 'x')}",
-                    "what-if",
-                )
-            )
     rate = results.get("rate")
     if rate and rate["runs"]:
         over = d.values("rate.over_bound_pct")
@@ -624,46 +613,8 @@ def _throughput(d: Doc) -> list[str]:
             out.append("At 10,000 keys, before the changes and now:")
             out.append("")
             out.extend(table)
-    if _kind(tp, "plain+pool"):
-        out.append("")
-        out.append("### What-if: one pooled ccxt object per concurrent call instead of one new object per probe")
-        out.append("")
-        out.append(
-            "Measured on the first measurements' code, before recommending it (`bench/whatif.py` then patched "
-            "`ExchangeFactory.create` and `release` in the benchmark's own processes). The product pools ccxt "
-            "objects itself now (change 1). Same runs, side by side:"
-        )
-        out.append("")
-        out.extend(
-            _variant_table(
-                tp,
-                [
-                    ("plain", "plain script"),
-                    ("plain+pool", "plain script, pooled objects"),
-                    ("keyrevoke", "keyrevoke"),
-                    ("keyrevoke+pool", "keyrevoke, pooled objects"),
-                ],
-            )
-        )
-        dropped = [r for r in tp if r.get("invalid")]
-        if dropped:
-            out.append("")
-            out.append(
-                f"({len(dropped)} what-if runs are left out, kept in the raw results: "
-                + "; ".join(sorted({r["invalid"] for r in dropped}))
-                + ".)"
-            )
-        out.append("")
-        out.append(f"- plain pooled / plain: {fig(_ratios(tp, 'plain+pool', 'plain'), 1, 'x')}")
-        out.append(f"- keyrevoke pooled / keyrevoke: {fig(_ratios(tp, 'keyrevoke+pool', 'keyrevoke'), 1, 'x')}")
-        out.append(f"- keyrevoke pooled / plain pooled: {fig(_ratios(tp, 'keyrevoke+pool', 'plain+pool'), 2, 'x')}")
-        out.append(f"- keyrevoke pooled / workflow per key: {fig(_ratios(tp, 'keyrevoke+pool', 'perkey'), 1, 'x')}")
     out.append("")
     return out
-
-
-def _over_bound(run: dict[str, Any], rps: float) -> float:
-    return over_bound(run, rps)
 
 
 def _headroom(rate: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -1093,31 +1044,18 @@ def _hotspots(results: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 def _profile(d: Doc) -> list[str]:
     results = d.results
-    prof = {name: _hotspots(results, name) for name in ("keyrevoke", "keyrevoke+pool", "plain")}
+    prof = {name: _hotspots(results, name) for name in ("keyrevoke", "plain")}
     prof = {k: v for k, v in prof.items() if v}
     if not prof:
         return []
     out = ["## Profile", ""]
     out.extend(_src(d, "profile"))
-    entry = d.prov("profile")
-    if not d.has(entry, 1):
-        out.append(
-            "**This profile is of code from before the ccxt objects were pooled (change 1)**, so its largest area, "
-            "the construction of ccxt objects, is gone from the product; the pooled what-if profile below is the "
-            "closer picture of the product now, but it predates changes 2-6 too. A profile of the current code: "
-            f"{NOT_MEASURED} (`python -m bench run --only profile`)."
-        )
-        out.append("")
     out.append(
         "Sampled with py-spy (`--gil`: only the thread holding the GIL, i.e. where the process's Python CPU goes) "
         "on a separate run at the throughput size, so the profiler's cost is not in the figures above. `self` = "
         "samples in the function itself; `inclusive` = samples with it on the stack."
     )
-    for name, label in (
-        ("keyrevoke", "keyrevoke worker"),
-        ("keyrevoke+pool", "keyrevoke worker with pooled ccxt objects (what-if on that code)"),
-        ("plain", "plain script"),
-    ):
+    for name, label in (("keyrevoke", "keyrevoke worker"), ("plain", "plain script")):
         p = prof.get(name)
         if not p:
             continue
@@ -1191,9 +1129,6 @@ def _how(results: dict[str, Any], command: str) -> list[str]:
         f"{source}",
         "",
     ]
-
-
-Renderer = Callable[[dict[str, Any], str], str]
 
 
 def _pct(values: list[float]) -> str:
