@@ -7,7 +7,7 @@ import shutil
 import sys
 import sysconfig
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from commander.devserver import DevServerConfig, dev_server, free_port
 from keyrevoke.settings import Settings
+from tests.ledger_backends import PostgresSession, postgres_schema, postgres_session, sqlite_url
 
 _exit_status = 0
 
@@ -68,6 +69,22 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def queue_prefix() -> str:
     """A fresh task-queue prefix per test, so no test sees another's tasks."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def pg_session() -> Iterator[PostgresSession]:
+    """The session's throw-away PostgreSQL database (or why there is none): see tests/ledger_backends.py."""
+    yield from postgres_session()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh ledger URL on each back end in turn: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    with postgres_schema(request.getfixturevalue("pg_session")) as url:
+        yield url
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -29,7 +29,7 @@ from commander.sample import API_VENUES, write_sample
 from keyrevoke.payload_codec import ENCODING, iter_payloads
 from keyrevoke.temporal_client import data_converter
 from tests.harness import Stage, stage
-from tests.ledger_backends import PostgresSession, postgres_schema, postgres_session, stored_bytes
+from tests.ledger_backends import PostgresSession, postgres_schema, stored_bytes
 from tests.otlp_collector import Collector
 from workflows.incident import IncidentWorkflow
 from workflows.venue import PATCHES, VenueWorkflow
@@ -71,11 +71,6 @@ async def keyrevoke(env: dict[str, str], *args: str, check: bool = True) -> subp
 
 def address_of(client: Client) -> str:
     return client.service_client.config.target_host
-
-
-@pytest.fixture(scope="module")
-def pg_session() -> Iterator[PostgresSession]:
-    yield from postgres_session()
 
 
 @pytest.fixture

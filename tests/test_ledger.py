@@ -14,7 +14,7 @@ from keyrevoke.inventory import InventoryRow, parse_row, read_inventory
 from keyrevoke.ledger import Ledger, open_ledger
 from keyrevoke.ledger.store import Transition
 from keyrevoke.states import KeyState
-from tests.ledger_backends import PostgresSession, postgres_schema, postgres_session, sqlite_url, stored_bytes
+from tests.ledger_backends import stored_bytes
 
 SOURCE = "inventory.csv"
 KEK = KeyEncryptionKey(bytes(range(32)))
@@ -57,18 +57,7 @@ def row(
 # --- back ends --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pg_session() -> Iterator[PostgresSession]:
-    yield from postgres_session()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_schema(request.getfixturevalue("pg_session")) as url:
-        yield url
+# pg_session and ledger_url (SQLite, then PostgreSQL) come from conftest.py.
 
 
 @pytest.fixture

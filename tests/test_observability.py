@@ -24,29 +24,15 @@ from keyrevoke.ledger.store import Transition
 from keyrevoke.observability.metrics import Observability
 from keyrevoke.settings import Settings
 from keyrevoke.states import KeyState
-from tests.ledger_backends import PostgresSession, postgres_schema, postgres_session, sqlite_url
 from workers.health import HealthServer
 
 KEK = KeyEncryptionKey(bytes(range(32)))
 
 
-@pytest.fixture(scope="session")
-def pg_session() -> Iterator[PostgresSession]:
-    yield from postgres_session()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "sqlite":
-        opened = open_ledger(sqlite_url(tmp_path), SecretBox(KEK))
-    else:
-        with postgres_schema(request.getfixturevalue("pg_session")) as url:
-            opened = open_ledger(url, SecretBox(KEK))
-            try:
-                yield opened
-            finally:
-                opened.close()
-            return
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    """A ledger on each back end in turn (``ledger_url`` from conftest.py)."""
+    opened = open_ledger(ledger_url, SecretBox(KEK))
     try:
         yield opened
     finally:
