@@ -298,31 +298,48 @@ def _goal_rows(d: Doc) -> list[tuple[str, str, str, str, str]]:
     def verdict(section: str, ok: bool | None) -> str:
         return _met(ok) if d.remeasured(section) or not d.before else "n/a"
 
+    def throughput_row(
+        label: str,
+        goal: str,
+        name: str,
+        digits: int,
+        unit: str,
+        meets: Callable[[float], bool],
+        whatif: tuple[str, str] | None = None,
+    ) -> tuple[str, str, str, str, str]:
+        """A row for one figure of the throughput runs; ``whatif``: (label, figure) of a what-if's before-figure."""
+        values = d.values(name)
+        before = fig(d.before_values(name), digits, unit)
+        tried = d.before_values(whatif[1]) if whatif else []
+        if whatif and tried:
+            before += f"; {whatif[0]}: {fig(tried, digits, unit)}"
+        middle = med(values)
+        ok = middle is not None and meets(middle)
+        return label, goal, before, now_or_not("throughput", fig(values, digits, unit)), verdict("throughput", ok)
+
     tp = results.get("throughput", [])
     if tp:
-        vs_plain = d.values("throughput.keyrevoke_vs_plain")
-        vs_perkey = d.values("throughput.keyrevoke_vs_perkey")
-        b_plain = fig(d.before_values("throughput.keyrevoke_vs_plain"), 2, "x")
-        b_pool = d.before_values("whatif.pool.keyrevoke_vs_plain")
         pooled_now = d.has(d.prov("throughput"), 1)
         rows.append(
-            (
+            throughput_row(
                 "keyrevoke / plain script (keys/s)" + ("; both pooled now" if pooled_now else ""),
                 ">= 0.7x",
-                b_plain + (f"; both pooled (what-if): {fig(b_pool, 2, 'x')}" if b_pool else ""),
-                now_or_not("throughput", fig(vs_plain, 2, "x")),
-                verdict("throughput", med(vs_plain) is not None and (med(vs_plain) or 0) >= GOALS["vs_plain"]),
+                "throughput.keyrevoke_vs_plain",
+                2,
+                "x",
+                lambda m: m >= GOALS["vs_plain"],
+                ("both pooled (what-if)", "whatif.pool.keyrevoke_vs_plain"),
             )
         )
-        b_pool_pk = d.before_values("whatif.pool.keyrevoke_vs_perkey")
         rows.append(
-            (
+            throughput_row(
                 "keyrevoke / workflow per key (keys/s)",
                 ">= 10x",
-                fig(d.before_values("throughput.keyrevoke_vs_perkey"), 1, "x")
-                + (f"; keyrevoke pooled (what-if): {fig(b_pool_pk, 1, 'x')}" if b_pool_pk else ""),
-                now_or_not("throughput", fig(vs_perkey, 1, "x")),
-                verdict("throughput", med(vs_perkey) is not None and (med(vs_perkey) or 0) >= GOALS["vs_perkey"]),
+                "throughput.keyrevoke_vs_perkey",
+                1,
+                "x",
+                lambda m: m >= GOALS["vs_perkey"],
+                ("keyrevoke pooled (what-if)", "whatif.pool.keyrevoke_vs_perkey"),
             )
         )
     rate = results.get("rate")
@@ -363,29 +380,26 @@ def _goal_rows(d: Doc) -> list[tuple[str, str, str, str, str]]:
                     else "n/a",
                 )
             )
-    first = d.values("first_revoke.launch_to_first_revoke")
-    if first:
+    if d.values("first_revoke.launch_to_first_revoke"):
         rows.append(
-            (
+            throughput_row(
                 "`incident start` launched to the first revoke request at a venue",
                 "< 1 s",
-                fig(d.before_values("first_revoke.launch_to_first_revoke"), 2, " s"),
-                now_or_not("throughput", fig(first, 2, " s")),
-                verdict("throughput", (med(first) or 0) < GOALS["first_revoke_seconds"]),
+                "first_revoke.launch_to_first_revoke",
+                2,
+                " s",
+                lambda m: m < GOALS["first_revoke_seconds"],
             )
         )
-        recorded = d.values("first_revoke.recorded_to_first_revoke")
-        small = d.before_values("whatif.first_batch8.recorded_to_first_revoke")
         rows.append(
-            (
+            throughput_row(
                 "incident recorded to the first revoke request (from the moment the start reaches the server)",
                 "< 1 s",
-                fig(d.before_values("first_revoke.recorded_to_first_revoke"), 2, " s")
-                + (f"; 8-key batches (what-if): {fig(small, 2, ' s')}" if small else ""),
-                now_or_not("throughput", fig(recorded, 2, " s")),
-                verdict(
-                    "throughput", med(recorded) is not None and (med(recorded) or 0) < GOALS["first_revoke_seconds"]
-                ),
+                "first_revoke.recorded_to_first_revoke",
+                2,
+                " s",
+                lambda m: m < GOALS["first_revoke_seconds"],
+                ("8-key batches (what-if)", "whatif.first_batch8.recorded_to_first_revoke"),
             )
         )
     rec = results.get("recovery")
