@@ -62,14 +62,12 @@ class FaultGate:
         self._rng = random.Random(f"{seed}:{venue}")
         self._accepted: deque[float] = deque()  # monotonic times of requests let through, last second
         self._weights: deque[tuple[float, int]] = deque()  # (monotonic time, weight), last minute
+        self._weight_total = 0  # the sum of the weights in ``_weights``, kept as they come and go
         self._limited: deque[float] = deque()  # monotonic times of rate-limit answers
         self._banned_until = 0.0
-
-    @property
-    def limit(self) -> int:
-        """Requests allowed per second; 0 means unlimited."""
-        rps = self.faults.requests_per_second
-        return max(1, int(rps)) if rps > 0 else 0
+        rps = faults.requests_per_second
+        #: requests allowed per second; 0 means unlimited
+        self.limit = max(1, int(rps)) if rps > 0 else 0
 
     async def delay(self) -> None:
         """Wait the scenario's latency."""
@@ -91,6 +89,7 @@ class FaultGate:
             return Verdict(Fate.RATE_LIMITED, retry_after)
         self._accepted.append(now)
         self._weights.append((now, weight))
+        self._weight_total += weight
         # always draw both numbers so that changing one rate does not shift the other's sequence
         hang_draw, error_draw = self._rng.random(), self._rng.random()
         if hang_draw < self.faults.timeout_rate:
@@ -119,12 +118,12 @@ class FaultGate:
     def used_weight_last_minute(self) -> int:
         """Request weight admitted over the last minute (Binance's ``X-MBX-USED-WEIGHT-1M``)."""
         self._forget(time.monotonic())
-        return sum(weight for _, weight in self._weights)
+        return self._weight_total
 
     def _forget(self, now: float) -> None:
         while self._accepted and self._accepted[0] <= now - 1.0:
             self._accepted.popleft()
         while self._weights and self._weights[0][0] <= now - 60.0:
-            self._weights.popleft()
+            self._weight_total -= self._weights.popleft()[1]
         while self._limited and self._limited[0] <= now - BAN_MEMORY_SECONDS:
             self._limited.popleft()
