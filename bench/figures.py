@@ -153,7 +153,8 @@ def _whatif(results: dict[str, Any], part: str) -> list[dict[str, Any]]:
     return list(runs)
 
 
-def _scale_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def scale_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The scale runs by size (``scales``; results saved before it hold one run as ``scale``)."""
     scales: dict[str, dict[str, Any]] = dict(results.get("scales") or {})
     if not scales and results.get("scale"):
         scales[str(results["scale"]["keys"])] = results["scale"]
@@ -246,7 +247,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Any]]]] = {
 
 def _scale_figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for keys, run in _scale_runs(results).items():
+    for keys, run in scale_runs(results).items():
         section = f"scales/{keys}"
         h = run["extra"].get("history") or {}
         values: dict[str, float | None] = {

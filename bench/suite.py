@@ -22,9 +22,6 @@ from bench.runs import UNLIMITED, Outcome, keyrevoke_run, perkey_run, plain_run
 from workflows import options
 
 VENUES = ("binance", "bybit", "okx", "kucoin")
-#: the Temporal server's warning line for a workflow history, and for a payload
-HISTORY_EVENTS_LIMIT = 10_000
-PAYLOAD_LIMIT = 512 * 1024
 
 
 @dataclass(frozen=True)
