@@ -21,7 +21,7 @@ from bench.figures import compute, fig, med, over_bound, recorded_to_first_revok
 from bench.figures import cpu_per_key as _cpu_per_key
 from bench.figures import kind as _kind
 from bench.figures import ratios as _ratios
-from bench.provenance import backfill, sections_of
+from bench.provenance import backfill, sections_of, source
 
 GOALS = {
     "vs_plain": 0.7,
@@ -71,8 +71,8 @@ class Doc:
     heartbeat_now: float | None = None
 
     def prov(self, section: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = (self.results.get("provenance") or {}).get(section)
-        return found
+        """The run (and its code) that ``section``'s data came from."""
+        return source(self.results, section)
 
     def values(self, name: str) -> list[float]:
         """A figure of the current results (empty if they do not hold it)."""
@@ -82,12 +82,6 @@ class Doc:
         if not self.before:
             return []
         return list(((self.before.get("figures") or {}).get(name) or {}).get("values") or [])
-
-    def before_entry(self, section: str) -> dict[str, Any] | None:
-        if not self.before:
-            return None
-        found: dict[str, Any] | None = (self.before.get("provenance") or {}).get(section)
-        return found
 
     def is_before_run(self, entry: dict[str, Any] | None) -> bool:
         """Whether a run is one of the first measurements (those bench/results/before.json was taken from)."""
@@ -1028,17 +1022,15 @@ def _hotspots(results: dict[str, Any], name: str) -> dict[str, Any] | None:
 
     Only for a profile the results hold: a stacks file left from an earlier run is not mixed in.
     """
-    import os
     from dataclasses import asdict
-    from pathlib import Path
 
+    from bench.before import ROOT
     from bench.profile import read_collapsed
 
     saved = (results.get("profile") or {}).get(name)
     if not saved:
         return None
-    root = Path(os.environ.get("BENCH_OUTPUT_ROOT") or Path(__file__).resolve().parent.parent)
-    raw = root / "bench" / "results" / f"profile-{name}.txt"
+    raw = ROOT / "bench" / "results" / f"profile-{name}.txt"
     if raw.exists():
         return {**saved, **asdict(read_collapsed(raw, top=40))}
     found: dict[str, Any] = saved
