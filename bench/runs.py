@@ -195,6 +195,23 @@ def _order_report(ledger: Ledger, incident_id: str) -> dict[str, Any]:
     return {"top_priority": top, "top_first_share": hits / total if total else None, "first_revoked": first}
 
 
+async def _totals(ledger: Ledger, incident_id: str) -> dict[str, int]:
+    """Keys per state over all the incident's venues."""
+    by_venue = await asyncio.to_thread(ledger.counts, incident_id)
+    totals: dict[str, int] = {}
+    for per in by_venue.values():
+        for state, n in per.items():
+            totals[state] = totals.get(state, 0) + n
+    return totals
+
+
+async def _worker_ready(client: Client, w: World, venues: tuple[str, ...]) -> int:
+    """Wait until a worker polls the control queue and every venue's; return the dev server's pid (0 if unseen)."""
+    queues = [(w.settings.control_queue, True)] + [(w.settings.venue_queue(v), False) for v in venues]
+    await wait_for_pollers(client, queues)
+    return (children_named("temporal") or [0])[0]
+
+
 async def _first_event_at(ledger: Ledger, incident_id: str, kind: str) -> float | None:
     rows = await asyncio.to_thread(
         ledger.db.query, "SELECT MIN(at) FROM events WHERE incident_id = ? AND kind = ?", (incident_id, kind)
@@ -304,7 +321,6 @@ async def keyrevoke_run(
     kill_at: float | None = None,
     audit: bool = False,
     profile: Path | None = None,
-    cli_start: bool = True,
     order: bool = True,
     deadline_seconds: float = 3600.0,
     whatif: str = "",
@@ -318,35 +334,27 @@ async def keyrevoke_run(
         assert w.ledger is not None
         command = [*keyrevoke_cli(), "worker", "--queues", "all"]
         env = w.env()
-        patches = whatif
-        if patches:
+        if whatif:
             command = [sys.executable, "-m", "bench.whatif", "worker", "--queues", "all"]
-            env["BENCH_WHATIF"] = patches
+            env["BENCH_WHATIF"] = whatif
         worker = WorkerProcess(command, env, w.root / "worker.log")
         worker.start()
         profiler = None
         try:
-            queues = [(w.settings.control_queue, True)] + [(w.settings.venue_queue(v), False) for v in venues]
-            await wait_for_pollers(client, queues)
-            server_pid = (children_named("temporal") or [0])[0]
+            server_pid = await _worker_ready(client, w, venues)
             cpu0 = {"worker": worker.cpu(), "server": cpu_seconds(server_pid), "sim": cpu_seconds(w.sim.pid)}
             if profile is not None:
                 profiler = Profiler(worker.pid, profile)
                 profiler.start()
             incident_id = "bench-" + uuid.uuid4().hex[:8]
             started = time.time()
-            if cli_start:
-                process = await asyncio.create_subprocess_exec(
-                    *keyrevoke_cli(), "incident", "start", "--id", incident_id, env=w.env(),
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                )  # fmt: skip
-                _, err = await process.communicate()
-                if process.returncode != 0:
-                    raise RuntimeError(f"keyrevoke incident start exited {process.returncode}: {err.decode()[-500:]}")
-            else:
-                from commander.incidents import start_incident
-
-                await start_incident(client, w.ledger, w.settings, incident_id, [], [])
+            process = await asyncio.create_subprocess_exec(
+                *keyrevoke_cli(), "incident", "start", "--id", incident_id, env=w.env(),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"keyrevoke incident start exited {process.returncode}: {err.decode()[-500:]}")
             start_returned = time.time()
             handle = client.get_workflow_handle(incident_workflow_id(incident_id))
             watched = asyncio.ensure_future(handle.result())
@@ -354,8 +362,7 @@ async def keyrevoke_run(
             killed_at = restarted_at = None
             if kill_at is not None:
                 while not result.done():
-                    so_far = await asyncio.to_thread(w.ledger.counts, incident_id)
-                    done = sum(per.get(KeyState.CONFIRMED.value, 0) for per in so_far.values())
+                    done = (await _totals(w.ledger, incident_id)).get(KeyState.CONFIRMED.value, 0)
                     if done >= kill_at * keys:
                         killed_at = time.time()
                         worker.kill()
@@ -368,8 +375,7 @@ async def keyrevoke_run(
             if audit:
                 # the scale run: sample progress and memory, and give up at the deadline with what was done
                 while not result.done():
-                    so_far = await asyncio.to_thread(w.ledger.counts, incident_id)
-                    done = sum(per.get(KeyState.CONFIRMED.value, 0) for per in so_far.values())
+                    done = (await _totals(w.ledger, incident_id)).get(KeyState.CONFIRMED.value, 0)
                     progress.append((time.time() - started, done, status_kib(worker.pid, "VmRSS") / 1024))
                     if time.time() - started > deadline_seconds:
                         completed = False
@@ -394,17 +400,13 @@ async def keyrevoke_run(
                 steps = await timeline(client, incident_id, venues[0], started)
             if not completed:
                 result.cancel()
-                await client.get_workflow_handle(incident_workflow_id(incident_id)).terminate("benchmark deadline")
+                await handle.terminate("benchmark deadline")
         finally:
             if profiler is not None:
                 await profiler.stop()
             await worker.stop()
         sim = _sim_summary(await w.sim.stats(), started)
-        counts_by_venue = await asyncio.to_thread(w.ledger.counts, incident_id)
-        counts: dict[str, int] = {}
-        for per in counts_by_venue.values():
-            for state, n in per.items():
-                counts[state] = counts.get(state, 0) + n
+        counts = await _totals(w.ledger, incident_id)
         created = await _first_event_at(w.ledger, incident_id, "incident.created")
         first_revoked = await _first_event_at(w.ledger, incident_id, "key.revoked")
         extra: dict[str, Any] = {
@@ -433,7 +435,7 @@ async def keyrevoke_run(
             extra["restart_seconds"] = (restarted_at or killed_at) - killed_at
         if order:
             extra["order"] = await asyncio.to_thread(_order_report, w.ledger, incident_id)
-        kind = "keyrevoke+" + patches.replace(",", "+") if patches else "keyrevoke"
+        kind = "keyrevoke+" + whatif.replace(",", "+") if whatif else "keyrevoke"
         return Outcome(kind, keys, finished - started, counts.get("confirmed", 0), counts, extra)
 
 
@@ -468,9 +470,7 @@ async def perkey_run(keys: int, venues: tuple[str, ...], overrides: dict[str, An
         worker = WorkerProcess([sys.executable, "-m", "bench.perkey", str(window)], w.env(), w.root / "worker.log")
         worker.start()
         try:
-            queues = [(w.settings.control_queue, True)] + [(w.settings.venue_queue(v), False) for v in venues]
-            await wait_for_pollers(client, queues)
-            server_pid = (children_named("temporal") or [0])[0]
+            server_pid = await _worker_ready(client, w, venues)
             cpu0, server0 = worker.cpu(), cpu_seconds(server_pid)
             incident_id = "bench-perkey-" + uuid.uuid4().hex[:8]
             started = time.time()
@@ -494,10 +494,6 @@ async def perkey_run(keys: int, venues: tuple[str, ...], overrides: dict[str, An
             cpu = {"worker": worker.cpu() - cpu0, "server": cpu_seconds(server_pid) - server0}
         finally:
             await worker.stop()
-        counts_by_venue = await asyncio.to_thread(w.ledger.counts, incident_id)
-        counts: dict[str, int] = {}
-        for per in counts_by_venue.values():
-            for state, n in per.items():
-                counts[state] = counts.get(state, 0) + n
+        counts = await _totals(w.ledger, incident_id)
         sim = _sim_summary(await w.sim.stats(), started)
         return Outcome("perkey", keys, finished - started, counts.get("confirmed", 0), counts, {"sim": sim, "cpu": cpu})
