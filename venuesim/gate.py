@@ -91,7 +91,7 @@ class GateProtocol(VenueProtocol):
         if not principal.is_master or self.gate.faults.master_lacks_permission:
             return gate_error(403, "FORBIDDEN", "Account has no permission to request operation")
         user_id, api_key = request.match_info["user_id"], request.match_info["key"]
-        if not any(record.key.account == user_id for record in self.state.records()):
+        if not self.state.has_account(user_id):
             return gate_error(404, "SUB_ACCOUNT_NOT_FOUND", f"Sub account {user_id} not found")
         record = self.state.record(api_key)
         if record is None or not self.state.exists(api_key) or record.key.account != user_id:

@@ -120,10 +120,8 @@ class KucoinProtocol(VenueProtocol):
         wanted = params.get("apiKey", "")
         keys = [
             self._sub_key_entry(record.key)
-            for record in self.state.records()
-            if record.key.account == sub_name
-            and self.state.exists(record.key.api_key)
-            and (not wanted or record.key.api_key == wanted)
+            for record in self.state.records_of(sub_name)
+            if record.deleted_at is None and (not wanted or record.key.api_key == wanted)
         ]
         return kucoin_data(keys)
 

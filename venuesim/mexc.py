@@ -101,7 +101,7 @@ class MexcProtocol(VenueProtocol):
             return mexc_error(400, 730600, "Sub-account Name cannot be null")
         if not api_key:
             return mexc_error(400, 730002, "Your input param is invalid")
-        if not any(record.key.account == sub_account for record in self.state.records()):
+        if not self.state.has_account(sub_account):
             return mexc_error(400, 140001, "sub account does not exist")
         record = self.state.record(api_key)
         if record is None or not self.state.exists(api_key) or record.key.account != sub_account:

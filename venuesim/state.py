@@ -96,13 +96,16 @@ class VenueState:
     master: SimMaster | None = None
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000) - 86_400_000)
     _by_api_key: dict[str, KeyRecord] = field(default_factory=dict)
+    _by_account: dict[str, list[KeyRecord]] = field(default_factory=dict)
 
     def add(self, key: SimKey, *, deleted: bool = False) -> None:
         """Register a key; ``deleted`` keys are gone from the start."""
         if key.api_key in self._by_api_key or (self.master and self.master.api_key == key.api_key):
             raise ValueError(f"venue {self.venue!r}: key {key.key_id!r} reuses another key's api_key")
         # "deleted from the start" keys never authenticate, whatever the grace period
-        self._by_api_key[key.api_key] = KeyRecord(key, deleted_at=float("-inf") if deleted else None)
+        record = KeyRecord(key, deleted_at=float("-inf") if deleted else None)
+        self._by_api_key[key.api_key] = record
+        self._by_account.setdefault(key.account, []).append(record)
 
     def record(self, api_key: str) -> KeyRecord | None:
         """The key with this api_key, deleted or not; None if the venue never knew it."""
@@ -155,6 +158,14 @@ class VenueState:
     def records(self) -> Iterable[KeyRecord]:
         """Every key the venue ever knew, deleted or not."""
         return self._by_api_key.values()
+
+    def has_account(self, account: str) -> bool:
+        """Some key the venue ever knew, deleted or not, belongs to ``account``."""
+        return account in self._by_account
+
+    def records_of(self, account: str) -> Iterable[KeyRecord]:
+        """The keys of ``account`` the venue ever knew, deleted or not, in the order they were added."""
+        return self._by_account.get(account, ())
 
     def _honoured(self, record: KeyRecord, now: float | None) -> bool:
         if record.deleted_at is None:
