@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from bench.procs import (
     Profiler,
@@ -219,14 +219,22 @@ async def _first_event_at(ledger: Ledger, incident_id: str, kind: str) -> float 
     return _iso(rows[0][0]) if rows and rows[0][0] else None
 
 
+async def run_histories(client: Client, workflow_id: str) -> AsyncIterator[WorkflowHistory]:
+    """The history of every run of a workflow, the latest first, back through continue-as-new."""
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        yield history
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not run_id:
+            return
+
+
 async def audit_histories(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
     """Events and largest payload of every run of these workflows, continue-as-new runs included."""
     runs: list[dict[str, Any]] = []
     for workflow_id in workflow_ids:
-        run_id: str | None = None
-        while True:
-            handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-            history = await handle.fetch_history()
+        async for history in run_histories(client, workflow_id):
             events = history.events
             largest = max((p.ByteSize() for e in events for p in iter_payloads(e)), default=0)
             runs.append(
@@ -237,10 +245,6 @@ async def audit_histories(client: Client, workflow_ids: list[str]) -> dict[str, 
                     "bytes": sum(e.ByteSize() for e in events),
                 }
             )
-            previous = events[0].workflow_execution_started_event_attributes.continued_execution_run_id
-            if not previous:
-                break
-            run_id = previous
     return {
         "runs": len(runs),
         "max_events": max(r["events"] for r in runs),
@@ -285,16 +289,9 @@ async def timeline(client: Client, incident_id: str, venue: str, started: float)
             marks.setdefault(f"{name} done", at(event))
         elif kind == "start_child_workflow_execution_initiated_event_attributes":
             marks.setdefault("first venue workflow requested", at(event))
-    # the venue's first run: walk back through continue-as-new
-    handle = client.get_workflow_handle(venue_workflow_id(incident_id, venue))
-    history = await handle.fetch_history()
-    while True:
-        previous = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
-        if not previous:
-            break
-        history = await client.get_workflow_handle(
-            venue_workflow_id(incident_id, venue), run_id=previous
-        ).fetch_history()
+    # the venue's first run: the last one walking back through continue-as-new
+    async for earlier in run_histories(client, venue_workflow_id(incident_id, venue)):
+        history = earlier
     names = {}
     for event in history.events:
         kind = event.WhichOneof("attributes")
