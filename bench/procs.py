@@ -96,6 +96,16 @@ def children_named(name: str) -> list[int]:
     return found
 
 
+async def end_process(process: subprocess.Popen[bytes], signum: int, within: float = 60.0) -> None:
+    """Send ``signum``, wait up to ``within`` seconds for the process to exit, and SIGKILL it if it has not."""
+    process.send_signal(signum)
+    try:
+        await asyncio.to_thread(process.wait, within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class SimProcess:
     """``python -m bench.simproc``: the venue simulator in its own process."""
 
@@ -208,12 +218,7 @@ class WorkerProcess:
             return
         self._end_sampling()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.process.wait, 60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            await end_process(self.process, signal.SIGTERM)
         self.process = None
 
 
@@ -254,8 +259,4 @@ class Profiler:
 
     async def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.to_thread(self.process.wait, 60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            await end_process(self.process, signal.SIGINT)  # py-spy writes its output on SIGINT
