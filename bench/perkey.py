@@ -4,11 +4,14 @@ Settings come from ``KEYREVOKE_*`` variables, as for ``keyrevoke worker``. It ru
 workflows and keyrevoke's ``load_page`` on the control queue, and keyrevoke's own batch activities
 (same ledger, adapters, platform hook and pacing) on each venue queue, allowing ``WINDOW`` activities
 at once per venue so that the per-key children are not starved by keyrevoke's batch-sized slot count.
+That is why it builds its workers here rather than through workers/runner.py ``workers_for``, whose venue
+workers take ``batches_in_flight`` x 2 activities at once and whose control worker runs keyrevoke's workflows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -17,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.batches import BatchActivities, BatchLimits
 from activities.control import ControlActivities
+from activities.platform_hook import FileHook, HttpHook
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import build_adapter, load_master_credentials
 from bench.perkey_workflows import FanOutWorkflow, KeyWorkflow
@@ -68,18 +72,16 @@ async def serve(window: int) -> None:
     await stop.wait()
     await asyncio.gather(*(worker.shutdown() for worker in workers))
     await asyncio.gather(*tasks, return_exceptions=True)
+    # as keyrevoke's worker shuts down (workers/runner.py ``workers_for``): the hook's open file or session,
+    # then the ledger writes still queued, before the ledger closes
     await exchanges.close()
-    # as keyrevoke's worker shuts down (workers/runner.py): the hook's open file or session, then the
-    # ledger writes still queued, if this version of the activities has them, before the ledger closes
-    for closing in (getattr(hook, "close", None), getattr(getattr(batches, "writer", None), "close", None)):
-        if closing is not None:
-            await closing()
+    if isinstance(hook, HttpHook | FileHook):
+        await hook.close()
+    await batches.writer.close()
     ledger.close()
 
 
 def main() -> None:
-    import os
-
     asyncio.run(serve(int(sys.argv[1])))
     sys.stdout.flush()
     # The SDK's runtime can abort the interpreter at exit (sdk-python issue 300): leave without teardown.
