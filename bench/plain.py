@@ -74,7 +74,7 @@ async def run(
         seconds = time.monotonic() - started
         # every adapter call has released its object by now: close the idle ones, the masters, the session
         await exchanges.close()
-    built = dict(getattr(exchanges, "built", {}))  # per venue; absent before the factory pooled objects
+    built = dict(exchanges.built)  # per venue
     return {
         "keys": len(rows),
         "seconds": seconds,

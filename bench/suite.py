@@ -55,7 +55,7 @@ def concurrency() -> dict[str, int | None]:
     s = Settings()
     return {
         "batch_size": s.batch_size,
-        "first_batch_size": getattr(s, "first_batch_size", None),
+        "first_batch_size": s.first_batch_size,
         "batches_in_flight": s.batches_in_flight,
         "keys_in_flight_per_batch": s.keys_in_flight_per_batch,
         "per_venue": s.batches_in_flight * s.keys_in_flight_per_batch,
