@@ -15,7 +15,7 @@ import ccxt
 
 from activities.venues.answers import Answer, AnswerLog, VenueCode, seconds, throttled
 from activities.venues.classify import classify
-from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError
+from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
 
 if TYPE_CHECKING:
     from activities.venues.exchanges import ExchangeFactory
@@ -75,6 +75,10 @@ class ProbeAnswer:
     detail: str = ""
 
 
+#: a probe's answer from the venue's response to it; None if the response is not of the documented shape
+Read = Callable[[Any], ProbeAnswer | None]
+
+
 @dataclass(frozen=True)
 class Rejected:
     """The venue rejected the key itself (``VenueAdapter.call_as_key``); ``detail`` says how."""
@@ -131,6 +135,35 @@ class VenueAdapter(ABC):
     @abstractmethod
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key at the venue. Deleting a key that is already gone is success."""
+
+    async def probe_as_key(self, target: KeyTarget, call: Call, answer: str, read: Read) -> ProbeAnswer:
+        """Make the read-only ``call`` with the key itself and answer what it said about the key.
+
+        A key the venue rejected is ``accepted=False``; otherwise ``read`` makes the answer of the
+        response, and a response it cannot read (None) is ``VenueUnavailable``, naming the ``answer``.
+        """
+        response = await self.call_as_key(target.credentials, call)
+        if isinstance(response, Rejected):
+            return ProbeAnswer(accepted=False, detail=response.detail)
+        probed = read(response)
+        if probed is None:
+            raise VenueUnavailable(self.venue, f"unexpected {answer} answer")
+        return probed
+
+    def require_passphrase(self, target: KeyTarget, signer: str) -> None:
+        """Refuse a key without a passphrase at a venue (``signer``, as it writes its name) that signs with one."""
+        if not target.credentials.passphrase:
+            raise RevokeRefused(self.venue, f"the key has no passphrase: {signer} signs every private call with one")
+
+    def require_master_passphrase(self) -> None:
+        """Refuse a master delete at a venue that signs with a passphrase when the master credentials have none."""
+        if self.master is not None and not self.master.passphrase:
+            raise RevokeRefused(self.venue, "the master credentials have no passphrase")
+
+    def require_sub_account(self, target: KeyTarget) -> None:
+        """Refuse a sub-account delete for a key whose inventory row names no sub-account."""
+        if not target.account:
+            raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
 
     def revoke_method(self, target: KeyTarget) -> str:
         """The key's revoke method, refused unless this venue supports it (with master credentials if it needs them)."""
@@ -223,6 +256,12 @@ class VenueAdapter(ABC):
         answer = self.answers.last()
         headers = answer.headers if answer is not None else exchange.last_response_headers
         return classify(self.venue, error, headers)
+
+
+def member(response: Any, name: str) -> dict[str, Any] | None:
+    """The JSON object under ``name`` of a response object; None if either is not an object."""
+    value = response.get(name) if isinstance(response, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 class NoRevocationApi(VenueAdapter):

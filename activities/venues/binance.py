@@ -25,8 +25,8 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import AnswerLog, seconds
-from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
-from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError
 
 #: Binance's code for "Invalid Api-Key ID.": the key to delete does not exist (any more)
 BAD_API_ID = -2008
@@ -61,17 +61,9 @@ class BinanceAdapter(VenueAdapter):
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own restrictions: it authenticates, or Binance rejects it."""
-        restrictions = await self.call_as_key(
-            target.credentials, lambda exchange: exchange.sapiGetAccountApiRestrictions()
+        return await self.probe_as_key(
+            target, lambda exchange: exchange.sapiGetAccountApiRestrictions(), "apiRestrictions", _read
         )
-        if isinstance(restrictions, Rejected):
-            return ProbeAnswer(accepted=False, detail=restrictions.detail)
-        if not isinstance(restrictions, dict):
-            raise VenueUnavailable(self.venue, "unexpected apiRestrictions answer")
-        permissions = _permissions(restrictions)
-        ip_restrict = bool(restrictions.get("ipRestrict"))
-        detail = f"apiRestrictions: {','.join(permissions) or 'none'}; ipRestrict={ip_restrict}"
-        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the broker master; a key Binance no longer knows is already gone."""
@@ -94,6 +86,15 @@ class BinanceAdapter(VenueAdapter):
             if answer.status == 418:
                 return VenueBanned(self.venue, "DDoSProtection (HTTP 418)", retry_after)
         return self._by_class(error, exchange)
+
+
+def _read(restrictions: Any) -> ProbeAnswer | None:
+    if not isinstance(restrictions, dict):
+        return None
+    permissions = _permissions(restrictions)
+    ip_restrict = bool(restrictions.get("ipRestrict"))
+    detail = f"apiRestrictions: {','.join(permissions) or 'none'}; ipRestrict={ip_restrict}"
+    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
 
 def _permissions(restrictions: Mapping[str, Any]) -> tuple[str, ...]:

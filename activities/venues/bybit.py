@@ -26,8 +26,8 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import AnswerLog, seconds, until
-from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
-from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
+from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter, member
+from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError
 
 PARAMETER_ERROR = 10001
 BAD_SIGNATURE = 10004
@@ -56,17 +56,7 @@ class BybitAdapter(VenueAdapter):
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own information: it authenticates, or Bybit rejects it."""
         # AuthenticationError rejects the key: PermissionDenied (10010 unmatched IP) included
-        response = await self.call_as_key(target.credentials, lambda exchange: exchange.privateGetV5UserQueryApi())
-        if isinstance(response, Rejected):
-            return ProbeAnswer(accepted=False, detail=response.detail)
-        result = response.get("result") if isinstance(response, dict) else None
-        if not isinstance(result, dict):
-            raise VenueUnavailable(self.venue, "unexpected query-api answer")
-        permissions = _permissions(result)
-        ips = result.get("ips") or []
-        bound = "any" if ips in (["*"], []) else "bound"
-        detail = f"query-api: {','.join(permissions) or 'none'}; readOnly={result.get('readOnly')}; ips={bound}"
-        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+        return await self.probe_as_key(target, lambda exchange: exchange.privateGetV5UserQueryApi(), "query-api", _read)
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key (by itself, or by the master); a key Bybit no longer knows is already gone."""
@@ -99,6 +89,17 @@ class BybitAdapter(VenueAdapter):
                 return VenueBanned(self.venue, "RateLimitExceeded (HTTP 403)", retry_after or IP_BAN_SECONDS)
             return RateLimited(self.venue, type(error).__name__, until(answer.header("X-Bapi-Limit-Reset-Timestamp")))
         return self._by_class(error, exchange)
+
+
+def _read(response: Any) -> ProbeAnswer | None:
+    result = member(response, "result")
+    if result is None:
+        return None
+    permissions = _permissions(result)
+    ips = result.get("ips") or []
+    bound = "any" if ips in (["*"], []) else "bound"
+    detail = f"query-api: {','.join(permissions) or 'none'}; readOnly={result.get('readOnly')}; ips={bound}"
+    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
 
 def _permissions(result: Mapping[str, Any]) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.venues.answers import Answer, AnswerLog, until
-from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
 from keyrevoke.errors import RevokeRefused, VenueError, VenueUnavailable
 
 #: the request's Timestamp is too far from Gate's clock: ours is off, the key may be fine
@@ -52,14 +52,9 @@ class GateAdapter(VenueAdapter):
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's account detail: it authenticates, or Gate rejects it."""
         # AuthenticationError rejects the key (IP_FORBIDDEN and FORBIDDEN included), REQUEST_EXPIRED excepted
-        detail = await self.call_as_key(target.credentials, lambda exchange: exchange.privateAccountGetDetail())
-        if isinstance(detail, Rejected):
-            return ProbeAnswer(accepted=False, detail=detail.detail)
-        if not isinstance(detail, dict):
-            raise VenueUnavailable(self.venue, "unexpected account detail answer")
-        bound = "bound" if detail.get("ip_whitelist") else "any"
-        # Gate's account detail names no permissions: the key reads, the rest is not known here
-        return ProbeAnswer(accepted=True, permissions=("read",), detail=f"account/detail: read; ip_whitelist={bound}")
+        return await self.probe_as_key(
+            target, lambda exchange: exchange.privateAccountGetDetail(), "account detail", _read
+        )
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the main account; a key the sub-account no longer has is already gone."""
@@ -86,3 +81,11 @@ class GateAdapter(VenueAdapter):
 
     def _retry_after(self, answer: Answer) -> float | None:
         return until(answer.header("X-Gate-RateLimit-Reset-Timestamp"))
+
+
+def _read(detail: Any) -> ProbeAnswer | None:
+    if not isinstance(detail, dict):
+        return None
+    bound = "bound" if detail.get("ip_whitelist") else "any"
+    # Gate's account detail names no permissions: the key reads, the rest is not known here
+    return ProbeAnswer(accepted=True, permissions=("read",), detail=f"account/detail: read; ip_whitelist={bound}")

@@ -44,8 +44,8 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import AnswerLog, until
-from activities.venues.base import KeyTarget, NoRevocationApi, ProbeAnswer, Rejected
-from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
+from activities.venues.base import KeyTarget, NoRevocationApi, ProbeAnswer, member
+from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError
 
 INVALID_SIGNATURE = "EAPI:Invalid signature"
 RATE_LIMIT_EXCEEDED = "EAPI:Rate limit exceeded"
@@ -117,17 +117,7 @@ class KrakenAdapter(NoRevocationApi):
         if not _is_base64(target.credentials.secret):
             raise RevokeRefused(self.venue, "the key's secret is not Base64, as every Kraken secret is")
         # AuthenticationError rejects the key: PermissionDenied (an address outside the allow-list) too
-        response = await self.call_as_key(target.credentials, _get_api_key_info)
-        if isinstance(response, Rejected):
-            return ProbeAnswer(accepted=False, detail=response.detail)
-        result = response.get("result") if isinstance(response, dict) else None
-        if not isinstance(result, dict):
-            raise VenueUnavailable(self.venue, "unexpected GetApiKeyInfo answer")
-        granted = result.get("permissions")
-        permissions = _permissions(granted if isinstance(granted, list) else [])
-        bound = "bound" if result.get("ipAllowlist") else "any"
-        detail = f"GetApiKeyInfo: {','.join(permissions)}; ipAllowlist={bound}"
-        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+        return await self.probe_as_key(target, _get_api_key_info, "GetApiKeyInfo", _read)
 
     def _classify(self, error: Exception, exchange: Any) -> VenueError:
         code = ANSWERS.code()
@@ -152,6 +142,17 @@ async def _get_api_key_info(exchange: Any) -> Any:
         return await exchange.privatePostGetApiKeyInfo()
     finally:
         NONCES.keep(exchange)
+
+
+def _read(response: Any) -> ProbeAnswer | None:
+    result = member(response, "result")
+    if result is None:
+        return None
+    granted = result.get("permissions")
+    permissions = _permissions(granted if isinstance(granted, list) else [])
+    bound = "bound" if result.get("ipAllowlist") else "any"
+    detail = f"GetApiKeyInfo: {','.join(permissions)}; ipAllowlist={bound}"
+    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
 
 def _is_base64(secret: str) -> bool:

@@ -35,7 +35,7 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import Answer, AnswerLog, seconds
-from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, member
 from keyrevoke.errors import RevokeRefused, VenueUnavailable
 
 PARAMETER_ERROR = "400100"
@@ -59,28 +59,15 @@ class KucoinAdapter(VenueAdapter):
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own information: it authenticates, or KuCoin rejects it."""
-        if not target.credentials.passphrase:
-            raise RevokeRefused(self.venue, "the key has no passphrase: KuCoin signs every private call with one")
+        self.require_passphrase(target, "KuCoin")
         # AuthenticationError rejects the key: 400006 (IP not whitelisted) included
-        response = await self.call_as_key(target.credentials, lambda exchange: exchange.privateGetUserApiKey())
-        if isinstance(response, Rejected):
-            return ProbeAnswer(accepted=False, detail=response.detail)
-        info = response.get("data") if isinstance(response, dict) else None
-        if not isinstance(info, dict):
-            raise VenueUnavailable(self.venue, "unexpected api-key answer")
-        permissions = _permissions(info)
-        bound = "bound" if info.get("ipWhitelist") else "any"
-        detail = f"user/api-key: {','.join(permissions) or 'none'}; ipWhitelist={bound}"
-        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+        return await self.probe_as_key(target, lambda exchange: exchange.privateGetUserApiKey(), "api-key", _read)
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the master of its sub-account; a key KuCoin no longer lists is already gone."""
         self.revoke_method(target)
-        assert self.master is not None
-        if not self.master.passphrase:
-            raise RevokeRefused(self.venue, "the master credentials have no passphrase")
-        if not target.account:
-            raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
+        self.require_master_passphrase()
+        self.require_sub_account(target)
         passphrase = target.credentials.passphrase
         if not passphrase:
             raise RevokeRefused(self.venue, "the sub-account delete needs the key's own passphrase")
@@ -120,6 +107,16 @@ class KucoinAdapter(VenueAdapter):
 
     def _ban_retry_after(self, answer: Answer) -> float | None:
         return None
+
+
+def _read(response: Any) -> ProbeAnswer | None:
+    info = member(response, "data")
+    if info is None:
+        return None
+    permissions = _permissions(info)
+    bound = "bound" if info.get("ipWhitelist") else "any"
+    detail = f"user/api-key: {','.join(permissions) or 'none'}; ipWhitelist={bound}"
+    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
 
 def _permissions(info: Mapping[str, Any]) -> tuple[str, ...]:

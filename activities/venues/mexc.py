@@ -28,8 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from activities.venues.answers import AnswerLog
-from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
-from keyrevoke.errors import RevokeRefused, VenueUnavailable
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
 
 #: codes that reject the key itself although ccxt calls them ``BadRequest``: invalid access key, and
 #: a call from an address outside the key's IP whitelist (which hides whether the key exists)
@@ -55,26 +54,26 @@ class MexcAdapter(VenueAdapter):
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's own account: it authenticates, or MEXC rejects it."""
-        account = await self.call_as_key(target.credentials, lambda exchange: exchange.spotPrivateGetAccount())
-        if isinstance(account, Rejected):
-            return ProbeAnswer(accepted=False, detail=account.detail)
-        if not isinstance(account, dict):
-            raise VenueUnavailable(self.venue, "unexpected account answer")
-        permissions = _permissions(account)
-        detail = f"account: {','.join(permissions) or 'none'}; accountType={account.get('accountType')}"
-        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+        return await self.probe_as_key(target, lambda exchange: exchange.spotPrivateGetAccount(), "account", _read)
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the master of its sub-account; a key MEXC no longer knows is already gone."""
         self.revoke_method(target)
-        if not target.account:
-            raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
+        self.require_sub_account(target)
         params = {"subAccount": target.account, "apiKey": target.credentials.api_key}
         return await self.call_as_master(
             target,
             lambda exchange: exchange.spotPrivateDeleteSubAccountApiKey(params),
             "deleted by master: DELETE sub-account/apiKey",
         )
+
+
+def _read(account: Any) -> ProbeAnswer | None:
+    if not isinstance(account, dict):
+        return None
+    permissions = _permissions(account)
+    detail = f"account: {','.join(permissions) or 'none'}; accountType={account.get('accountType')}"
+    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
 
 def _permissions(account: Mapping[str, Any]) -> tuple[str, ...]:

@@ -28,8 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from activities.venues.answers import AnswerLog
-from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter
-from keyrevoke.errors import RevokeRefused, VenueUnavailable
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
 
 #: "APIKey does not exist": the key to delete is not (any more) in the sub-account
 NO_SUCH_API_KEY = "59506"
@@ -55,35 +54,34 @@ class OkxAdapter(VenueAdapter):
 
     async def probe(self, target: KeyTarget) -> ProbeAnswer:
         """Read the key's account configuration: it authenticates, or OKX rejects it."""
-        if not target.credentials.passphrase:
-            raise RevokeRefused(self.venue, "the key has no passphrase: OKX signs every private call with one")
+        self.require_passphrase(target, "OKX")
         # AuthenticationError rejects the key: PermissionDenied (50110, IP not whitelisted) included
-        response = await self.call_as_key(target.credentials, lambda exchange: exchange.privateGetAccountConfig())
-        if isinstance(response, Rejected):
-            return ProbeAnswer(accepted=False, detail=response.detail)
-        data = response.get("data") if isinstance(response, dict) else None
-        config = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
-        if config is None:
-            raise VenueUnavailable(self.venue, "unexpected account config answer")
-        permissions = _permissions(config)
-        bound = "bound" if config.get("ip") else "any"
-        detail = f"account/config: {','.join(permissions) or 'none'}; ip={bound}"
-        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+        return await self.probe_as_key(
+            target, lambda exchange: exchange.privateGetAccountConfig(), "account config", _read
+        )
 
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the master of its sub-account; a key OKX no longer knows is already gone."""
         self.revoke_method(target)
-        assert self.master is not None
-        if not self.master.passphrase:
-            raise RevokeRefused(self.venue, "the master credentials have no passphrase")
-        if not target.account:
-            raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
+        self.require_master_passphrase()
+        self.require_sub_account(target)
         params = {"subAcct": target.account, "apiKey": target.credentials.api_key}
         return await self.call_as_master(
             target,
             lambda exchange: exchange.privatePostUsersSubaccountDeleteApikey(params),
             "deleted by master: POST users/subaccount/delete-apikey",
         )
+
+
+def _read(response: Any) -> ProbeAnswer | None:
+    data = response.get("data") if isinstance(response, dict) else None
+    config = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
+    if config is None:
+        return None
+    permissions = _permissions(config)
+    bound = "bound" if config.get("ip") else "any"
+    detail = f"account/config: {','.join(permissions) or 'none'}; ip={bound}"
+    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
 
 
 def _permissions(config: Mapping[str, Any]) -> tuple[str, ...]:
