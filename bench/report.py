@@ -809,28 +809,21 @@ def _recovery(d: Doc) -> list[str]:
         "| keys revoked or confirmed twice |"
     )
     out.append("|---|---|---|---|---|---|---|---|")
-    if d.before and d.remeasured("recovery"):
-        hb_before = d.before.get("heartbeat_timeout")
-        twice_before = d.before_values("recovery.keys_logged_twice")
-        out.append(
-            f"| before (first measurements) | {hb_before or 0:.0f} s | {fig(d.before_values('recovery.base_seconds'))} | "
-            f"{fig(d.before_values('recovery.killed_seconds'))} | {fig(d.before_values('recovery.added_seconds'))} | "
-            f"{fig(d.before_values('recovery.killed_after'))} | {_all(d.before_values('recovery.all_confirmed'))} | "
-            f"{f'{sum(twice_before):.0f}' if twice_before else NOT_MEASURED} |"
+
+    def row(label: str, timeout: float, values: Callable[[str], list[float]], uncounted: str) -> str:
+        twice = values("recovery.keys_logged_twice")
+        return (
+            f"| {label} | {timeout:.0f} s | {fig(values('recovery.base_seconds'))} | "
+            f"{fig(values('recovery.killed_seconds'))} | {fig(values('recovery.added_seconds'))} | "
+            f"{fig(values('recovery.killed_after'))} | {_all(values('recovery.all_confirmed'))} | "
+            f"{f'{sum(twice):.0f}' if twice else uncounted} |"
         )
-    allc = all(p["killed"]["confirmed"] == p["killed"]["keys"] for p in rec)
-    twice = [p["killed"]["extra"].get("keys_logged_twice") for p in rec]
-    twice_text = (
-        str(sum(t for t in twice if t is not None))
-        if any(t is not None for t in twice)
-        else "not counted in these runs (tests/test_recovery.py asserts exactly once)"
-    )
+
+    if d.before and d.remeasured("recovery"):
+        hb_before = d.before.get("heartbeat_timeout") or 0
+        out.append(row("before (first measurements)", hb_before, d.before_values, NOT_MEASURED))
     label = "now" if d.before and d.remeasured("recovery") else "measured"
-    out.append(
-        f"| {label} | {hb:.0f} s | {fig([p['base']['seconds'] for p in rec])} | {fig([p['killed']['seconds'] for p in rec])} | "
-        f"{fig(d.values('recovery.added_seconds'))} | {fig([p['killed']['extra'].get('killed_after') for p in rec])} | "
-        f"{'yes' if allc else 'NO'} | {twice_text} |"
-    )
+    out.append(row(label, hb, d.values, "not counted in these runs (tests/test_recovery.py asserts exactly once)"))
     out.append("")
     out.append(
         "The batches that were running on the killed worker are retried only when the server declares them lost, "
