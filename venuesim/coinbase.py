@@ -131,9 +131,6 @@ class CoinbaseProtocol(VenueProtocol):
         body = {"errors": [{"id": "rate_limit_exceeded", "message": "Too many requests"}]}
         return web.json_response(body, status=429)
 
-    def render_banned(self, retry_after: int) -> web.Response:
-        return self.render_blocked()
-
     # --- authentication ---------------------------------------------------------------------------
 
     def _signed(self, request: web.Request) -> Principal:

@@ -105,9 +105,6 @@ class GateProtocol(VenueProtocol):
     def render_rate_limited(self, retry_after: int) -> web.Response:
         return gate_error(429, "TOO_MANY_REQUESTS", "Request Rate limit Exceeded")
 
-    def render_banned(self, retry_after: int) -> web.Response:
-        return self.render_blocked()
-
     def decorate(self, response: web.StreamResponse) -> None:
         status = self.gate.rate_status()
         if not status.limit:

@@ -192,9 +192,6 @@ class KucoinProtocol(VenueProtocol):
     def render_rate_limited(self, retry_after: int) -> web.Response:
         return kucoin_error("429000", "Too Many Requests", 429)
 
-    def render_banned(self, retry_after: int) -> web.Response:
-        return self.render_blocked()
-
     def decorate(self, response: web.StreamResponse) -> None:
         status = self.gate.rate_status()
         if not status.limit:

@@ -165,9 +165,6 @@ class OkxProtocol(VenueProtocol):
     def render_rate_limited(self, retry_after: int) -> web.Response:
         return okx_answer("50011", "Too Many Requests", status=429)
 
-    def render_banned(self, retry_after: int) -> web.Response:
-        return self.render_blocked()
-
     # --- authentication ---------------------------------------------------------------------------
 
     async def _signed(self, request: web.Request) -> tuple[Principal, dict[str, Any]]:

@@ -62,10 +62,6 @@ class VenueProtocol(ABC):
     def render_rate_limited(self, retry_after: int) -> web.Response:
         """The venue's answer to a request over its rate limit."""
 
-    @abstractmethod
-    def render_banned(self, retry_after: int) -> web.Response:
-        """The venue's answer while the caller is banned for ignoring rate limits."""
-
     def render_unavailable(self, status: int = 503) -> web.Response:
         """A 5xx from the venue's front door: an HTML page, as load balancers and gateways send."""
         reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
@@ -73,10 +69,11 @@ class VenueProtocol(ABC):
         body = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
         return web.Response(status=status, text=body, content_type="text/html")
 
-    def render_blocked(self) -> web.Response:
-        """HTTP 403 from the front door (a CDN or firewall page, not JSON): an IP blocked for a while.
+    def render_banned(self, retry_after: int) -> web.Response:
+        """The venue's answer while the caller is banned for ignoring rate limits.
 
-        For venues whose documentation names no ban answer of their own.
+        By default HTTP 403 from the front door (a CDN or firewall page, not JSON): an IP blocked for a
+        while, for venues whose documentation names no ban answer of their own.
         """
         title = "403 Forbidden"
         body = (
