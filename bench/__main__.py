@@ -10,10 +10,30 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 #: where the source runs from (a snapshot while benchmarking) and where results and the document go
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = Path(os.environ.get("BENCH_OUTPUT_ROOT") or ROOT)
+
+
+def merge(previous: dict[str, Any], results: dict[str, Any], partial_command: str) -> dict[str, Any]:
+    """A partial run's results (``--only``) merged into the saved ones: its sections replace theirs.
+
+    The saved plan, machine and command stay; the scale runs are kept per size; the time adds up.
+    """
+    scales = dict(previous.get("scales", {}))
+    if previous.get("scale"):
+        scales.setdefault(str(previous["scale"]["keys"]), previous["scale"])
+    scales.update(results.get("scales", {}))
+    partial = [*previous.get("partial_runs", []), {"command": partial_command, "plan": results["plan"]}]
+    merged = {**previous, **results, "scales": scales, "partial_runs": partial}
+    merged["plan"] = previous.get("plan", results["plan"])
+    merged["machine"] = previous.get("machine", results["machine"])
+    if scales:
+        merged["scale"] = max(scales.values(), key=lambda r: r["keys"])
+    merged["elapsed_seconds"] = previous.get("elapsed_seconds", 0) + results.get("elapsed_seconds", 0)
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,22 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         # which run produced which section, on which code: kept per section through later partial runs
         this_run = run_entry(command + (f" --only {args.only}" if only else ""), results)
         if only:
-            # a partial run updates the saved results instead of replacing them
-            scales = dict(previous.get("scales", {}))
-            if previous.get("scale"):
-                scales.setdefault(str(previous["scale"]["keys"]), previous["scale"])
-            scales.update(results.get("scales", {}))
-            partial = [
-                *previous.get("partial_runs", []),
-                {"command": command + f" --only {args.only}", "plan": results["plan"]},
-            ]
-            results = {**previous, **results, "scales": scales, "partial_runs": partial}
-            results["plan"] = previous.get("plan", results["plan"])
-            results["machine"] = previous.get("machine", results["machine"])
-            if scales:
-                results["scale"] = max(scales.values(), key=lambda r: r["keys"])
+            results = merge(previous, results, command + f" --only {args.only}")
             command = previous.get("command", command)
-            results["elapsed_seconds"] = previous.get("elapsed_seconds", 0) + results.get("elapsed_seconds", 0)
         record(previous or None, results, this_run)
         results["command"] = command
         results_file.write_text(json.dumps(results, indent=1, default=str))
