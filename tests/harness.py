@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,25 @@ from keyrevoke.settings import Settings
 from venuesim import Scenario, VenueSimulator
 from workers.runner import CONTROL, workers_for
 from workflows.incident import IncidentWorkflow, incident_workflow_id
+
+
+def address_of(client: Client) -> str:
+    """The host:port a client talks to (the session's dev server), for a stage's settings."""
+    return client.service_client.config.target_host
+
+
+async def until(predicate: Callable[[], object | Awaitable[object]], seconds: float = 60.0) -> None:
+    """Wait until ``predicate()`` (plain or awaitable) is true, asking every 0.1 s; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not reached in {seconds} s")
+        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -121,4 +143,4 @@ async def run_incident(client: Client, stage: Stage, incident_id: str, **timing:
     return summary
 
 
-__all__ = ["Scenario", "Stage", "run_incident", "running_workers", "stage"]
+__all__ = ["Scenario", "Stage", "address_of", "run_incident", "running_workers", "stage", "until"]

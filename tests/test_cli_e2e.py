@@ -28,7 +28,7 @@ from commander.devserver import free_port
 from commander.sample import API_VENUES, write_sample
 from keyrevoke.payload_codec import ENCODING, iter_payloads
 from keyrevoke.temporal_client import data_converter
-from tests.harness import Stage, stage
+from tests.harness import Stage, address_of, stage
 from tests.ledger_backends import PostgresSession, postgres_schema, stored_bytes
 from tests.otlp_collector import Collector
 from workflows.incident import IncidentWorkflow
@@ -67,10 +67,6 @@ async def keyrevoke(env: dict[str, str], *args: str, check: bool = True) -> subp
         command = " ".join(args)
         raise AssertionError(f"keyrevoke {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
-
-
-def address_of(client: Client) -> str:
-    return client.service_client.config.target_host
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from commander.incidents import control, incident_state, start_incident
 from keyrevoke.errors import InputError
 from keyrevoke.models import ControlRequest
 from keyrevoke.states import FINAL_STATES, KeyState
-from tests.harness import Stage, running_workers, stage
+from tests.harness import Stage, address_of, running_workers, stage, until
 from workflows.incident import incident_workflow_id
 
 # Slow enough to act in the middle of the incident, small enough to stay quick.
@@ -21,20 +23,21 @@ PACED = {"venues": {"binance": {"latency_ms": 40}, "bybit": {"latency_ms": 40}}}
 SLOW = {"batch_size": 4, "batches_in_flight": 1, "keys_in_flight_per_batch": 2, "verify_interval_seconds": 0.3}
 
 
-def address_of(client: Client) -> str:
-    return client.service_client.config.target_host
-
-
-async def _until(predicate, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(seconds * 10)):
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
-
-
 def _kinds(st: Stage, incident_id: str, kind: str) -> list[dict[str, object]]:
     return [e for e in st.ledger.events(incident_id) if e["kind"] == kind]
+
+
+async def _settled(count: Callable[[], int], quiet: float = 1.0, seconds: float = 60.0) -> int:
+    """``count()`` once it has stayed the same for ``quiet`` seconds: what was in flight has finished."""
+    deadline = time.monotonic() + seconds
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, f"still changing after {seconds} s"
+        await asyncio.sleep(0.1)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 async def _result(client: Client, incident_id: str) -> None:
@@ -53,13 +56,12 @@ async def paced(tmp_path: Path, queue_prefix: str, dev_client: Client):  # type:
 async def test_pause_holds_the_work_and_resume_finishes_it(paced: Stage, dev_client: Client) -> None:
     st = paced
     await start_incident(dev_client, st.ledger, st.settings, "ctl-pause", [], [])
-    await _until(lambda: len(_kinds(st, "ctl-pause", "key.revoked")) >= 2)
+    await until(lambda: len(_kinds(st, "ctl-pause", "key.revoked")) >= 2)
     assert await control(dev_client, "ctl-pause", "pause", ControlRequest("alice")) == "paused every venue"
     with pytest.raises(InputError, match="already paused"):
         await control(dev_client, "ctl-pause", "pause", ControlRequest("alice", "binance"))
-    await asyncio.sleep(1.5)  # requests already sent finish
-    held = len(_kinds(st, "ctl-pause", "key.revoked"))
-    await asyncio.sleep(1.5)
+    held = await _settled(lambda: len(_kinds(st, "ctl-pause", "key.revoked")))  # requests already sent finish
+    await asyncio.sleep(1.5)  # a window in which a paused incident must revoke nothing more
     assert len(_kinds(st, "ctl-pause", "key.revoked")) == held
     assert held < 24
     state = await incident_state(dev_client, "ctl-pause")
@@ -79,7 +81,7 @@ async def test_pause_holds_the_work_and_resume_finishes_it(paced: Stage, dev_cli
 async def test_cancel_hands_back_what_was_not_revoked(paced: Stage, dev_client: Client) -> None:
     st = paced
     await start_incident(dev_client, st.ledger, st.settings, "ctl-cancel", [], [])
-    await _until(lambda: len(_kinds(st, "ctl-cancel", "key.revoked")) >= 2)
+    await until(lambda: len(_kinds(st, "ctl-cancel", "key.revoked")) >= 2)
     await control(dev_client, "ctl-cancel", "cancel", ControlRequest("carol", reason="false alarm"))
     await _result(dev_client, "ctl-cancel")
     statuses = {k.key_id: k for k in st.ledger.key_statuses("ctl-cancel")}
@@ -103,7 +105,7 @@ async def test_cancel_hands_back_what_was_not_revoked(paced: Stage, dev_client: 
 async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> None:
     st = paced
     await start_incident(dev_client, st.ledger, st.settings, "ctl-narrow", [], [])
-    await _until(lambda: len(_kinds(st, "ctl-narrow", "key.revoked")) >= 1)
+    await until(lambda: len(_kinds(st, "ctl-narrow", "key.revoked")) >= 1)
     with pytest.raises(InputError, match="no keys in this incident"):
         await control(dev_client, "ctl-narrow", "narrow", ControlRequest("dave", "kraken"))
     await control(dev_client, "ctl-narrow", "narrow", ControlRequest("dave", "bybit", "not affected"))
@@ -120,18 +122,19 @@ async def test_two_person_start(tmp_path: Path, queue_prefix: str, dev_client: C
         running_workers(dev_client, st),
     ):
         await start_incident(dev_client, st.ledger, st.settings, "ctl-approve", [], [], require_approval=True)
-        await _until(lambda: st.ledger.counts("ctl-approve") != {})
-        state = None
-        for _ in range(100):
-            state = await incident_state(dev_client, "ctl-approve")
-            if state is not None and state.phase == "awaiting_approval":
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: st.ledger.counts("ctl-approve") != {})
+
+        async def awaiting_approval() -> bool:
+            found = await incident_state(dev_client, "ctl-approve")
+            return found is not None and found.phase == "awaiting_approval"
+
+        await until(awaiting_approval)
+        state = await incident_state(dev_client, "ctl-approve")
         assert state is not None
         assert state.phase == "awaiting_approval"
         assert state.plan is not None
         assert state.plan.total_keys == 6
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a window in which an unapproved incident must start nothing
         assert st.ledger.counts("ctl-approve") == {"binance": {"pending": 3}, "bybit": {"pending": 3}}
         with pytest.raises(InputError, match="another person"):
             await control(dev_client, "ctl-approve", "approve", ControlRequest("erin"))

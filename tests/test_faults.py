@@ -17,12 +17,8 @@ from activities.pacing import CircuitBreaker
 from commander.devserver import free_port
 from commander.incidents import start_incident
 from keyrevoke.errors import VenueBanned
-from tests.harness import Stage, running_workers, stage
+from tests.harness import Stage, address_of, running_workers, stage
 from workflows.incident import incident_workflow_id
-
-
-def address_of(client: Client) -> str:
-    return client.service_client.config.target_host
 
 
 async def _run(client: Client, st: Stage, incident_id: str) -> dict[str, dict[str, int]]:
@@ -38,7 +34,7 @@ def test_circuit_breaker_opens_for_the_ban_and_closes_after() -> None:
     with pytest.raises(VenueBanned) as raised:
         breaker.check()
     assert 0 < (raised.value.retry_after or 0) <= 0.2
-    time.sleep(0.25)
+    time.sleep(0.25)  # past the ban on the clock the breaker reads: a wait for time itself, not a race
     breaker.check()
 
 

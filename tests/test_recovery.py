@@ -21,7 +21,7 @@ from temporalio.client import Client
 from commander.devserver import DevServerConfig, free_port, wait_for_server
 from commander.incidents import start_incident
 from keyrevoke.temporal_client import connect
-from tests.harness import Stage, stage
+from tests.harness import Stage, address_of, stage, until
 from tests.test_cli_e2e import cli_env
 from workflows.incident import incident_workflow_id
 
@@ -62,14 +62,6 @@ class Worker:
                 self.process.kill()
 
 
-async def _until(predicate, seconds: float = 90.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(seconds * 10)):
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
-
-
 def _count(st: Stage, incident_id: str, kind: str) -> Counter[str]:
     return Counter(str(e["key_id"]) for e in st.ledger.events(incident_id) if e["kind"] == kind)
 
@@ -86,8 +78,7 @@ def _assert_exactly_once(st: Stage, incident_id: str) -> None:
 
 @pytest.fixture
 async def recovery_stage(tmp_path: Path, queue_prefix: str, dev_client: Client) -> AsyncIterator[Stage]:
-    address = dev_client.service_client.config.target_host
-    async with stage(tmp_path, 60, queue_prefix, address, scenario=SLOW, **PACE) as st:
+    async with stage(tmp_path, 60, queue_prefix, address_of(dev_client), scenario=SLOW, **PACE) as st:
         yield st
 
 
@@ -99,7 +90,7 @@ async def test_worker_killed_mid_incident(recovery_stage: Stage, tmp_path: Path)
     worker.start()
     try:
         await start_incident(client, st.ledger, st.settings, "crash-worker", [], [])
-        await _until(lambda: sum(_count(st, "crash-worker", "key.revoked").values()) >= 5)
+        await until(lambda: sum(_count(st, "crash-worker", "key.revoked").values()) >= 5, 90)
         worker.kill()
         before = sum(_count(st, "crash-worker", "key.confirmed").values())
         assert before < 60, "the worker should die mid-incident"
@@ -126,10 +117,10 @@ async def test_dev_server_restarted_mid_incident(tmp_path: Path, queue_prefix: s
             worker = Worker(st, tmp_path / "worker.log")
             worker.start()
             await start_incident(client, st.ledger, st.settings, "crash-server", [], [])
-            await _until(lambda: sum(_count(st, "crash-server", "key.revoked").values()) >= 5)
+            await until(lambda: sum(_count(st, "crash-server", "key.revoked").values()) >= 5, 90)
             server.send_signal(signal.SIGKILL)
             server.wait()
-            await asyncio.sleep(2)
+            await asyncio.sleep(2)  # an outage, not a wait for a condition: the worker meets a server that is gone
             server = start_server()
             client = await wait_for_server(st.settings)
             handle = client.get_workflow_handle(incident_workflow_id("crash-server"))
