@@ -6,7 +6,7 @@ schema per test inside it, selected with ``?options=-csearch_path=...``; all of 
 When the server cannot be reached, PostgreSQL tests are skipped with the reason, unless
 ``KEYREVOKE_REQUIRE_POSTGRES=1``, which makes them fail instead.
 
-Test modules build their fixtures from these helpers (no conftest needed)::
+The shared fixtures in ``conftest.py`` (``pg_session``, ``ledger_url``) are built from these helpers::
 
     pg = postgres_session()          # in a session-scoped fixture (a generator: yields, then cleans up)
     with postgres_schema(pg) as url: # per test
