@@ -35,11 +35,10 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from venuesim.protocol import Endpoint, Refusal, VenueProtocol
+from venuesim.protocol import Endpoint, Refusal, VenueProtocol, as_int, total_params
 from venuesim.state import Principal, SimKey
 
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -55,18 +54,6 @@ def binance_error(status: int, code: int, msg: str, headers: dict[str, str] | No
 def _mandatory(name: str) -> Refusal:
     msg = f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
     return Refusal(binance_error(400, -1102, msg))
-
-
-def without_signature(raw: str) -> tuple[str, str | None]:
-    """``raw`` without its ``signature=`` parameter, and the signature (the last one if repeated)."""
-    kept: list[str] = []
-    signature = None
-    for part in raw.split("&") if raw else []:
-        if part.startswith("signature="):
-            signature = part[len("signature=") :]
-        else:
-            kept.append(part)
-    return "&".join(kept), signature
 
 
 class BinanceProtocol(VenueProtocol):
@@ -167,15 +154,10 @@ class BinanceProtocol(VenueProtocol):
             # Binance gives one answer for unknown, deleted and IP-restricted keys alike
             raise Refusal(binance_error(401, -2015, "Invalid API-key, IP, or permissions for action."))
 
-        query, query_signature = without_signature(request.rel_url.raw_query_string)
         body = ""
         if request.content_type == "application/x-www-form-urlencoded":
             body = await request.text()
-        body, body_signature = without_signature(body)
-        signature = query_signature if query_signature is not None else body_signature
-        # a parameter sent in both the query string and the body: the query string's is used
-        params = dict(parse_qsl(body, keep_blank_values=True))
-        params.update(parse_qsl(query, keep_blank_values=True))
+        signed, signature, params = total_params(request.rel_url.raw_query_string, body)
 
         if not signature or not signature.isascii():
             raise _mandatory("signature")
@@ -194,17 +176,7 @@ class BinanceProtocol(VenueProtocol):
         if server_time - timestamp > recv_window:
             raise Refusal(binance_error(400, -1021, "Timestamp for this request is outside of the recvWindow."))
 
-        total_params = query + body
-        expected = hmac.new(principal.secret.encode(), total_params.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(principal.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.lower()):
             raise Refusal(binance_error(400, -1022, "Signature for this request is not valid."))
         return principal, params
-
-
-def as_int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None

@@ -41,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from venuesim.protocol import Endpoint, Refusal, VenueProtocol
+from venuesim.protocol import Endpoint, Refusal, VenueProtocol, as_int
 from venuesim.state import Principal
 
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -208,9 +208,9 @@ class BybitProtocol(VenueProtocol):
         if self.state.is_ip_blocked(principal):
             raise _refuse(UNMATCHED_IP)
 
-        timestamp = _as_int(request.headers.get("X-BAPI-TIMESTAMP"))
+        timestamp = as_int(request.headers.get("X-BAPI-TIMESTAMP"))
         recv_window_text = request.headers.get("X-BAPI-RECV-WINDOW", str(DEFAULT_RECV_WINDOW_MS))
-        recv_window = _as_int(recv_window_text)
+        recv_window = as_int(recv_window_text)
         server_time = int(time.time() * 1000)
         if (
             timestamp is None
@@ -239,12 +239,3 @@ class BybitProtocol(VenueProtocol):
         if not signature.isascii() or not hmac.compare_digest(expected, signature.lower()):
             raise _refuse(BAD_SIGN)
         return principal, body
-
-
-def _as_int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None

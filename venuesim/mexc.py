@@ -36,12 +36,10 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from venuesim.binance import as_int, without_signature
-from venuesim.protocol import Endpoint, Refusal, VenueProtocol
+from venuesim.protocol import Endpoint, Refusal, VenueProtocol, as_int, total_params
 from venuesim.state import Principal
 
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -133,11 +131,8 @@ class MexcProtocol(VenueProtocol):
         if self.state.is_ip_blocked(principal):
             raise _refuse(700006, "IP [127.0.0.1] not in the ip white list")
 
-        query, query_signature = without_signature(request.rel_url.raw_query_string)
-        body, body_signature = without_signature(await request.text() if request.can_read_body else "")
-        signature = query_signature if query_signature is not None else body_signature
-        params = dict(parse_qsl(body, keep_blank_values=True))
-        params.update(parse_qsl(query, keep_blank_values=True))
+        body = await request.text() if request.can_read_body else ""
+        signed, signature, params = total_params(request.rel_url.raw_query_string, body)
 
         timestamp = as_int(params.get("timestamp"))
         recv_window = as_int(params.get("recvWindow", str(DEFAULT_RECV_WINDOW_MS)))
@@ -151,7 +146,7 @@ class MexcProtocol(VenueProtocol):
         ):
             raise _refuse(700003, "Timestamp for this request is outside of the recvWindow.")
 
-        expected = hmac.new(principal.secret.encode(), (query + body).encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(principal.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         if not signature or not hmac.compare_digest(expected.encode(), signature.encode()):
             raise _refuse(700002, "Signature for this request is not valid.")
         return principal, params

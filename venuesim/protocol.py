@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -148,3 +149,43 @@ class VenueProtocol(ABC):
 
 class _Dropped(Exception):
     """The connection of the current request is to be closed without an answer."""
+
+
+# --- parsing shared by venue modules ----------------------------------------------------------------
+
+
+def as_int(value: str | None) -> int | None:
+    """``value`` as an integer; None if it is missing or not one."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def without_signature(raw: str) -> tuple[str, str | None]:
+    """``raw`` without its ``signature=`` parameter, and the signature (the last one if repeated)."""
+    kept: list[str] = []
+    signature = None
+    for part in raw.split("&") if raw else []:
+        if part.startswith("signature="):
+            signature = part[len("signature=") :]
+        else:
+            kept.append(part)
+    return "&".join(kept), signature
+
+
+def total_params(query_string: str, body: str) -> tuple[str, str | None, dict[str, str]]:
+    """A SIGNED request's *totalParams*, as Binance defines them and MEXC copies them.
+
+    Returns what the signature covers (the query string concatenated with the body, each without
+    its ``signature=``), the signature (the query string's if it has one, else the body's), and the
+    parameters (one sent in both places takes the query string's value).
+    """
+    query, query_signature = without_signature(query_string)
+    body, body_signature = without_signature(body)
+    signature = query_signature if query_signature is not None else body_signature
+    params = dict(parse_qsl(body, keep_blank_values=True))
+    params.update(parse_qsl(query, keep_blank_values=True))
+    return query + body, signature, params
