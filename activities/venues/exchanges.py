@@ -16,6 +16,7 @@ the next key's call. An object serves one call at a time, since ccxt keeps per-c
 
 from __future__ import annotations
 
+import logging
 import ssl
 import weakref
 from collections import Counter
@@ -32,6 +33,14 @@ from keyrevoke.errors import UnsupportedVenue
 
 #: ccxt's credential attributes: the only ones ``create`` sets from a key (``Credentials.as_ccxt_config``)
 CREDENTIAL_FIELDS = frozenset(ccxt_async.Exchange.requiredCredentials)
+
+#: the logger of every object made here. ccxt logs each request and answer at DEBUG: the key and
+#: passphrase in the headers, the signature (and KuCoin's sub-key passphrase) in the URL, answers that
+#: repeat the key. Held at WARNING, with a filter that drops anything below it, whatever the process's
+#: logging setup or the level someone later gives this logger; ccxt's warnings still get through.
+CCXT_LOG = logging.getLogger(__name__ + ".ccxt")
+CCXT_LOG.setLevel(logging.WARNING)
+CCXT_LOG.addFilter(lambda record: record.levelno >= logging.WARNING)
 
 #: idle objects kept per venue: about as many calls as a worker runs at once against one venue; an
 #: object released when this many are idle is closed, so a burst does not hold its objects for ever
@@ -109,6 +118,7 @@ class ExchangeFactory:
                 "ssl_context": self._ssl_context,
             }
         )
+        exchange.logger = CCXT_LOG  # never ccxt's own: see CCXT_LOG
         base = self._venue_urls.get(venue)
         if base:
             exchange.urls["api"] = _rebase(exchange.urls["api"], base)
