@@ -11,9 +11,10 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import ccxt
 import pytest
 
-from activities.venues.base import Credentials, KeyTarget, VenueAdapter
+from activities.venues.base import Credentials, KeyTarget, Rejected, VenueAdapter
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import ADAPTERS
 from keyrevoke.errors import VenueError
@@ -114,6 +115,16 @@ async def test_nothing_secret_is_logged_even_at_debug(venue: str, debug_logs: py
     assert logging.getLogger("ccxt.base.exchange").isEnabledFor(logging.DEBUG), "ccxt's own logger would log here"
     for text in texts:
         assert_secret_free(text)
+
+
+async def test_a_rejection_keeps_ccxt_s_message_out_of_its_repr() -> None:
+    """ccxt's messages echo the request URL, signature and all: ``Rejected`` shows only its detail."""
+    url = "https://api.binance.com/sapi/v1/account/apiRestrictions?timestamp=1&signature=abc"
+    error = ccxt.AuthenticationError(f"binance GET {url} 401 binanceLeakKey1q")
+    rejected = Rejected(error, "rejected: AuthenticationError (code -2015)")
+    assert "signature" not in repr(rejected)
+    assert_secret_free(repr(rejected))
+    assert_secret_free(str(rejected))
 
 
 @pytest.mark.parametrize("venue", list(VENUES))

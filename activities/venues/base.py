@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import ccxt
@@ -81,9 +81,13 @@ Read = Callable[[Any], ProbeAnswer | None]
 
 @dataclass(frozen=True)
 class Rejected:
-    """The venue rejected the key itself (``VenueAdapter.call_as_key``); ``detail`` says how."""
+    """The venue rejected the key itself (``VenueAdapter.call_as_key``); ``detail`` says how.
 
-    error: Exception
+    ``error`` is ccxt's exception, for its class only: its message echoes the request (URL, signature,
+    answer body), so it stays out of ``repr`` and out of every message made from a rejection.
+    """
+
+    error: Exception = field(repr=False)
     detail: str
 
 
