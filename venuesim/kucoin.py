@@ -42,7 +42,7 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -107,7 +107,8 @@ class KucoinProtocol(VenueProtocol):
     async def user_api_key(self, request: web.Request) -> web.StreamResponse:
         """Get API Key Info: the calling key's own details."""
         principal, _ = await self._signed(request)
-        return kucoin_data(self._key_info(principal))
+        info = self._key_info(principal.api_key, principal.account, principal.permissions, principal.is_master)
+        return kucoin_data(info)
 
     async def sub_api_keys(self, request: web.Request) -> web.StreamResponse:
         """Get sub-account API List: the master lists a sub-account's keys (one, with ``apiKey``)."""
@@ -119,7 +120,7 @@ class KucoinProtocol(VenueProtocol):
             return kucoin_error(PARAMETER_ERROR, "subName is required", 400)
         wanted = params.get("apiKey", "")
         keys = [
-            self._sub_key_entry(record.key)
+            {"subName": sub_name, **self._key_info(record.key.api_key, sub_name, record.key.permissions, False)}
             for record in self.state.records_of(sub_name)
             if record.deleted_at is None and (not wanted or record.key.api_key == wanted)
         ]
@@ -151,8 +152,8 @@ class KucoinProtocol(VenueProtocol):
             return kucoin_error(*ACCESS_DENIED, status=403)
         return None
 
-    def _key_info(self, principal: Principal) -> dict[str, Any]:
-        permissions = principal.permissions
+    def _key_info(self, api_key: str, account: str, permissions: Collection[str], is_master: bool) -> dict[str, Any]:
+        """A key's entry, as Get API Key Info answers it and the sub-account API list repeats it."""
         granted = ["General"]
         if "trade" in permissions:
             granted += ["Spot", "Futures"]
@@ -162,29 +163,13 @@ class KucoinProtocol(VenueProtocol):
             granted.append("Withdrawal")
         return {
             "remark": "",
-            "apiKey": principal.api_key,
+            "apiKey": api_key,
             "apiVersion": 3,
             "permission": ",".join(granted),
             "ipWhitelist": "",
             "createdAt": self.state.created_ms,
-            "uid": int(principal.account) if principal.account.isdigit() else 0,
-            "isMaster": principal.is_master,
-        }
-
-    def _sub_key_entry(self, key: SimKey) -> dict[str, Any]:
-        info = self._key_info(
-            Principal(key.api_key, key.secret, key.passphrase, key.account, frozenset(key.permissions), None)
-        )
-        return {
-            "subName": key.account,
-            "remark": "",
-            "apiKey": key.api_key,
-            "apiVersion": 3,
-            "permission": info["permission"],
-            "ipWhitelist": "",
-            "createdAt": self.state.created_ms,
-            "uid": info["uid"],
-            "isMaster": False,
+            "uid": int(account) if account.isdigit() else 0,
+            "isMaster": is_master,
         }
 
     # --- shared faults in KuCoin's words -----------------------------------------------------------
