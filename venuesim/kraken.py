@@ -161,7 +161,7 @@ class KrakenProtocol(VenueProtocol):
         signature = request.headers.get("API-Sign", "")
         secret = decoded_secret(principal.secret)
         # the URI path from /0/private on, below the simulator's /kraken prefix
-        uri_path = request.rel_url.raw_path[len(f"/{self.name}") :]
+        uri_path = request.rel_url.raw_path[len(self.prefix) :]
         expected = sign(secret, uri_path, nonce_text, raw_body) if secret is not None else ""
         if not signature or not hmac.compare_digest(expected.encode(), signature.encode()):
             raise _refuse(INVALID_SIGNATURE)

@@ -216,7 +216,7 @@ class KucoinProtocol(VenueProtocol):
             raise _refuse(BAD_PASSPHRASE)
 
         # the endpoint below the simulator's /kucoin prefix, as it was before URL encoding
-        endpoint = unquote(request.rel_url.raw_path_qs[len(f"/{self.name}") :])
+        endpoint = unquote(request.rel_url.raw_path_qs[len(self.prefix) :])
         body = await request.text() if request.method not in ("GET", "DELETE") else ""
         prehash = f"{stamp}{request.method.upper()}{endpoint}{body}"
         digest = hmac.new(principal.secret.encode(), prehash.encode(), hashlib.sha256).digest()

@@ -197,7 +197,7 @@ class OkxProtocol(VenueProtocol):
             raise _unauthorized(BAD_PASSPHRASE)
 
         # the request path below the simulator's /okx prefix, query string included
-        request_path = request.rel_url.raw_path_qs[len(f"/{self.name}") :]
+        request_path = request.rel_url.raw_path_qs[len(self.prefix) :]
         raw_body = await request.text() if request.method != "GET" else ""
         prehash = f"{stamp}{request.method.upper()}{request_path}{raw_body}"
         digest = hmac.new(principal.secret.encode(), prehash.encode(), hashlib.sha256).digest()

@@ -52,6 +52,8 @@ class VenueProtocol(ABC):
         self.state = state
         self.gate = gate
         self.stats = stats
+        #: where the venue is served; a venue's signed path is what follows it
+        self.prefix = f"/{self.name}"
 
     # --- what each venue module provides ----------------------------------------------------------
 
@@ -94,7 +96,7 @@ class VenueProtocol(ABC):
     def register(self, router: web.UrlDispatcher) -> None:
         """Add the venue's endpoints, each behind the shared fault pipeline, below ``/<name>``."""
         for endpoint in self.endpoints():
-            router.add_route(endpoint.method, f"/{self.name}{endpoint.path}", self._pipeline(endpoint))
+            router.add_route(endpoint.method, f"{self.prefix}{endpoint.path}", self._pipeline(endpoint))
 
     def _pipeline(self, endpoint: Endpoint) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
