@@ -12,6 +12,7 @@ from typing import Any
 
 import ccxt
 
+from activities.venues.answers import seconds
 from keyrevoke.errors import (
     KeyRejected,
     RateLimited,
@@ -51,15 +52,8 @@ CLASSIFICATION: tuple[tuple[type[Exception], type[VenueError]], ...] = (
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
-    if not headers:
-        return None
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except (TypeError, ValueError):
-                return None
-    return None
+    value = next((value for name, value in (headers or {}).items() if name.lower() == "retry-after"), None)
+    return seconds(str(value)) if value is not None else None
 
 
 def classify(venue: str, error: Exception, headers: Mapping[str, Any] | None = None) -> VenueError:
