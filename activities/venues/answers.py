@@ -13,6 +13,7 @@ shared master object never mix their answers (``exchange.last_response_headers``
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -104,12 +105,24 @@ class AnswerLog:
         return venue_code(body, self.field)
 
 
+#: The longest wait a venue's hint is taken at (Binance's longest IP ban is three days): a hint past it,
+#: or not a finite number, would stall a batch or overflow a retry delay, so it is capped here, where
+#: every venue's timing headers are read.
+LONGEST_HINT_SECONDS = 3 * 86_400.0
+
+
+def _hint(value: float) -> float | None:
+    if math.isnan(value):
+        return None
+    return min(max(0.0, value), LONGEST_HINT_SECONDS)
+
+
 def seconds(value: str | None) -> float | None:
-    """A ``Retry-After``-style header in seconds (never negative); None if absent or unreadable."""
+    """A ``Retry-After``-style header in seconds (0 to ``LONGEST_HINT_SECONDS``); None if absent or unreadable."""
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        return _hint(float(value))
     except ValueError:
         return None
 
@@ -124,7 +137,7 @@ def until(timestamp: str | None) -> float | None:
         return None
     if moment > 1e11:  # milliseconds: 1e11 seconds is in the year 5138
         moment /= 1000
-    return max(0.0, moment - time.time())
+    return _hint(moment - time.time())
 
 
 def throttled(
