@@ -50,13 +50,20 @@ async def sim() -> AsyncIterator[VenueSimulator]:
         yield simulator
 
 
-async def started(**venues: dict[str, Any]) -> VenueSimulator:
-    simulator = VenueSimulator(KEYS, MASTERS, Scenario.from_dict({"seed": 3, "venues": venues}))
-    await simulator.start()
-    return simulator
+def seeded(venues: dict[str, dict[str, Any]]) -> Scenario:
+    return Scenario.from_dict({"seed": 3, "venues": venues})
+
+
+@contextlib.asynccontextmanager
+async def started(**venues: dict[str, Any]) -> AsyncIterator[VenueSimulator]:
+    async with VenueSimulator(KEYS, MASTERS, seeded(venues)) as simulator:
+        yield simulator
 
 
 # --- signing as the venues document it -------------------------------------------------------------
+
+#: an answer as the helpers below return it: status, body (see ``body_of``), headers
+Answer = tuple[int, dict[str, Any], dict[str, str]]
 
 
 def now_ms() -> int:
@@ -75,7 +82,7 @@ async def binance(
     timestamp: int | None = None,
     recv_window: int | None = None,
     tamper: bool = False,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     """A SIGNED request: HMAC-SHA256 hex of the query string, keyed with the secret."""
     query = dict(params or {})
     query["timestamp"] = str(now_ms() if timestamp is None else timestamp)
@@ -86,8 +93,7 @@ async def binance(
     if tamper:
         signature = signature[:-1] + ("0" if signature[-1] != "0" else "1")
     url = f"{sim.base_url('binance')}{path}?{total_params}&signature={signature}"
-    async with http.request(method, url, headers={"X-MBX-APIKEY": api_key}) as response:
-        return response.status, await body_of(response), dict(response.headers)
+    return await send(http, method, url, headers={"X-MBX-APIKEY": api_key})
 
 
 async def bybit(
@@ -100,7 +106,7 @@ async def bybit(
     body: dict[str, Any] | None = None,
     *,
     timestamp: int | None = None,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     """A v5 request: X-BAPI-SIGN = hex HMAC-SHA256(timestamp + key + recv_window + payload)."""
     stamp, recv_window = str(now_ms() if timestamp is None else timestamp), "5000"
     payload = json.dumps(body or {}) if method == "POST" else ""
@@ -113,7 +119,14 @@ async def bybit(
         "Content-Type": "application/json",
     }
     url = f"{sim.base_url('bybit')}{path}"
-    async with http.request(method, url, headers=headers, data=payload or None) as response:
+    return await send(http, method, url, headers=headers, data=payload or None)
+
+
+async def send(
+    http: aiohttp.ClientSession, method: str, url: str | URL, headers: dict[str, str], data: str | None = None
+) -> Answer:
+    """Send one request; the answer's status, body (see ``body_of``) and headers."""
+    async with http.request(method, url, headers=headers, data=data) as response:
         return response.status, await body_of(response), dict(response.headers)
 
 
@@ -204,21 +217,17 @@ async def test_binance_broker_deletes_a_sub_account_key(http, sim):
 
 
 async def test_binance_master_without_permission_is_refused(http):
-    sim = await started(binance={"master_lacks_permission": True})
-    try:
+    async with started(binance={"master_lacks_permission": True}) as sim:
         params = {"subAccountId": BIN_KEY.account, "subAccountApiKey": BIN_KEY.api_key}
         status, body, _ = await binance(
             http, sim, "DELETE", BROKER_DELETE, BIN_MASTER.api_key, BIN_MASTER.secret, params
         )
         assert (status, body["code"]) == (401, -2015)
         assert sim.is_live("binance", BIN_KEY.api_key)
-    finally:
-        await sim.stop()
 
 
 async def test_binance_rate_limit_then_ban(http):
-    sim = await started(binance={"requests_per_second": 2, "ban_after_429s": 2, "ban_seconds": 30})
-    try:
+    async with started(binance={"requests_per_second": 2, "ban_after_429s": 2, "ban_seconds": 30}) as sim:
         answers = [await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret) for _ in range(5)]
         statuses = [status for status, _, _ in answers]
         assert statuses[:2] == [200, 200]
@@ -234,8 +243,6 @@ async def test_binance_rate_limit_then_ban(http):
         assert sim.stats.rate_limited["binance"] == 2
         assert sim.stats.banned["binance"] == 1
         assert sim.stats.peak_requests_per_second("binance") >= 3
-    finally:
-        await sim.stop()
 
 
 # --- Bybit -----------------------------------------------------------------------------------------
@@ -290,8 +297,7 @@ async def test_bybit_master_deletes_a_sub_key(http, sim):
 
 
 async def test_bybit_rate_limit_headers_and_ip_ban(http):
-    sim = await started(bybit={"requests_per_second": 2, "ban_after_429s": 2, "ban_seconds": 30})
-    try:
+    async with started(bybit={"requests_per_second": 2, "ban_after_429s": 2, "ban_seconds": 30}) as sim:
         path = "/v5/user/query-api"
         answers = [await bybit(http, sim, "GET", path, BY_KEY.api_key, BY_KEY.secret) for _ in range(4)]
         assert [body["retCode"] for _, body, _ in answers] == [0, 0, 10006, 10006]
@@ -303,19 +309,16 @@ async def test_bybit_rate_limit_headers_and_ip_ban(http):
         url = f"{sim.base_url('bybit')}{path}"
         async with http.get(url) as response:
             assert (response.status, await response.text()) == (403, "access too frequent")
-    finally:
-        await sim.stop()
 
 
 # --- shared faults ---------------------------------------------------------------------------------
 
 
 async def test_ip_blocked_and_already_deleted_keys(http):
-    sim = await started(
+    async with started(
         binance={"ip_blocked_keys": [BIN_KEY.key_id], "already_deleted_keys": [BIN_OTHER.key_id]},
         bybit={"ip_blocked_keys": [BY_KEY.key_id]},
-    )
-    try:
+    ) as sim:
         status, body, _ = await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret)
         assert (status, body["code"]) == (401, -2015)
         assert sim.is_live("binance", BIN_KEY.api_key)  # it exists, just not from here
@@ -324,13 +327,10 @@ async def test_ip_blocked_and_already_deleted_keys(http):
         assert not sim.is_live("binance", BIN_OTHER.api_key)
         _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
         assert body["retCode"] == 10010
-    finally:
-        await sim.stop()
 
 
 async def test_a_deleted_key_keeps_working_during_the_grace_period(http):
-    sim = await started(bybit={"revoke_grace_seconds": 0.4})
-    try:
+    async with started(bybit={"revoke_grace_seconds": 0.4}) as sim:
         _, body, _ = await bybit(http, sim, "POST", "/v5/user/delete-api", BY_KEY.api_key, BY_KEY.secret)
         assert body["retCode"] == 0
         assert sim.is_live("bybit", BY_KEY.api_key)
@@ -340,27 +340,21 @@ async def test_a_deleted_key_keeps_working_during_the_grace_period(http):
         assert not sim.is_live("bybit", BY_KEY.api_key)
         _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
         assert body["retCode"] == 10003
-    finally:
-        await sim.stop()
 
 
 async def test_errors_hangs_and_lost_delete_answers(http):
-    sim = await started(
+    async with started(
         binance={"error_rate": 1.0},
         bybit={"timeout_rate": 1.0, "hang_seconds": 5},
-    )
-    try:
+    ) as sim:
         url = f"{sim.base_url('binance')}{RESTRICTIONS}"
         async with http.get(url) as response:
             assert response.status == 503
             assert response.content_type == "text/html"
         with pytest.raises(asyncio.TimeoutError):
             await bybit_with_timeout(http, sim, 0.2)
-    finally:
-        await sim.stop()
 
-    sim = await started(binance={"lost_delete_rate": 1.0})
-    try:
+    async with started(binance={"lost_delete_rate": 1.0}) as sim:
         params = {"subAccountId": BIN_KEY.account, "subAccountApiKey": BIN_KEY.api_key}
         try:
             status, _, _ = await binance(
@@ -372,8 +366,6 @@ async def test_errors_hangs_and_lost_delete_answers(http):
         assert not sim.is_live("binance", BIN_KEY.api_key)  # the delete itself happened
         assert sim.stats.lost_answers["binance"] == 1
         assert sim.stats.deletes["binance"] == 1
-    finally:
-        await sim.stop()
 
 
 async def bybit_with_timeout(http: aiohttp.ClientSession, sim: VenueSimulator, seconds: float) -> None:
@@ -452,8 +444,7 @@ MORE_MASTERS = (OKX_MASTER, KC_MASTER, GATE_MASTER, MEXC_MASTER)
 
 @contextlib.asynccontextmanager
 async def more(**venues: dict[str, Any]) -> AsyncIterator[VenueSimulator]:
-    simulator = VenueSimulator(MORE_KEYS, MORE_MASTERS, Scenario.from_dict({"seed": 3, "venues": venues}))
-    async with simulator:
+    async with VenueSimulator(MORE_KEYS, MORE_MASTERS, seeded(venues)) as simulator:
         yield simulator
 
 
@@ -476,7 +467,7 @@ async def okx(
     when: datetime | None = None,
     passphrase: str | None = None,
     tamper: bool = False,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     """OK-ACCESS-SIGN = Base64(HMAC-SHA256(timestamp + METHOD + requestPath + body))."""
     moment = when or datetime.now(UTC)
     stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -489,8 +480,7 @@ async def okx(
         "OK-ACCESS-PASSPHRASE": who.passphrase if passphrase is None else passphrase,
         "Content-Type": "application/json",
     }
-    async with http.request(method, f"{sim.base_url('okx')}{path}", headers=headers, data=payload or None) as response:
-        return response.status, await body_of(response), dict(response.headers)
+    return await send(http, method, f"{sim.base_url('okx')}{path}", headers=headers, data=payload or None)
 
 
 async def test_okx_signing_and_the_master_delete(http):
@@ -537,7 +527,7 @@ async def kucoin(
     *,
     timestamp: int | None = None,
     tamper: bool = False,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     """KC-API-SIGN = Base64(HMAC-SHA256(timestamp + METHOD + un-encoded endpoint)); passphrase signed too."""
     stamp = str(now_ms() if timestamp is None else timestamp)
     signature = b64_hmac_sha256(who.secret, f"{stamp}{method}{path}")
@@ -550,8 +540,7 @@ async def kucoin(
     }
     endpoint, _, query = path.partition("?")
     url = f"{sim.base_url('kucoin')}{endpoint}" + (f"?{quote(query, safe='=&')}" if query else "")
-    async with http.request(method, URL(url, encoded=True), headers=headers) as response:
-        return response.status, await body_of(response), dict(response.headers)
+    return await send(http, method, URL(url, encoded=True), headers=headers)
 
 
 async def test_kucoin_signing_and_the_master_delete(http):
@@ -596,14 +585,13 @@ async def gate(
     *,
     timestamp: int | None = None,
     tamper: bool = False,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     """SIGN = hex(HMAC-SHA512(METHOD\\nURL\\nquery\\nhex(SHA512(body))\\nTimestamp))."""
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     payload = "\n".join((method, f"/api/v4{path}", "", hashlib.sha512(b"").hexdigest(), stamp))
     signature = hmac.new(who.secret.encode(), payload.encode(), hashlib.sha512).hexdigest()
     headers = {"KEY": who.api_key, "Timestamp": stamp, "SIGN": tampered(signature) if tamper else signature}
-    async with http.request(method, f"{sim.base_url('gate')}/api/v4{path}", headers=headers) as response:
-        return response.status, await body_of(response), dict(response.headers)
+    return await send(http, method, f"{sim.base_url('gate')}/api/v4{path}", headers=headers)
 
 
 async def test_gate_signing_and_the_main_account_delete(http):
@@ -643,14 +631,13 @@ async def mexc(
     params: dict[str, str] | None = None,
     *,
     signature_case: str = "lower",
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     """signature = lowercase hex HMAC-SHA256 of the query string, keyed with the secret."""
     query = urlencode({**(params or {}), "timestamp": str(now_ms()), "recvWindow": "5000"})
     signature = hmac.new(who.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
     signature = signature.upper() if signature_case == "upper" else signature
     url = f"{sim.base_url('mexc')}{path}?{query}&signature={signature}"
-    async with http.request(method, url, headers={"X-MEXC-APIKEY": who.api_key}) as response:
-        return response.status, await body_of(response), dict(response.headers)
+    return await send(http, method, url, headers={"X-MEXC-APIKEY": who.api_key})
 
 
 async def test_mexc_signing_and_the_master_delete(http):
