@@ -48,6 +48,7 @@ from keyrevoke.models import (
     VerifyRequest,
 )
 from keyrevoke.observability.calls import venue_call
+from keyrevoke.repeating import repeating
 from keyrevoke.states import KeyState
 from keyrevoke.telemetry import NoTelemetry, Telemetry
 from workflows import options
@@ -582,15 +583,5 @@ async def _heartbeating(done: list[str]) -> AsyncIterator[None]:
         yield
         return
 
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(list(done))
-            await asyncio.sleep(HEARTBEAT_EVERY)
-
-    task = asyncio.create_task(beat())
-    try:
+    async with repeating(lambda: activity.heartbeat(list(done)), HEARTBEAT_EVERY):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

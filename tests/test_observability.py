@@ -3,6 +3,8 @@ ledger (on both ledger back ends), and the /metrics route of the worker's HTTP s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -14,6 +16,9 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 from commander.devserver import free_port
 from commander.inventory_import import import_inventory
@@ -175,3 +180,40 @@ def test_metrics_are_pushed_by_otlp_when_an_endpoint_is_set(tmp_path: Path) -> N
     finally:
         server.stop(None)
     assert {"keyrevoke.key.transitions", "keyrevoke.venue.request.limit"} <= collector.names
+
+
+async def _until_pollers_of(observability: Observability, queues: set[str]) -> set[str]:
+    """The task queues with a ``temporal_num_pollers`` series, once ``queues`` are among them (20 s at most)."""
+    reported: set[str] = set()
+    for _ in range(100):
+        pollers = _samples(observability.exposition()).get("temporal_num_pollers", [])
+        reported = {labels["task_queue"] for labels, _ in pollers}
+        if queues <= reported:
+            break
+        await asyncio.sleep(0.2)
+    return reported
+
+
+async def test_sdk_gauges_of_every_worker_reach_the_metrics_also_after_a_restart(
+    dev_client: Client, tmp_path: Path, queue_prefix: str
+) -> None:
+    observability = Observability(Settings(state_dir=tmp_path))
+    client = await observability.on_temporal_runtime(dev_client)
+
+    async def run_workers_on(queues: set[str]) -> set[str]:
+        workers = [Worker(client, task_queue=queue, activities=[_noop]) for queue in sorted(queues)]
+        async with observability.running(), contextlib.AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            return await _until_pollers_of(observability, queues)
+
+    first = {f"{queue_prefix}-{n}" for n in range(3)}
+    assert first <= await run_workers_on(first), "every worker's pollers are reported, not the first one's only"
+    # Workers of the same process started anew (the drain left and entered again) still report.
+    second = {f"{queue_prefix}-again-{n}" for n in range(2)}
+    assert second <= await run_workers_on(second)
+
+
+@activity.defn(name="noop")
+async def _noop() -> None:
+    """An activity for workers that only need to poll."""

@@ -8,8 +8,8 @@ OTLP/gRPC reader when ``KEYREVOKE_OTEL_EXPORTER_OTLP_ENDPOINT`` is set. Into it 
 - the venue calls' request metrics (``keyrevoke.observability.calls``, through the global provider);
 - the keys-by-state gauge, read from the ledger at each collection (control workers only);
 - the Temporal SDK's own metrics (``temporal_*``): the client's runtime records them into a
-  ``MetricBuffer`` that the SDK's ``MetricsExporter`` (``temporalio.contrib.opentelemetry``, marked
-  experimental there) drains into this provider every second. So they share the worker's one port
+  ``MetricBuffer`` that ``SdkMetricsDrain`` (``keyrevoke.observability.sdk_metrics``) empties into
+  this provider every second. So they share the worker's one port
   and one OTLP stream (the Kubernetes probes, Service, ServiceMonitor and NetworkPolicy know port
   9464 only), where the SDK's own Prometheus server would need a second port.
 
@@ -34,12 +34,12 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry, generate_latest
 from temporalio.client import Client
-from temporalio.contrib.opentelemetry import MetricsExporter
 from temporalio.runtime import MetricBuffer, MetricBufferDurationFormat, Runtime, TelemetryConfig
 from temporalio.service import ServiceClient
 
 from keyrevoke.errors import KeyRejected, RateLimited, RevokeRefused, UnsupportedVenue, VenueBanned, VenueUnavailable
 from keyrevoke.ledger import Ledger
+from keyrevoke.observability.sdk_metrics import SdkMetricsDrain
 from keyrevoke.observability.tracing import resource
 from keyrevoke.settings import Settings
 from keyrevoke.states import KeyState
@@ -47,7 +47,7 @@ from keyrevoke.states import KeyState
 log = logging.getLogger(__name__)
 
 METER = "keyrevoke"
-#: The Temporal SDK's meter in our provider (the ``MetricsExporter`` default).
+#: The Temporal SDK's meter in our provider.
 SDK_METER = "temporalio"
 
 #: One revoke request, from sending it to the venue's acceptance.
@@ -186,9 +186,9 @@ class Observability:
             description="Batch activities per second the Temporal server allows on the venue's task queue, "
             "for all its workers together (KEYREVOKE_VENUE_ACTIVITIES_PER_SECOND)",
         )
-        self._buffer: MetricBuffer | None = None
         self._runtime: Runtime | None = None
-        self._exporter: MetricsExporter | None = None
+        self._sdk_drain: SdkMetricsDrain | None = None
+        self._sdk_draining: contextlib.AbstractAsyncContextManager[None] | None = None
         self._running = 0
 
     # --- what the workers report --------------------------------------------------------------
@@ -243,8 +243,9 @@ class Observability:
         """The Temporal runtime whose metrics this process reports (made on first use: one per process)."""
         with self._lock:
             if self._runtime is None:
-                self._buffer = MetricBuffer(SDK_BUFFER_SIZE, MetricBufferDurationFormat.SECONDS)
-                self._runtime = Runtime(telemetry=TelemetryConfig(metrics=self._buffer))
+                buffer = MetricBuffer(SDK_BUFFER_SIZE, MetricBufferDurationFormat.SECONDS)
+                self._runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+                self._sdk_drain = SdkMetricsDrain(buffer, self.meter_provider.get_meter(SDK_METER))
             return self._runtime
 
     async def on_temporal_runtime(self, temporal: Client) -> Client:
@@ -265,19 +266,19 @@ class Observability:
     async def running(self) -> AsyncIterator[None]:
         """Drain the SDK's metrics into this provider while the block runs; push what is left at its end."""
         self.temporal_runtime()
-        assert self._buffer is not None
+        assert self._sdk_drain is not None
         # Workers of one process share the drain (a buffer has one reader): the first starts it, the last stops it.
         if self._running == 0:
-            self._exporter = MetricsExporter(self._buffer, self.meter_provider, meter_name=SDK_METER)
-            await self._exporter.__aenter__()
+            self._sdk_draining = self._sdk_drain.running()
+            await self._sdk_draining.__aenter__()
         self._running += 1
         try:
             yield
         finally:
             self._running -= 1
-            if self._running == 0 and self._exporter is not None:
-                exporter, self._exporter = self._exporter, None
-                await exporter.__aexit__(None, None, None)
+            if self._running == 0 and self._sdk_draining is not None:
+                draining, self._sdk_draining = self._sdk_draining, None
+                await draining.__aexit__(None, None, None)
                 # Blocking: with OTLP on, it pushes what the periodic reader has not sent yet.
                 await asyncio.to_thread(self.meter_provider.force_flush)
 
