@@ -73,6 +73,13 @@ class PrometheusApi:
         assert body["status"] == "success", body
         return [rule for group in body["data"]["groups"] for rule in group["rules"]]
 
+    async def targets(self) -> list[dict[str, Any]]:
+        """Each scrape target's health, last error and scrape duration: why series may be missing."""
+        async with self.session.get(f"{self.base}/api/v1/targets") as response:
+            body = await response.json()
+        keep = ("scrapeUrl", "health", "lastError", "lastScrapeDuration")
+        return [{name: target.get(name) for name in keep} for target in body["data"]["activeTargets"]]
+
     async def until(self, expr: str, check: Any) -> list[dict[str, Any]]:
         """Query ``expr`` until ``check(result)`` holds (for ``WAIT_SECONDS`` at most); returns that result."""
         deadline = time.monotonic() + WAIT_SECONDS
@@ -81,7 +88,9 @@ class PrometheusApi:
             if check(result):
                 return result
             if time.monotonic() > deadline:
-                raise AssertionError(f"{expr}\nnever satisfied the check; last result {result}")
+                raise AssertionError(
+                    f"{expr}\nnever satisfied the check; last result {result}\nscrape targets: {await self.targets()}"
+                )
             await asyncio.sleep(0.5)
 
 
