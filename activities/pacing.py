@@ -9,9 +9,11 @@ venue that has banned us until the ban ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from keyrevoke.errors import VenueBanned
@@ -25,13 +27,17 @@ class SlotSource(Protocol):
 class VenuePacer:
     """Spaces one venue's requests ``1 / rate`` seconds apart across every worker of the venue.
 
-    Two bounds, because a venue counts requests in a sliding second:
+    Two bounds, because a venue counts requests in a sliding (or fixed) second:
 
     * across workers, slots reserved in a store all workers share (the ledger), a few at a time, so
       that no two workers are handed the same moment;
-    * within this worker, a send window: a request goes out only when fewer than ``floor(rate)``
-      went out in the last second. A busy event loop wakes sleepers late, and late requests would
-      otherwise leave together, one burst on top of the on-time ones.
+    * within this worker, a send window of ``floor(rate)`` requests, where a request counts from
+      the moment it leaves until one second after its answer (or its failure) came back. The venue
+      counts a request at some moment between the two, so a request sent when fewer than
+      ``floor(rate)`` are counted finds fewer than that in the venue's last second too, whatever
+      the delays on the way: a stalled worker or venue that bunches requests together cannot push
+      one second over the limit. Counting from the send alone left no margin: a request that
+      reached the venue late shared a second with the ones sent a second after it, and got a 429.
 
     A slot that comes up more than ``LATE_SLOT_SECONDS`` late belongs to a moment that has passed:
     it is given up and a new one taken (a little throughput lost, never the limit). A lag shorter
@@ -53,12 +59,26 @@ class VenuePacer:
         self.reservations = 0
         self._slots = slots
         self._reserved: deque[float] = deque()
-        self._sent: deque[float] = deque()
+        self._in_flight = 0
+        self._answered: deque[float] = deque()
+        self._an_answer = asyncio.Event()
         self._lock = asyncio.Lock()
         self._window_lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
-        """Wait for this request's slot, and for room in this worker's last second of requests."""
+    @contextlib.asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        """Wait for room for one request, which the block sends; it counts until a second after the block ends."""
+        await self._slot()
+        await self._send_window()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._answered.append(time.monotonic())
+            self._an_answer.set()
+
+    async def _slot(self) -> None:
+        """Wait for this request's slot among every worker's requests to the venue."""
         while True:
             async with self._lock:
                 now = time.time()
@@ -72,18 +92,22 @@ class VenuePacer:
             await asyncio.sleep(max(0.0, slot - time.time()))
             if time.time() - slot < self.late_after:
                 break
-        await self._send_window()
 
     async def _send_window(self) -> None:
         async with self._window_lock:
             while True:
                 now = time.monotonic()
-                while self._sent and self._sent[0] <= now - 1.0:
-                    self._sent.popleft()
-                if len(self._sent) < self.per_second:
-                    self._sent.append(now)
+                while self._answered and self._answered[0] <= now - 1.0:
+                    self._answered.popleft()
+                if self._in_flight + len(self._answered) < self.per_second:
+                    self._in_flight += 1
                     return
-                await asyncio.sleep(self._sent[0] + 1.0 - now)
+                # Room comes when the oldest answer is a second old, or sooner if all are still in flight
+                # and one comes back. One waiter at a time (the lock), so clearing the event here is safe.
+                self._an_answer.clear()
+                wait = self._answered[0] + 1.0 - now if self._answered else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._an_answer.wait(), wait)
 
 
 class CircuitBreaker:

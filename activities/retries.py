@@ -46,9 +46,9 @@ async def call_venue(
         stop=stop_after_attempt(attempts), retry=retry_if_exception(_retryable), wait=_wait, reraise=True
     ):
         with attempt:
-            await limiter.acquire()
             try:
-                return await call()
+                async with limiter.request():
+                    return await call()
             except VenueError as error:
                 if on_error is not None:
                     on_error(error)

@@ -1,4 +1,5 @@
-"""The venue pacer: never more than the rate in any second of one worker's sends, and no spinning.
+"""The venue pacer: never more than the rate in any second of one worker's sends, nor of a stalling
+venue's arrivals, and no spinning.
 
 The slots come from a real ledger on a SQLite file, as in a worker; the event loop is held up on
 purpose (a blocking sleep), as a CPU-bound worker holds it up.
@@ -7,6 +8,7 @@ purpose (a blocking sleep), as a CPU-bound worker holds it up.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,10 +54,10 @@ async def _send(pacer: VenuePacer, count: int, hold_loop_every: int = 0, hold_se
     sent: list[float] = []
 
     async def one(n: int) -> None:
-        await pacer.acquire()
-        sent.append(time.monotonic())
-        if hold_loop_every and n % hold_loop_every == 0:
-            time.sleep(hold_seconds)  # a busy worker: the loop wakes every sleeper late
+        async with pacer.request():
+            sent.append(time.monotonic())
+            if hold_loop_every and n % hold_loop_every == 0:
+                time.sleep(hold_seconds)  # a busy worker: the loop wakes every sleeper late
 
     await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(count))), 60)
     return sent
@@ -102,6 +104,59 @@ async def test_two_pacers_of_one_venue_share_its_slots(ledger: Ledger, tmp_path:
     finally:
         other.close()
     assert _most_in_one_second(both[0] + both[1]) <= 10 + 1
+
+
+class StallingVenue:
+    """A venue that counts requests in a sliding second, as the simulator does, and stalls.
+
+    Each request reaches it after a random delay, and the venue stops taking requests for a while
+    now and then, then takes the queued ones in one burst: arrivals bunch up that left evenly spaced.
+    """
+
+    def __init__(self, limit: int, seed: int) -> None:
+        self.limit = limit
+        self.arrivals: list[float] = []
+        self.rejected = 0
+        self._random = random.Random(seed)
+        self._open = asyncio.Event()
+        self._open.set()
+
+    async def stall_now_and_then(self) -> None:
+        while True:
+            await asyncio.sleep(self._random.uniform(0.2, 0.6))
+            self._open.clear()
+            await asyncio.sleep(self._random.uniform(0.05, 0.3))
+            self._open.set()
+
+    async def call(self) -> None:
+        await asyncio.sleep(self._random.uniform(0.0, 0.05))
+        await self._open.wait()
+        now = time.monotonic()
+        if sum(1 for at in self.arrivals if at > now - 1.0) >= self.limit:
+            self.rejected += 1
+        else:
+            self.arrivals.append(now)
+        await asyncio.sleep(self._random.uniform(0.0, 0.05))  # the answer's way back
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_stalling_venue_never_sees_more_than_its_limit_at_its_full_rate(ledger: Ledger, seed: int) -> None:
+    # The pacer set to the venue's own limit: with send times alone in the window, the requests a
+    # stall held back would share a second at the venue with the ones sent a second later.
+    venue = StallingVenue(limit=10, seed=seed)
+    pacer = VenuePacer(ledger, "bybit", rate=10)
+
+    async def one() -> None:
+        async with pacer.request():
+            await venue.call()
+
+    stalls = asyncio.create_task(venue.stall_now_and_then())
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(60))), 60)
+    finally:
+        stalls.cancel()
+    assert venue.rejected == 0
+    assert len(venue.arrivals) == 60
 
 
 def test_a_rate_must_be_positive(ledger: Ledger) -> None:
