@@ -84,11 +84,16 @@ def _rate_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
     return runs
 
 
-def _headroom_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rate section's runs at the lower setting (``rate.headroom``; absent from results saved before it)."""
-    headroom = (results.get("rate") or {}).get("headroom") or {}
-    runs: list[dict[str, Any]] = headroom.get("runs") or []
-    return runs
+def _variant_runs(variant: str) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    """The rate section's side-by-side runs of ``variant`` (``headroom``: the lower setting; ``send_counted``:
+    the send window before change 7), absent from results saved before it."""
+
+    def runs_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+        found = (results.get("rate") or {}).get(variant) or {}
+        runs: list[dict[str, Any]] = found.get("runs") or []
+        return runs
+
+    return runs_of
 
 
 def _rate_figures(
@@ -195,9 +200,11 @@ FIGURES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Any]]]] = {
     "big.plain.cpu_ms_per_key": ("big", lambda r: cpu_per_key(kind(r.get("big") or [], "plain"), "script")),
     "big.keyrevoke.worker_peak_rss_mib": ("big", lambda r: [
         x["extra"]["worker_peak_rss_mib"] for x in kind(r.get("big") or [], "keyrevoke")]),
-    # section 2: under the venue's rate limit, keyrevoke at 97% of it (rate.*) and at 90% (rate.headroom.*)
+    # section 2: under the venue's rate limit, keyrevoke at its main setting (rate.*), at a lower one
+    # (rate.headroom.*), and at the main one with the send window before change 7 (rate.send_counted.*)
     **_rate_figures("rate", _rate_runs),
-    **_rate_figures("rate.headroom", _headroom_runs),
+    **_rate_figures("rate.headroom", _variant_runs("headroom")),
+    **_rate_figures("rate.send_counted", _variant_runs("send_counted")),
     "whatif.window.limited_per_run": ("whatif", lambda r: _limited(kind(_whatif(r, "rate"), "keyrevoke+window"))),
     "whatif.window.over_bound_pct": ("whatif", lambda r: [
         100 * over_bound(x, _rate_of(r)) for x in kind(_whatif(r, "rate"), "keyrevoke+window")]),

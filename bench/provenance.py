@@ -47,6 +47,7 @@ LEGACY_RUNS: dict[str, dict[str, Any]] = {
         "features": {
             "exchange_pool": False,
             "pacer_send_window": False,
+            "pacer_counts_until_answer": False,
             "first_batch_size": None,
             "escalation_sql": True,
             "group_commit": False,
@@ -79,6 +80,7 @@ def code_features() -> dict[str, Any]:
     return {
         "exchange_pool": hasattr(ExchangeFactory, "release"),
         "pacer_send_window": hasattr(pacing.VenuePacer, "_send_window"),
+        "pacer_counts_until_answer": hasattr(pacing.VenuePacer, "request"),
         "first_batch_size": getattr(Settings(), "first_batch_size", None),
         "escalation_sql": hasattr(Ledger, "venue_key_statuses"),
         "group_commit": importlib.util.find_spec("activities.ledger_writer") is not None,

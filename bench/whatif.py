@@ -6,6 +6,9 @@ list):
 
 - ``heartbeat``: batch activities heartbeat at most about once a second per attempt (and the periodic
   beat runs every 1 s) instead of after every key (activities/batches.py ``BatchActivities._run``).
+- ``send_counted``: the pacer's send window as it was before change 7 of the findings: a request
+  counts for one second from its send, not until a second after its answer (activities/pacing.py
+  ``VenuePacer.request``). Run side by side with the product to measure what change 7 does.
 
 The earlier patches ``pool`` (pooled ccxt objects), ``window`` (the pacer's send window) and the small
 first batch (a settings change) are the product's own behaviour now: ``ExchangeFactory.create`` and
@@ -16,10 +19,11 @@ first batch (a settings change) are the product's own behaviour now: ``ExchangeF
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 
@@ -52,7 +56,30 @@ def install_heartbeat_throttle() -> None:
     batches.HEARTBEAT_EVERY = 1.0
 
 
-PATCHES: dict[str, Callable[[], None]] = {"heartbeat": install_heartbeat_throttle}
+def install_send_counted_window() -> None:
+    from activities import pacing
+
+    pacer = pacing.VenuePacer
+    if not all(hasattr(pacer, name) for name in ("request", "_slot", "_send_window")):
+        raise SystemExit("the send_counted what-if no longer fits activities/pacing.py: update bench/whatif.py")
+
+    @contextlib.asynccontextmanager
+    async def request(self: Any) -> AsyncIterator[None]:
+        await self._slot()
+        await self._send_window()
+        # Counted as answered at once: the request leaves the window a second after its send.
+        self._in_flight -= 1
+        self._answered.append(time.monotonic())
+        self._an_answer.set()
+        yield
+
+    pacer.request = request  # type: ignore[method-assign,assignment]
+
+
+PATCHES: dict[str, Callable[[], None]] = {
+    "heartbeat": install_heartbeat_throttle,
+    "send_counted": install_send_counted_window,
+}
 
 
 def install(names: str) -> None:
