@@ -39,7 +39,12 @@ CHANGES: dict[int, tuple[str, str]] = {
     4: ("heartbeat", "the 10 s batch heartbeat timeout"),
     5: ("escalation_sql", "the escalation packet's SQL read"),
     6: ("group_commit", "group-commit ledger writes, the hook file kept open, no spans with telemetry off"),
+    7: ("pacer_counts_until_answer", "the send window counting a request until a second after its answer"),
 }
+#: the changes the first measurements recommended (change 7 came from the rate runs after them)
+FIRST_CHANGES = "1-6"
+#: every change of the findings
+ALL_CHANGES = f"1-{max(CHANGES)}"
 
 NOT_MEASURED = "not measured"
 
@@ -122,17 +127,17 @@ def _show(values: list[float], digits: int = 1, unit: str = "") -> str:
 
 def _code_note(d: Doc, entry: dict[str, Any]) -> str:
     if d.is_before_run(entry):
-        return "the first measurements, before changes 1-6 of the findings"
+        return f"the first measurements, before changes {ALL_CHANGES} of the findings"
     if entry.get("features") is None:
-        return "which of changes 1-6 it had was not recorded for this run" + (
+        return f"which of changes {ALL_CHANGES} it had was not recorded for this run" + (
             "" if not d.has(entry, 4) else " (its heartbeat timeout is the current one)"
         )
     have = [n for n in CHANGES if d.has(entry, n)]
     missing = [n for n in CHANGES if n not in have]
     if not missing:
-        return "with changes 1-6 of the findings"
+        return f"with changes {ALL_CHANGES} of the findings"
     if not have:
-        return "without any of changes 1-6 of the findings"
+        return f"without any of changes {ALL_CHANGES} of the findings"
     return f"with change{'s' if len(have) > 1 else ''} {', '.join(map(str, have))} of the findings, without {', '.join(map(str, missing))}"
 
 
@@ -188,7 +193,8 @@ def render(results: dict[str, Any], command: str) -> str:
     if d.before:
         add("")
         add(
-            "**Before and after.** The first measurements led to changes 1-6 of the findings, all now in the product. "
+            "**Before and after.** The first measurements led to changes 1-6 of the findings, and later rate runs to "
+            "change 7, all now in the product. "
             f"Figures marked *before* are those first measurements, saved in bench/results/before.json (extracted by "
             f"`python -m bench.before` from `{d.before['source']}`). Before and after come from separate runs at "
             "different times, not side by side: on this shared machine absolute rates move by up to 2x between runs, "
@@ -622,6 +628,11 @@ def _headroom(rate: dict[str, Any] | None) -> dict[str, Any] | None:
     return headroom if headroom and headroom.get("runs") else None
 
 
+def _send_counted(rate: dict[str, Any] | None) -> bool:
+    """Whether the rate section has side-by-side runs with the send window before change 7."""
+    return bool(((rate or {}).get("send_counted") or {}).get("runs"))
+
+
 def _share(setting: float, rps: float) -> str:
     """A keyrevoke setting as a share of the venue's rate: ``97%``."""
     return f"{100 * setting / rps:.0f}%"
@@ -668,18 +679,29 @@ def _rate(d: Doc) -> list[str]:
         + ", so that the venue's limit, not the worker's CPU, bounds the makespan; it stays at the value of the "
         "first measurements so that before and after compare."
     )
+    variants = [f"at `KEYREVOKE_VENUE_REQUESTS_PER_SECOND={setting:g}` ({_share(setting, rps)} of the venue's limit)"]
     if headroom:
         h_setting = headroom["keyrevoke_setting"]
+        variants.append(f"at {h_setting:g} ({_share(h_setting, rps)})")
+    if _send_counted(rate):
+        variants.append(
+            f"at {setting:g} with the send window as it was before change 7 (a what-if, `BENCH_WHATIF=send_counted`: "
+            "a request counted for a second from its send, not until a second after its answer)"
+        )
+    if len(variants) > 1:
+        settings = [setting] + ([headroom["keyrevoke_setting"]] if headroom else [])
+        floors = " and ".join(f"{math.floor(x)}" for x in settings)
+        shares = " and ".join(_share(math.floor(x), rps) for x in settings)
+        excess = " and ".join(f"{100 * (rps / math.floor(x) - 1):.1f}%" for x in settings)
         out.append("")
         out.append(
-            f"With headroom, side by side: every repetition runs keyrevoke at {setting:g} and then at "
-            f"`KEYREVOKE_VENUE_REQUESTS_PER_SECOND={h_setting:g}` ({_share(h_setting, rps)} of the venue's limit), same "
-            "keys and scenario. The pacer sends at most floor(setting) requests in any second per worker: "
-            f"{math.floor(setting)} and {math.floor(h_setting)} a second, {_share(math.floor(setting), rps)} and "
-            f"{_share(math.floor(h_setting), rps)} of the venue's rate, so the makespan is at least "
-            f"{100 * (rps / math.floor(setting) - 1):.1f}% and {100 * (rps / math.floor(h_setting) - 1):.1f}% over the "
-            "bound before any fixed cost. The 429s come from arrival jitter: a stall in the worker or the simulator "
-            "bunches requests that were sent within the window into less than a second at the venue."
+            "Side by side, every repetition runs keyrevoke " + ", then ".join(variants) + ", same keys and scenario. "
+            f"The pacer lets floor(setting) requests of one worker count at a time: {floors} a second, {shares} "
+            f"of the venue's rate, so the makespan is at least {excess} over the bound before any fixed cost. "
+            "A request counts from its send until a second after its answer, and the venue counts it somewhere in "
+            "between, so a stall in the worker or the simulator that bunches requests on the way cannot put more "
+            "than that into one of the venue's seconds; counted from the send alone, a request that reached the "
+            "venue late shared a second there with the ones sent a second after it, and drew a 429."
         )
     out.append("")
     out.append(
@@ -692,7 +714,7 @@ def _rate(d: Doc) -> list[str]:
             + f" {_all(d.before_values('rate.all_confirmed'))} |"
         )
     label = "now" if d.before and d.remeasured("rate") else "measured"
-    if headroom:
+    if headroom or _send_counted(rate):
         label += f", at {setting:g} ({_share(setting, rps)})"
     out.append(_rate_row(label, d, d.values) + f" {_all(d.values('rate.all_confirmed'))} |")
     if headroom:
@@ -702,6 +724,11 @@ def _rate(d: Doc) -> list[str]:
         )
         out.append(
             _rate_row(h_label, d, d.values, "rate.headroom") + f" {_all(d.values('rate.headroom.all_confirmed'))} |"
+        )
+    if _send_counted(rate):
+        out.append(
+            _rate_row(f"what-if, at {setting:g} with the send window before change 7", d, d.values, "rate.send_counted")
+            + f" {_all(d.values('rate.send_counted.all_confirmed'))} |"
         )
     first = d.values("rate.first_revoke_request_after")
     out.append("")
@@ -1128,7 +1155,8 @@ def _findings(d: Doc) -> list[str]:
     if d.before:
         runs = "; ".join(f"`{e['command']}` on {e['code']}" for e in d.before["runs_log"])
         out.append(
-            "Changes 1-6 were recommended by the first measurements (" + runs + ") and are in the product now. For "
+            f"Changes {FIRST_CHANGES} were recommended by the first measurements (" + runs + "), change 7 by the rate "
+            "runs after them (the 429s that remained with changes 1-6); all are in the product now. For "
             "each: where it was done, the figure *before* (bench/results/before.json) and *after* (the current "
             "results, from the run its section names). An after figure is given only when the run behind it had the "
             f'change in its code (recorded per run); otherwise it reads "{NOT_MEASURED}". Before and after are '
@@ -1177,13 +1205,19 @@ def _headroom_finding(d: Doc, rate: dict[str, Any], limited: list[float]) -> str
         f"{fig(h_limited, 0)} answers per run and {fig(h_over, 1, '%')} over the bound."
     )
     floor_share = f"the pacer's {math.floor(h_setting)} requests a second are {_share(math.floor(h_setting), rps)} of the venue's rate"
-    if h_clean and h_bound:
+    if bound_ok and clean:
+        text += (
+            f" {_share(setting, rps)} met both rate goals in these runs (no 429s, makespan within {goal} of the "
+            "bound); the headroom only cost makespan here. **Recommendation:** set "
+            f"`KEYREVOKE_VENUE_REQUESTS_PER_SECOND` at {_share(setting, rps)} of a venue's published limit (for "
+            "one worker per venue; with several, the ledger's shared slots space them, and their arrivals: "
+            f"{NOT_MEASURED})."
+        )
+    elif h_clean and h_bound:
         text += (
             f" Both rate goals are met at {_share(h_setting, rps)} (no 429s, makespan within {goal} of the bound). "
             f"**Recommendation:** set the rate at {_share(h_setting, rps)} of a venue's published limit."
         )
-    elif bound_ok and clean:
-        text += f" {_share(setting, rps)} met both rate goals in these runs; the headroom only cost makespan here."
     elif h_clean and bound_ok:
         text += (
             " On this machine the two rate goals conflict at this jitter: the setting that keeps the makespan "
@@ -1359,14 +1393,42 @@ def _done(d: Doc) -> list[str]:
         + "."
     )
     out.append("")
+    out.extend(_change_7(d))
     return out
+
+
+def _change_7(d: Doc) -> list[str]:
+    """Change 7, measured side by side against a what-if of the window before it."""
+    rate = d.results.get("rate") or {}
+    v = d.values
+    text = (
+        "7. **The send window counts a request until a second after its answer: done** in activities/pacing.py "
+        "(`VenuePacer.request`, used by activities/retries.py `call_venue` around each venue request). A request "
+        "counts from its send until a second after its answer or failure; the venue counts it at some moment between "
+        "the two, so a worker that sends only while fewer than floor(rate) count cannot put more than that into any "
+        "second at the venue, however a stall bunches the requests on the way (tests/test_pacer.py drives a venue "
+        "that stalls). With change 2 alone the rate section's setting was 97% of the venue's limit, and still drew "
+        "rate-limit answers; with change 7 it is the venue's limit itself. "
+    )
+    if _send_counted(rate) and d.has(d.prov("rate"), 7):
+        setting, rps = rate["keyrevoke_setting"], rate["venue_rps"]
+        text += (
+            f"Side by side at {_share(setting, rps)} of the venue's limit (section 2, {_run_ref(d, 'rate')}): with the "
+            f"window before change 7 (what-if) {fig(v('rate.send_counted.limited_per_run'), 0)} rate-limit answers per "
+            f"run and {fig(v('rate.send_counted.over_bound_pct'), 1, '%')} over the bound; with change 7 "
+            f"{fig(v('rate.limited_per_run'), 0)} answers per run and {fig(v('rate.over_bound_pct'), 1, '%')} over "
+            "the bound."
+        )
+    else:
+        text += f"Its effect: {NOT_MEASURED} (no side-by-side runs of it in these results)."
+    return [text, ""]
 
 
 def _open(d: Doc) -> list[str]:
     out: list[str] = []
     results = d.results
     b, v = d.before_values, d.values
-    n = 7 if d.before else 1
+    n = max(CHANGES) + 1 if d.before else 1
     # heartbeats per key: measured, left as is
     hb_gain = v("whatif.heartbeat.gain")
     if hb_gain:
@@ -1437,7 +1499,7 @@ def _open(d: Doc) -> list[str]:
             f"launch (section 2, {_run_ref(d, 'rate')}). Once a venue's batches run together, they share one pacer "
             "queue: a batch's revokes wait behind the other batches' baseline probes at the venue's pace, so keys "
             "already probed (the riskiest first) are revoked later than they could be. **Recommendation:** a priority "
-            "in `VenuePacer.acquire` (activities/pacing.py) so that a revoke or verify takes the next slot ahead of "
+            "in `VenuePacer.request` (activities/pacing.py) so that a revoke or verify takes the next slot ahead of "
             f"waiting baseline probes; gain: {NOT_MEASURED}." + _headroom_finding(d, rate, limited)
         )
         out.append("")

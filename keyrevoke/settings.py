@@ -95,7 +95,9 @@ class Settings(BaseSettings):
         default=200.0,
         gt=0,
         description="Requests per second to one venue from all workers together (they reserve request slots "
-        "in the shared ledger); set it a little below the venue's published limit.",
+        "in the shared ledger). With one worker per venue, the venue's published limit: a request counts until "
+        "a second after its answer, so delays on the way cannot put a second over it. With several workers on "
+        "one venue, a little below it: each worker's count covers its own requests only.",
     )
     venue_request_timeout_seconds: float = Field(default=10.0, gt=0)
     request_attempts: int = Field(default=4, ge=1, description="Attempts for one venue request (tenacity).")
