@@ -418,7 +418,13 @@ class BatchActivities:
                 if isinstance(error, VenueBanned):
                     self._breakers[venue].trip(error.retry_after)
 
-            return await call_venue(traced.request(call), self._limiters[venue], self.limits.request_attempts, seen)
+            return await call_venue(
+                traced.request(call),
+                self._limiters[venue],
+                self.limits.request_attempts,
+                seen,
+                urgent=operation == "revoke",
+            )
 
     async def _apply(self, incident_id: str, transition: Transition) -> bool:
         """Record one transition; True if the key moved (False: a retry found it done already).

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import math
 import time
 from collections import deque
@@ -39,6 +41,10 @@ class VenuePacer:
       one second over the limit. Counting from the send alone left no margin: a request that
       reached the venue late shared a second with the ones sent a second after it, and got a 429.
 
+    Requests take their turn for the next slot one at a time: urgent ones (revokes) before the others
+    (probes), and in order of arrival within each. Under a venue's limit the batches of a venue share
+    its slots, and a revoke of a key already probed should not wait behind the next batches' probes.
+
     A slot that comes up more than ``LATE_SLOT_SECONDS`` late belongs to a moment that has passed:
     it is given up and a new one taken (a little throughput lost, never the limit). A lag shorter
     than that is absorbed by the send window instead of throwing the slot away, so a worker whose
@@ -62,14 +68,17 @@ class VenuePacer:
         self._in_flight = 0
         self._answered: deque[float] = deque()
         self._an_answer = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._window_lock = asyncio.Lock()
+        self._turns = Turns()
 
     @contextlib.asynccontextmanager
-    async def request(self) -> AsyncIterator[None]:
-        """Wait for room for one request, which the block sends; it counts until a second after the block ends."""
-        await self._slot()
-        await self._send_window()
+    async def request(self, urgent: bool = False) -> AsyncIterator[None]:
+        """Wait for room for one request, which the block sends; it counts until a second after the block ends.
+
+        ``urgent`` requests (revokes) take the next slot ahead of the others waiting.
+        """
+        async with self._turns.turn(urgent):
+            await self._slot()
+            await self._send_window()
         try:
             yield
         finally:
@@ -80,34 +89,72 @@ class VenuePacer:
     async def _slot(self) -> None:
         """Wait for this request's slot among every worker's requests to the venue."""
         while True:
-            async with self._lock:
-                now = time.time()
-                while self._reserved and self._reserved[0] < now - self.late_after:
-                    self._reserved.popleft()
-                if not self._reserved:
-                    first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
-                    self.reservations += 1
-                    self._reserved.extend(first + i * self.interval for i in range(self.chunk))
-                slot = self._reserved.popleft()
+            now = time.time()
+            while self._reserved and self._reserved[0] < now - self.late_after:
+                self._reserved.popleft()
+            if not self._reserved:
+                first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
+                self.reservations += 1
+                self._reserved.extend(first + i * self.interval for i in range(self.chunk))
+            slot = self._reserved.popleft()
             await asyncio.sleep(max(0.0, slot - time.time()))
             if time.time() - slot < self.late_after:
                 break
 
     async def _send_window(self) -> None:
-        async with self._window_lock:
-            while True:
-                now = time.monotonic()
-                while self._answered and self._answered[0] <= now - 1.0:
-                    self._answered.popleft()
-                if self._in_flight + len(self._answered) < self.per_second:
-                    self._in_flight += 1
-                    return
-                # Room comes when the oldest answer is a second old, or sooner if all are still in flight
-                # and one comes back. One waiter at a time (the lock), so clearing the event here is safe.
-                self._an_answer.clear()
-                wait = self._answered[0] + 1.0 - now if self._answered else None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._an_answer.wait(), wait)
+        while True:
+            now = time.monotonic()
+            while self._answered and self._answered[0] <= now - 1.0:
+                self._answered.popleft()
+            if self._in_flight + len(self._answered) < self.per_second:
+                self._in_flight += 1
+                return
+            # Room comes when the oldest answer is a second old, or sooner if all are still in flight and
+            # one comes back. One waiter at a time (the turn), so clearing the event here is safe.
+            self._an_answer.clear()
+            wait = self._answered[0] + 1.0 - now if self._answered else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._an_answer.wait(), wait)
+
+
+class Turns:
+    """One holder at a time; the next is the longest-waiting urgent one, else the longest-waiting other."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, urgent: bool) -> AsyncIterator[None]:
+        """Hold the turn while the block runs."""
+        await self._take(urgent)
+        try:
+            yield
+        finally:
+            self._pass_on()
+
+    async def _take(self, urgent: bool) -> None:
+        if not self._held and not self._waiting:
+            self._held = True
+            return
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (0 if urgent else 1, next(self._arrivals), handed))
+        try:
+            await handed
+        except asyncio.CancelledError:
+            # Handed the turn just as it was cancelled: pass it on, or nobody would ever hold it again.
+            if handed.done() and not handed.cancelled():
+                self._pass_on()
+            raise
+
+    def _pass_on(self) -> None:
+        while self._waiting:
+            _, _, handed = heapq.heappop(self._waiting)
+            if not handed.done():  # a cancelled waiter's future is done: skip it
+                handed.set_result(None)
+                return
+        self._held = False
 
 
 class CircuitBreaker:

@@ -37,17 +37,19 @@ async def call_venue(
     limiter: VenuePacer,
     attempts: int,
     on_error: Callable[[VenueError], None] | None = None,
+    urgent: bool = False,
 ) -> T:
     """Run ``call`` (one request) paced by ``limiter``, retrying retryable venue errors.
 
-    ``on_error`` sees every venue error, retried or not (for metrics).
+    ``on_error`` sees every venue error, retried or not (for metrics); ``urgent`` requests (revokes)
+    take the venue's next slot ahead of the others waiting.
     """
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(attempts), retry=retry_if_exception(_retryable), wait=_wait, reraise=True
     ):
         with attempt:
             try:
-                async with limiter.request():
+                async with limiter.request(urgent):
                     return await call()
             except VenueError as error:
                 if on_error is not None:

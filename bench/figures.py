@@ -86,7 +86,8 @@ def _rate_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _variant_runs(variant: str) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
     """The rate section's side-by-side runs of ``variant`` (``headroom``: the lower setting; ``send_counted``:
-    the send window before change 7), absent from results saved before it."""
+    the send window before change 7; ``fifo``: no priority for revokes, before change 8), absent from results
+    saved before it."""
 
     def runs_of(results: dict[str, Any]) -> list[dict[str, Any]]:
         found = (results.get("rate") or {}).get(variant) or {}
@@ -118,6 +119,8 @@ def _rate_figures(
             "rate",
             lambda r: [x["extra"]["sim"]["first_revoke_request_after"] for x in runs_of(r)],
         ),
+        # absent (None, left out) from runs saved before it was recorded
+        f"{prefix}.top_revoked_after": ("rate", lambda r: [x["extra"].get("top_revoked_after") for x in runs_of(r)]),
     }
 
 
@@ -202,9 +205,11 @@ FIGURES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Any]]]] = {
         x["extra"]["worker_peak_rss_mib"] for x in kind(r.get("big") or [], "keyrevoke")]),
     # section 2: under the venue's rate limit, keyrevoke at its main setting (rate.*), at a lower one
     # (rate.headroom.*), and at the main one with the send window before change 7 (rate.send_counted.*)
+    # and with slots first come, first served as before change 8 (rate.fifo.*)
     **_rate_figures("rate", _rate_runs),
     **_rate_figures("rate.headroom", _variant_runs("headroom")),
     **_rate_figures("rate.send_counted", _variant_runs("send_counted")),
+    **_rate_figures("rate.fifo", _variant_runs("fifo")),
     "whatif.window.limited_per_run": ("whatif", lambda r: _limited(kind(_whatif(r, "rate"), "keyrevoke+window"))),
     "whatif.window.over_bound_pct": ("whatif", lambda r: [
         100 * over_bound(x, _rate_of(r)) for x in kind(_whatif(r, "rate"), "keyrevoke+window")]),

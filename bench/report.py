@@ -40,8 +40,9 @@ CHANGES: dict[int, tuple[str, str]] = {
     5: ("escalation_sql", "the escalation packet's SQL read"),
     6: ("group_commit", "group-commit ledger writes, the hook file kept open, no spans with telemetry off"),
     7: ("pacer_counts_until_answer", "the send window counting a request until a second after its answer"),
+    8: ("pacer_urgent_first", "revokes ahead of probes for the pacer's next slot"),
 }
-#: the changes the first measurements recommended (change 7 came from the rate runs after them)
+#: the changes the first measurements recommended (changes 7 and 8 came from the rate runs after them)
 FIRST_CHANGES = "1-6"
 #: every change of the findings
 ALL_CHANGES = f"1-{max(CHANGES)}"
@@ -194,7 +195,7 @@ def render(results: dict[str, Any], command: str) -> str:
         add("")
         add(
             "**Before and after.** The first measurements led to changes 1-6 of the findings, and later rate runs to "
-            "change 7, all now in the product. "
+            "changes 7 and 8, all now in the product. "
             f"Figures marked *before* are those first measurements, saved in bench/results/before.json (extracted by "
             f"`python -m bench.before` from `{d.before['source']}`). Before and after come from separate runs at "
             "different times, not side by side: on this shared machine absolute rates move by up to 2x between runs, "
@@ -628,9 +629,14 @@ def _headroom(rate: dict[str, Any] | None) -> dict[str, Any] | None:
     return headroom if headroom and headroom.get("runs") else None
 
 
+def _variant(rate: dict[str, Any] | None, name: str) -> bool:
+    """Whether the rate section has side-by-side runs of the variant ``name``."""
+    return bool(((rate or {}).get(name) or {}).get("runs"))
+
+
 def _send_counted(rate: dict[str, Any] | None) -> bool:
     """Whether the rate section has side-by-side runs with the send window before change 7."""
-    return bool(((rate or {}).get("send_counted") or {}).get("runs"))
+    return _variant(rate, "send_counted")
 
 
 def _share(setting: float, rps: float) -> str:
@@ -647,7 +653,8 @@ def _rate_row(label: str, d: Doc, values: Callable[[str], list[float]], prefix: 
     return (
         f"| {label} | {fig(values(f'{prefix}.makespan_seconds'))} | {fig(values(f'{prefix}.over_bound_pct'), 1, '%')} | "
         f"{fig(values(f'{prefix}.limited_per_run'), 0)} | {fig(values(f'{prefix}.peak_rps'), 0)} | "
-        f"{fig(values(f'{prefix}.busy_share_pct'), 1, '%')} | {fig(values(f'{prefix}.first_revoke_request_after'), 1)} |"
+        f"{fig(values(f'{prefix}.busy_share_pct'), 1, '%')} | {fig(values(f'{prefix}.first_revoke_request_after'), 1)} | "
+        f"{_show(values(f'{prefix}.top_revoked_after'), 1)} |"
     )
 
 
@@ -688,6 +695,11 @@ def _rate(d: Doc) -> list[str]:
             f"at {setting:g} with the send window as it was before change 7 (a what-if, `BENCH_WHATIF=send_counted`: "
             "a request counted for a second from its send, not until a second after its answer)"
         )
+    if _variant(rate, "fifo"):
+        variants.append(
+            f"at {setting:g} with the pacer's slots first come, first served, as before change 8 (a what-if, "
+            "`BENCH_WHATIF=fifo`: a revoke waits behind the probes queued before it)"
+        )
     if len(variants) > 1:
         settings = [setting] + ([headroom["keyrevoke_setting"]] if headroom else [])
         floors = " and ".join(f"{math.floor(x)}" for x in settings)
@@ -705,9 +717,9 @@ def _rate(d: Doc) -> list[str]:
         )
     out.append("")
     out.append(
-        "| | makespan (s) | over the bound | 429/418 answers | peak requests in one second (any venue) | venue's rate used while busy | first revoke request after the launch (s) | all confirmed |"
+        "| | makespan (s) | over the bound | 429/418 answers | peak requests in one second (any venue) | venue's rate used while busy | first revoke request after the launch (s) | every top-priority key revoked after the launch (s) | all confirmed |"
     )
-    out.append("|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     if d.before and d.remeasured("rate"):
         out.append(
             _rate_row("before (first measurements)", d, d.before_values)
@@ -729,6 +741,11 @@ def _rate(d: Doc) -> list[str]:
         out.append(
             _rate_row(f"what-if, at {setting:g} with the send window before change 7", d, d.values, "rate.send_counted")
             + f" {_all(d.values('rate.send_counted.all_confirmed'))} |"
+        )
+    if _variant(rate, "fifo"):
+        out.append(
+            _rate_row(f"what-if, at {setting:g} first come first served (before change 8)", d, d.values, "rate.fifo")
+            + f" {_all(d.values('rate.fifo.all_confirmed'))} |"
         )
     first = d.values("rate.first_revoke_request_after")
     out.append("")
@@ -1155,8 +1172,9 @@ def _findings(d: Doc) -> list[str]:
     if d.before:
         runs = "; ".join(f"`{e['command']}` on {e['code']}" for e in d.before["runs_log"])
         out.append(
-            f"Changes {FIRST_CHANGES} were recommended by the first measurements (" + runs + "), change 7 by the rate "
-            "runs after them (the 429s that remained with changes 1-6); all are in the product now. For "
+            f"Changes {FIRST_CHANGES} were recommended by the first measurements (" + runs + "), changes 7 and 8 by "
+            "the rate runs after them (the 429s that remained with changes 1-6, and revokes waiting behind probes); "
+            "all are in the product now. For "
             "each: where it was done, the figure *before* (bench/results/before.json) and *after* (the current "
             "results, from the run its section names). An after figure is given only when the run behind it had the "
             f'change in its code (recorded per run); otherwise it reads "{NOT_MEASURED}". Before and after are '
@@ -1394,6 +1412,7 @@ def _done(d: Doc) -> list[str]:
     )
     out.append("")
     out.extend(_change_7(d))
+    out.extend(_change_8(d))
     return out
 
 
@@ -1418,6 +1437,30 @@ def _change_7(d: Doc) -> list[str]:
             f"run and {fig(v('rate.send_counted.over_bound_pct'), 1, '%')} over the bound; with change 7 "
             f"{fig(v('rate.limited_per_run'), 0)} answers per run and {fig(v('rate.over_bound_pct'), 1, '%')} over "
             "the bound."
+        )
+    else:
+        text += f"Its effect: {NOT_MEASURED} (no side-by-side runs of it in these results)."
+    return [text, ""]
+
+
+def _change_8(d: Doc) -> list[str]:
+    """Change 8, measured side by side against a what-if of the pacer's queue before it."""
+    rate = d.results.get("rate") or {}
+    v = d.values
+    text = (
+        "8. **Revokes ahead of probes for a venue's next slot: done** in activities/pacing.py (`Turns`: requests take "
+        "their turn for the next slot one at a time, a revoke before every probe waiting, first come first served "
+        "within each; activities/batches.py marks the revokes `urgent`). Under a venue's limit a venue's batches "
+        "share its slots, and with first come, first served a batch's revokes of keys already probed (the riskiest "
+        "first) waited behind the next batches' baseline probes. "
+    )
+    if _variant(rate, "fifo") and d.has(d.prov("rate"), 8):
+        setting, rps = rate["keyrevoke_setting"], rate["venue_rps"]
+        text += (
+            f"Side by side at {_share(setting, rps)} of the venue's limit (section 2, {_run_ref(d, 'rate')}), the last "
+            f"top-priority key of all venues revoked {_show(v('rate.top_revoked_after'), 1, ' s')} after the launch "
+            f"(first come first served, what-if: {_show(v('rate.fifo.top_revoked_after'), 1, ' s')}); makespan "
+            f"{fig(v('rate.makespan_seconds'), 1, ' s')} ({fig(v('rate.fifo.makespan_seconds'), 1, ' s')})."
         )
     else:
         text += f"Its effect: {NOT_MEASURED} (no side-by-side runs of it in these results)."
@@ -1488,22 +1531,15 @@ def _open(d: Doc) -> list[str]:
         )
         out.append("")
         n += 1
-    # rate limits: priority for revokes
+    # rate limits: where to set the venue's rate
     rate = results.get("rate")
     if rate and rate["runs"]:
-        first = v("rate.first_revoke_request_after")
         limited = v("rate.limited_per_run")
-        out.append(
-            f"{n}. **Under a venue rate limit, revokes should go ahead of baseline probes: open.** At "
-            f"{rate['venue_rps']:g} requests/s per venue the first revoke request came {fig(first, 1, ' s')} after the "
-            f"launch (section 2, {_run_ref(d, 'rate')}). Once a venue's batches run together, they share one pacer "
-            "queue: a batch's revokes wait behind the other batches' baseline probes at the venue's pace, so keys "
-            "already probed (the riskiest first) are revoked later than they could be. **Recommendation:** a priority "
-            "in `VenuePacer.request` (activities/pacing.py) so that a revoke or verify takes the next slot ahead of "
-            f"waiting baseline probes; gain: {NOT_MEASURED}." + _headroom_finding(d, rate, limited)
-        )
-        out.append("")
-        n += 1
+        advice = _headroom_finding(d, rate, limited).strip()
+        if advice:
+            out.append(f"{n}. **Where to set a venue's rate.** {advice}")
+            out.append("")
+            n += 1
     # workflow per key
     perkey = _kind(tp, "perkey")
     if perkey:

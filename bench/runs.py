@@ -181,9 +181,11 @@ def _iso(text: str) -> float:
 
 
 def _order_report(ledger: Ledger, incident_id: str) -> dict[str, Any]:
-    """Were the riskiest keys revoked first? Per venue, the first M revoked keys against the M top-priority ones."""
+    """Were the riskiest keys revoked first? Per venue, the first M revoked keys against the M top-priority ones;
+    and when the last top-priority key of all venues was revoked (epoch seconds)."""
     statuses = [s for s in ledger.key_statuses(incident_id) if s.revoked_at]
     top = max((s.priority for s in statuses), default=0)
+    top_revoked = [_iso(s.revoked_at) for s in statuses if s.priority == top and s.revoked_at]
     hits = total = 0
     first: dict[str, dict[str, Any]] = {}
     for venue in sorted({s.venue for s in statuses}):
@@ -192,7 +194,12 @@ def _order_report(ledger: Ledger, incident_id: str) -> dict[str, Any]:
         hits += sum(1 for s in mine[:m] if s.priority == top)
         total += m
         first[venue] = {"priority": mine[0].priority, "permissions": mine[0].permissions}
-    return {"top_priority": top, "top_first_share": hits / total if total else None, "first_revoked": first}
+    return {
+        "top_priority": top,
+        "top_first_share": hits / total if total else None,
+        "first_revoked": first,
+        "top_revoked_last": max(top_revoked, default=None),
+    }
 
 
 async def _totals(ledger: Ledger, incident_id: str) -> dict[str, int]:
@@ -432,6 +439,8 @@ async def keyrevoke_run(
             extra["restart_seconds"] = (restarted_at or killed_at) - killed_at
         if order:
             extra["order"] = await asyncio.to_thread(_order_report, w.ledger, incident_id)
+            last = extra["order"]["top_revoked_last"]
+            extra["top_revoked_after"] = last - started if last is not None else None
         kind = "keyrevoke+" + whatif.replace(",", "+") if whatif else "keyrevoke"
         return Outcome(kind, keys, finished - started, counts.get("confirmed", 0), counts, extra)
 

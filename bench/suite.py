@@ -179,7 +179,8 @@ async def run_suite(plan: Plan, results_file: Path, only: set[str] | None = None
     # runs before and after a change compare.
     # Side by side in every repetition: keyrevoke set to the venue's own limit (``runs``: what a user sets
     # from the venue's documentation), at 97% of it (``headroom``, the setting measured before change 7),
-    # and at the venue's limit with the send window as it was before change 7 (``send_counted``, a what-if).
+    # at the venue's limit with the send window as it was before change 7 (``send_counted``, a what-if), and
+    # at the venue's limit with slots handed out first come, first served, as before change 8 (``fifo``).
     if wanted("rate"):
         rate = plan.rate_rps
         setting = rate
@@ -191,11 +192,13 @@ async def run_suite(plan: Plan, results_file: Path, only: set[str] | None = None
             "runs": [],
             "headroom": {"keyrevoke_setting": headroom, "share": 0.97, "runs": []},
             "send_counted": {"keyrevoke_setting": setting, "runs": []},
+            "fifo": {"keyrevoke_setting": setting, "runs": []},
         }
         for rep in range(plan.rate_reps):
             _log(
                 f"rate limit rep {rep + 1}/{plan.rate_reps}: {plan.rate_keys} keys at {rate:g} requests/s per venue, "
-                f"keyrevoke at {setting:g}, at {headroom:g}, and at {setting:g} with the send-counted window"
+                f"keyrevoke at {setting:g}, at {headroom:g}, at {setting:g} with the send-counted window, "
+                "and first come first served"
             )
             outcome = await keyrevoke_run(
                 plan.rate_keys, VENUES, {"venue_requests_per_second": setting}, scenario=scenario
@@ -215,6 +218,11 @@ async def run_suite(plan: Plan, results_file: Path, only: set[str] | None = None
                 whatif="send_counted",
             )
             results["rate"]["send_counted"]["runs"].append({**_row(outcome), "rep": rep})
+            save()
+            outcome = await keyrevoke_run(
+                plan.rate_keys, VENUES, {"venue_requests_per_second": setting}, scenario=scenario, whatif="fifo"
+            )
+            results["rate"]["fifo"]["runs"].append({**_row(outcome), "rep": rep})
             save()
 
     # 4: recovery cost, a worker SIGKILLed mid-run against an undisturbed run, side by side.

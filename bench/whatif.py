@@ -9,6 +9,8 @@ list):
 - ``send_counted``: the pacer's send window as it was before change 7 of the findings: a request
   counts for one second from its send, not until a second after its answer (activities/pacing.py
   ``VenuePacer.request``). Run side by side with the product to measure what change 7 does.
+- ``fifo``: the pacer hands out its slots in order of arrival, revokes included, as before change 8
+  (``VenuePacer.request``'s ``urgent``).
 
 The earlier patches ``pool`` (pooled ccxt objects), ``window`` (the pacer's send window) and the small
 first batch (a settings change) are the product's own behaviour now: ``ExchangeFactory.create`` and
@@ -20,6 +22,7 @@ first batch (a settings change) are the product's own behaviour now: ``ExchangeF
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 import time
@@ -60,13 +63,14 @@ def install_send_counted_window() -> None:
     from activities import pacing
 
     pacer = pacing.VenuePacer
-    if not all(hasattr(pacer, name) for name in ("request", "_slot", "_send_window")):
+    if not all(hasattr(pacer, name) for name in ("request", "_slot", "_send_window", "_turns")):
         raise SystemExit("the send_counted what-if no longer fits activities/pacing.py: update bench/whatif.py")
 
     @contextlib.asynccontextmanager
-    async def request(self: Any) -> AsyncIterator[None]:
-        await self._slot()
-        await self._send_window()
+    async def request(self: Any, urgent: bool = False) -> AsyncIterator[None]:
+        async with self._turns.turn(urgent):
+            await self._slot()
+            await self._send_window()
         # Counted as answered at once: the request leaves the window a second after its send.
         self._in_flight -= 1
         self._answered.append(time.monotonic())
@@ -76,9 +80,24 @@ def install_send_counted_window() -> None:
     pacer.request = request  # type: ignore[method-assign,assignment]
 
 
+def install_first_come_first_served() -> None:
+    from activities import pacing
+
+    pacer = pacing.VenuePacer
+    if "urgent" not in inspect.signature(pacer.request).parameters:
+        raise SystemExit("the fifo what-if no longer fits activities/pacing.py: update bench/whatif.py")
+    product = pacer.request
+
+    def request(self: Any, urgent: bool = False) -> Any:
+        return product(self, False)
+
+    pacer.request = request  # type: ignore[method-assign]
+
+
 PATCHES: dict[str, Callable[[], None]] = {
     "heartbeat": install_heartbeat_throttle,
     "send_counted": install_send_counted_window,
+    "fifo": install_first_come_first_served,
 }
 
 

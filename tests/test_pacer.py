@@ -1,5 +1,5 @@
 """The venue pacer: never more than the rate in any second of one worker's sends, nor of a stalling
-venue's arrivals, and no spinning.
+venue's arrivals, no spinning, and revokes ahead of probes.
 
 The slots come from a real ledger on a SQLite file, as in a worker; the event loop is held up on
 purpose (a blocking sleep), as a CPU-bound worker holds it up.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.pacing import VenuePacer
+from activities.pacing import Turns, VenuePacer
 from keyrevoke.crypto import KeyEncryptionKey, SecretBox
 from keyrevoke.ledger import Ledger, open_ledger
 from tests.ledger_backends import sqlite_url
@@ -157,6 +157,52 @@ async def test_a_stalling_venue_never_sees_more_than_its_limit_at_its_full_rate(
         stalls.cancel()
     assert venue.rejected == 0
     assert len(venue.arrivals) == 60
+
+
+async def test_revokes_take_the_next_slots_ahead_of_waiting_probes(ledger: Ledger) -> None:
+    pacer = VenuePacer(ledger, "okx", rate=20)
+    order: list[str] = []
+
+    async def one(name: str, urgent: bool) -> None:
+        async with pacer.request(urgent):
+            order.append(name)
+
+    probes = [asyncio.create_task(one(f"probe-{n}", False)) for n in range(8)]
+    while not order:  # the first probe is out and the others wait for their slots
+        await asyncio.sleep(0.005)
+    out_already = len(order)
+    revokes = [asyncio.create_task(one(f"revoke-{n}", True)) for n in range(3)]
+    await asyncio.wait_for(asyncio.gather(*probes, *revokes), 30)
+    first_revoke = order.index("revoke-0")
+    # Only the probe already holding the turn goes between the revokes' arrival and the revokes.
+    assert order[first_revoke : first_revoke + 3] == ["revoke-0", "revoke-1", "revoke-2"]
+    assert first_revoke <= out_already + 1
+    assert [name for name in order if name.startswith("probe")] == [f"probe-{n}" for n in range(8)]
+
+
+async def test_a_cancelled_waiter_loses_no_turn() -> None:
+    turns = Turns()
+    entered: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str, urgent: bool) -> None:
+        async with turns.turn(urgent):
+            entered.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(hold("first", False))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(hold("gone", True))
+    later = asyncio.create_task(hold("later", False))
+    await asyncio.sleep(0)
+    gone.cancel()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, later), 5)
+    assert entered == ["first", "later"]
+    assert gone.cancelled()
+    # And the turn is free again: a newcomer gets it at once.
+    async with asyncio.timeout(1), turns.turn(False):
+        pass
 
 
 def test_a_rate_must_be_positive(ledger: Ledger) -> None:
