@@ -63,7 +63,7 @@ def install_send_counted_window() -> None:
     from activities import pacing
 
     pacer = pacing.VenuePacer
-    if not all(hasattr(pacer, name) for name in ("request", "_slot", "_send_window", "_turns")):
+    if not (hasattr(pacing, "Turns") and all(hasattr(pacer, n) for n in ("request", "_slot", "_send_window"))):
         raise SystemExit("the send_counted what-if no longer fits activities/pacing.py: update bench/whatif.py")
 
     @contextlib.asynccontextmanager
