@@ -241,7 +241,7 @@ class BatchActivities:
     async def _baseline(self, incident_id: str, key: SealedKey) -> None:
         adapter = self._adapter(key.venue)
         try:
-            answer = await self._call(key.venue, "probe", lambda: adapter.probe(self._target(key)))
+            answer = await self._call(key, "probe", lambda: adapter.probe(self._target(key)))
         except SecretStoreError as error:
             await self._end(
                 incident_id,
@@ -280,7 +280,7 @@ class BatchActivities:
         adapter = self._adapter(key.venue)
         started = time.monotonic()
         try:
-            answer = await self._call(key.venue, "revoke", lambda: adapter.revoke(self._target(key)))
+            answer = await self._call(key, "revoke", lambda: adapter.revoke(self._target(key)))
         except SecretStoreError as error:
             await self._end(incident_id, key, KeyState.FAILED, (KeyState.REVOKING,), "key.failed", str(error))
             return
@@ -315,7 +315,7 @@ class BatchActivities:
         """Probe a key thought revoked: rejected confirms it (if its baseline worked)."""
         adapter = self._adapter(key.venue)
         try:
-            answer = await self._call(key.venue, "probe", lambda: adapter.probe(self._target(key)))
+            answer = await self._call(key, "probe", lambda: adapter.probe(self._target(key)))
         except (RevokeRefused, UnsupportedVenue, SecretStoreError) as error:
             if from_state is KeyState.ESCALATED:
                 return  # still escalated: the commander's confirmation and later probes decide
@@ -405,8 +405,13 @@ class BatchActivities:
         )
         return KeyTarget(key.key_id, key.account, key.method, key.fingerprint, credentials)
 
-    async def _call(self, venue: str, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """One venue request: through the venue's circuit breaker, pacing and in-activity retries."""
+    async def _call(self, key: SealedKey, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One request about ``key`` to its venue: through the circuit breaker, pacing and in-activity retries.
+
+        Revokes go ahead of probes for the venue's next slot, and the riskier keys (inventory priority)
+        ahead of the others.
+        """
+        venue = key.venue
         self._breakers[venue].check()
         # One span per call, retries included, that names the venue and the operation and nothing of
         # the key; each attempt counts as a request (the rate-limit headroom on the dashboard).
@@ -424,6 +429,7 @@ class BatchActivities:
                 self.limits.request_attempts,
                 seen,
                 urgent=operation == "revoke",
+                priority=key.priority,
             )
 
     async def _apply(self, incident_id: str, transition: Transition) -> bool:

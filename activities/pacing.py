@@ -42,8 +42,9 @@ class VenuePacer:
       reached the venue late shared a second with the ones sent a second after it, and got a 429.
 
     Requests take their turn for the next slot one at a time: urgent ones (revokes) before the others
-    (probes), and in order of arrival within each. Under a venue's limit the batches of a venue share
-    its slots, and a revoke of a key already probed should not wait behind the next batches' probes.
+    (probes), then the keys of higher inventory priority, then in order of arrival. Under a venue's
+    limit the batches of a venue share its slots, and neither a revoke of a key already probed nor a
+    probe of one of the riskiest keys should wait behind the next batches' probes.
 
     A slot that comes up more than ``LATE_SLOT_SECONDS`` late belongs to a moment that has passed:
     it is given up and a new one taken (a little throughput lost, never the limit). A lag shorter
@@ -71,12 +72,13 @@ class VenuePacer:
         self._turns = Turns()
 
     @contextlib.asynccontextmanager
-    async def request(self, urgent: bool = False) -> AsyncIterator[None]:
+    async def request(self, urgent: bool = False, priority: int = 0) -> AsyncIterator[None]:
         """Wait for room for one request, which the block sends; it counts until a second after the block ends.
 
-        ``urgent`` requests (revokes) take the next slot ahead of the others waiting.
+        ``urgent`` requests (revokes) take the next slot ahead of the others waiting; among equals, the
+        key's higher ``priority`` goes first.
         """
-        async with self._turns.turn(urgent):
+        async with self._turns.turn(urgent, priority):
             await self._slot()
             await self._send_window()
         try:
@@ -118,28 +120,29 @@ class VenuePacer:
 
 
 class Turns:
-    """One holder at a time; the next is the longest-waiting urgent one, else the longest-waiting other."""
+    """One holder at a time; the next is an urgent waiter before the others, then the higher priority,
+    then the longest waiting."""
 
     def __init__(self) -> None:
         self._held = False
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
 
     @contextlib.asynccontextmanager
-    async def turn(self, urgent: bool) -> AsyncIterator[None]:
+    async def turn(self, urgent: bool, priority: int = 0) -> AsyncIterator[None]:
         """Hold the turn while the block runs."""
-        await self._take(urgent)
+        await self._take(urgent, priority)
         try:
             yield
         finally:
             self._pass_on()
 
-    async def _take(self, urgent: bool) -> None:
+    async def _take(self, urgent: bool, priority: int) -> None:
         if not self._held and not self._waiting:
             self._held = True
             return
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (0 if urgent else 1, next(self._arrivals), handed))
+        heapq.heappush(self._waiting, (0 if urgent else 1, -priority, next(self._arrivals), handed))
         try:
             await handed
         except asyncio.CancelledError:
@@ -150,7 +153,7 @@ class Turns:
 
     def _pass_on(self) -> None:
         while self._waiting:
-            _, _, handed = heapq.heappop(self._waiting)
+            *_, handed = heapq.heappop(self._waiting)
             if not handed.done():  # a cancelled waiter's future is done: skip it
                 handed.set_result(None)
                 return

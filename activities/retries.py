@@ -38,18 +38,19 @@ async def call_venue(
     attempts: int,
     on_error: Callable[[VenueError], None] | None = None,
     urgent: bool = False,
+    priority: int = 0,
 ) -> T:
     """Run ``call`` (one request) paced by ``limiter``, retrying retryable venue errors.
 
     ``on_error`` sees every venue error, retried or not (for metrics); ``urgent`` requests (revokes)
-    take the venue's next slot ahead of the others waiting.
+    take the venue's next slot ahead of the others waiting, and among equals the higher ``priority``.
     """
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(attempts), retry=retry_if_exception(_retryable), wait=_wait, reraise=True
     ):
         with attempt:
             try:
-                async with limiter.request(urgent):
+                async with limiter.request(urgent, priority):
                     return await call()
             except VenueError as error:
                 if on_error is not None:

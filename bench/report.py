@@ -40,7 +40,7 @@ CHANGES: dict[int, tuple[str, str]] = {
     5: ("escalation_sql", "the escalation packet's SQL read"),
     6: ("group_commit", "group-commit ledger writes, the hook file kept open, no spans with telemetry off"),
     7: ("pacer_counts_until_answer", "the send window counting a request until a second after its answer"),
-    8: ("pacer_urgent_first", "revokes ahead of probes for the pacer's next slot"),
+    8: ("pacer_urgent_first", "revokes, then the riskiest keys, first for the pacer's next slot"),
 }
 #: the changes the first measurements recommended (changes 7 and 8 came from the rate runs after them)
 FIRST_CHANGES = "1-6"
@@ -698,7 +698,7 @@ def _rate(d: Doc) -> list[str]:
     if _variant(rate, "fifo"):
         variants.append(
             f"at {setting:g} with the pacer's slots first come, first served, as before change 8 (a what-if, "
-            "`BENCH_WHATIF=fifo`: a revoke waits behind the probes queued before it)"
+            "`BENCH_WHATIF=fifo`: a revoke, or a probe of a top-priority key, waits behind the probes queued before it)"
         )
     if len(variants) > 1:
         settings = [setting] + ([headroom["keyrevoke_setting"]] if headroom else [])
@@ -1448,11 +1448,12 @@ def _change_8(d: Doc) -> list[str]:
     rate = d.results.get("rate") or {}
     v = d.values
     text = (
-        "8. **Revokes ahead of probes for a venue's next slot: done** in activities/pacing.py (`Turns`: requests take "
-        "their turn for the next slot one at a time, a revoke before every probe waiting, first come first served "
-        "within each; activities/batches.py marks the revokes `urgent`). Under a venue's limit a venue's batches "
-        "share its slots, and with first come, first served a batch's revokes of keys already probed (the riskiest "
-        "first) waited behind the next batches' baseline probes. "
+        "8. **Revokes, and the riskiest keys, first for a venue's next slot: done** in activities/pacing.py (`Turns`: "
+        "requests take their turn for the next slot one at a time, a revoke before every probe waiting, then the key "
+        "of higher inventory priority, then first come first served; activities/batches.py marks the revokes "
+        "`urgent` and passes each key's priority). Under a venue's limit a venue's batches share its slots, and with "
+        "first come, first served the revokes and probes of the riskiest keys (in the first pages) waited behind the "
+        "next batches' baseline probes. "
     )
     if _variant(rate, "fifo") and d.has(d.prov("rate"), 8):
         setting, rps = rate["keyrevoke_setting"], rate["venue_rps"]

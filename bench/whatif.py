@@ -9,8 +9,8 @@ list):
 - ``send_counted``: the pacer's send window as it was before change 7 of the findings: a request
   counts for one second from its send, not until a second after its answer (activities/pacing.py
   ``VenuePacer.request``). Run side by side with the product to measure what change 7 does.
-- ``fifo``: the pacer hands out its slots in order of arrival, revokes included, as before change 8
-  (``VenuePacer.request``'s ``urgent``).
+- ``fifo``: the pacer hands out its slots in order of arrival, revokes and the riskiest keys included,
+  as before change 8 (``VenuePacer.request``'s ``urgent`` and ``priority``).
 
 The earlier patches ``pool`` (pooled ccxt objects), ``window`` (the pacer's send window) and the small
 first batch (a settings change) are the product's own behaviour now: ``ExchangeFactory.create`` and
@@ -88,8 +88,8 @@ def install_first_come_first_served() -> None:
         raise SystemExit("the fifo what-if no longer fits activities/pacing.py: update bench/whatif.py")
     product = pacer.request
 
-    def request(self: Any, urgent: bool = False) -> Any:
-        return product(self, False)
+    def request(self: Any, urgent: bool = False, priority: int = 0) -> Any:
+        return product(self)
 
     pacer.request = request  # type: ignore[method-assign]
 

@@ -1,5 +1,5 @@
 """The venue pacer: never more than the rate in any second of one worker's sends, nor of a stalling
-venue's arrivals, no spinning, and revokes ahead of probes.
+venue's arrivals, no spinning, and revokes and the riskiest keys first.
 
 The slots come from a real ledger on a SQLite file, as in a worker; the event loop is held up on
 purpose (a blocking sleep), as a CPU-bound worker holds it up.
@@ -178,6 +178,25 @@ async def test_revokes_take_the_next_slots_ahead_of_waiting_probes(ledger: Ledge
     assert order[first_revoke : first_revoke + 3] == ["revoke-0", "revoke-1", "revoke-2"]
     assert first_revoke <= out_already + 1
     assert [name for name in order if name.startswith("probe")] == [f"probe-{n}" for n in range(8)]
+
+
+async def test_among_waiting_probes_the_riskier_keys_go_first(ledger: Ledger) -> None:
+    pacer = VenuePacer(ledger, "okx", rate=20)
+    order: list[str] = []
+
+    async def one(name: str, priority: int) -> None:
+        async with pacer.request(priority=priority):
+            order.append(name)
+
+    low = [asyncio.create_task(one(f"low-{n}", 0)) for n in range(6)]
+    while not order:
+        await asyncio.sleep(0.005)
+    out_already = len(order)
+    high = [asyncio.create_task(one(f"high-{n}", 10)) for n in range(3)]
+    await asyncio.wait_for(asyncio.gather(*low, *high), 30)
+    first_high = order.index("high-0")
+    assert order[first_high : first_high + 3] == ["high-0", "high-1", "high-2"]
+    assert first_high <= out_already + 1
 
 
 async def test_a_cancelled_waiter_loses_no_turn() -> None:

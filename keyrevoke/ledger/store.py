@@ -50,6 +50,7 @@ class SealedKey:
     baseline_ok: bool | None
     revoked_at: str | None = None
     permissions: str = ""  # from the baseline probe, comma-separated
+    priority: int = 0  # the inventory's: higher goes first
 
     def __repr__(self) -> str:
         return f"SealedKey(key_id={self.key_id!r}, state={self.state.value})"
@@ -357,7 +358,7 @@ class Ledger:
         marks = ", ".join("?" for _ in key_ids)
         rows = self.db.query(
             "SELECT k.key_id, k.venue, k.account, k.method, k.fingerprint, k.api_key_sealed, k.secret_sealed,"  # noqa: S608
-            " k.passphrase_sealed, ik.state, ik.baseline_ok, ik.revoked_at, ik.permissions"
+            " k.passphrase_sealed, ik.state, ik.baseline_ok, ik.revoked_at, ik.permissions, k.priority"
             " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
             f" WHERE ik.incident_id = ? AND ik.key_id IN ({marks})",
             (incident_id, *key_ids),
@@ -376,6 +377,7 @@ class Ledger:
                 baseline_ok=None if row[9] is None else bool(row[9]),
                 revoked_at=row[10],
                 permissions=row[11],
+                priority=int(row[12]),
             )
             for row in rows
         }
