@@ -67,8 +67,8 @@ def install_send_counted_window() -> None:
         raise SystemExit("the send_counted what-if no longer fits activities/pacing.py: update bench/whatif.py")
 
     @contextlib.asynccontextmanager
-    async def request(self: Any, urgent: bool = False) -> AsyncIterator[None]:
-        async with self._turns.turn(urgent):
+    async def request(self: Any, urgent: bool = False, priority: int = 0) -> AsyncIterator[None]:
+        async with self._turns.turn(urgent, priority):
             await self._slot()
             await self._send_window()
         # Counted as answered at once: the request leaves the window a second after its send.
