@@ -41,10 +41,12 @@ class VenuePacer:
       one second over the limit. Counting from the send alone left no margin: a request that
       reached the venue late shared a second with the ones sent a second after it, and got a 429.
 
-    Requests take their turn for the next slot one at a time: urgent ones (revokes) before the others
-    (probes), then the keys of higher inventory priority, then in order of arrival. Under a venue's
-    limit the batches of a venue share its slots, and neither a revoke of a key already probed nor a
-    probe of one of the riskiest keys should wait behind the next batches' probes.
+    One dispatcher per pacer hands each slot, when it comes up, to the waiting request that goes
+    first: an urgent one (a revoke) before the others (probes), then the key of higher inventory
+    priority, then the longest waiting. Under a venue's limit the batches of a venue share its slots,
+    and neither a revoke of a key already probed nor a probe of one of the riskiest keys should wait
+    behind the next batches' probes. The slots that are due when the dispatcher wakes are all handed
+    out at once, so a busy event loop does not cost one of its turns per request.
 
     A slot that comes up more than ``LATE_SLOT_SECONDS`` late belongs to a moment that has passed:
     it is given up and a new one taken (a little throughput lost, never the limit). A lag shorter
@@ -69,7 +71,9 @@ class VenuePacer:
         self._in_flight = 0
         self._answered: deque[float] = deque()
         self._an_answer = asyncio.Event()
-        self._turns = Turns()
+        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def request(self, urgent: bool = False, priority: int = 0) -> AsyncIterator[None]:
@@ -78,18 +82,69 @@ class VenuePacer:
         ``urgent`` requests (revokes) take the next slot ahead of the others waiting; among equals, the
         key's higher ``priority`` goes first.
         """
-        async with self._turns.turn(urgent, priority):
-            await self._slot()
-            await self._send_window()
+        await self._granted(urgent, priority)
         try:
             yield
         finally:
-            self._in_flight -= 1
-            self._answered.append(time.monotonic())
-            self._an_answer.set()
+            self._done()
+
+    async def _granted(self, urgent: bool, priority: int) -> None:
+        """Wait until the dispatcher hands this request a slot (counted in the window from then on)."""
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (0 if urgent else 1, -priority, next(self._arrivals), granted))
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch())
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._done()  # handed a slot just as it was cancelled: it counts as sent, to be safe
+            raise
+
+    def _done(self) -> None:
+        """A request's answer (or failure) is back: it leaves the window a second from now."""
+        self._in_flight -= 1
+        self._answered.append(time.monotonic())
+        self._an_answer.set()
+
+    async def _dispatch(self) -> None:
+        try:
+            while self._next_waiter() is not None:
+                await self._slot()
+                await self._send_window()
+                granted = self._next_waiter()
+                if granted is None:  # every waiter went away meanwhile: the slot is not used
+                    self._in_flight -= 1
+                    break
+                heapq.heappop(self._waiting)
+                granted.set_result(None)
+        except BaseException as error:
+            # Nobody may wait for ever on a dispatcher that is gone: the waiters get its failure.
+            for *_, waiter in self._waiting:
+                if waiter.done():
+                    continue
+                if isinstance(error, Exception):
+                    waiter.set_exception(error)
+                else:
+                    waiter.cancel()
+            self._waiting.clear()
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            # No await between the last look at the waiters and this: a newcomer starts a new dispatcher.
+            self._dispatcher = None
+
+    def _next_waiter(self) -> asyncio.Future[None] | None:
+        """The waiter that goes next, dropping the ones cancelled while they waited."""
+        while self._waiting:
+            waiter = self._waiting[0][-1]
+            if not waiter.done():
+                return waiter
+            heapq.heappop(self._waiting)
+        return None
 
     async def _slot(self) -> None:
-        """Wait for this request's slot among every worker's requests to the venue."""
+        """Wait for the next slot among every worker's requests to the venue (at once if it is due)."""
         while True:
             now = time.time()
             while self._reserved and self._reserved[0] < now - self.late_after:
@@ -99,11 +154,13 @@ class VenuePacer:
                 self.reservations += 1
                 self._reserved.extend(first + i * self.interval for i in range(self.chunk))
             slot = self._reserved.popleft()
-            await asyncio.sleep(max(0.0, slot - time.time()))
+            if slot > time.time():
+                await asyncio.sleep(slot - time.time())
             if time.time() - slot < self.late_after:
-                break
+                return
 
     async def _send_window(self) -> None:
+        """Wait for room in this worker's window, and count the next request in it."""
         while True:
             now = time.monotonic()
             while self._answered and self._answered[0] <= now - 1.0:
@@ -112,52 +169,11 @@ class VenuePacer:
                 self._in_flight += 1
                 return
             # Room comes when the oldest answer is a second old, or sooner if all are still in flight and
-            # one comes back. One waiter at a time (the turn), so clearing the event here is safe.
+            # one comes back. Only the dispatcher waits here, so clearing the event is safe.
             self._an_answer.clear()
             wait = self._answered[0] + 1.0 - now if self._answered else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._an_answer.wait(), wait)
-
-
-class Turns:
-    """One holder at a time; the next is an urgent waiter before the others, then the higher priority,
-    then the longest waiting."""
-
-    def __init__(self) -> None:
-        self._held = False
-        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
-        self._arrivals = itertools.count()
-
-    @contextlib.asynccontextmanager
-    async def turn(self, urgent: bool, priority: int = 0) -> AsyncIterator[None]:
-        """Hold the turn while the block runs."""
-        await self._take(urgent, priority)
-        try:
-            yield
-        finally:
-            self._pass_on()
-
-    async def _take(self, urgent: bool, priority: int) -> None:
-        if not self._held and not self._waiting:
-            self._held = True
-            return
-        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (0 if urgent else 1, -priority, next(self._arrivals), handed))
-        try:
-            await handed
-        except asyncio.CancelledError:
-            # Handed the turn just as it was cancelled: pass it on, or nobody would ever hold it again.
-            if handed.done() and not handed.cancelled():
-                self._pass_on()
-            raise
-
-    def _pass_on(self) -> None:
-        while self._waiting:
-            *_, handed = heapq.heappop(self._waiting)
-            if not handed.done():  # a cancelled waiter's future is done: skip it
-                handed.set_result(None)
-                return
-        self._held = False
 
 
 class CircuitBreaker:

@@ -63,18 +63,13 @@ def install_send_counted_window() -> None:
     from activities import pacing
 
     pacer = pacing.VenuePacer
-    if not (hasattr(pacing, "Turns") and all(hasattr(pacer, n) for n in ("request", "_slot", "_send_window"))):
+    if not all(hasattr(pacer, name) for name in ("request", "_granted", "_done")):
         raise SystemExit("the send_counted what-if no longer fits activities/pacing.py: update bench/whatif.py")
 
     @contextlib.asynccontextmanager
     async def request(self: Any, urgent: bool = False, priority: int = 0) -> AsyncIterator[None]:
-        async with self._turns.turn(urgent, priority):
-            await self._slot()
-            await self._send_window()
-        # Counted as answered at once: the request leaves the window a second after its send.
-        self._in_flight -= 1
-        self._answered.append(time.monotonic())
-        self._an_answer.set()
+        await self._granted(urgent, priority)
+        self._done()  # counted as answered at once: the request leaves the window a second after its send
         yield
 
     pacer.request = request  # type: ignore[method-assign,assignment]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.pacing import Turns, VenuePacer
+from activities.pacing import VenuePacer
 from keyrevoke.crypto import KeyEncryptionKey, SecretBox
 from keyrevoke.ledger import Ledger, open_ledger
 from tests.ledger_backends import sqlite_url
@@ -199,29 +199,44 @@ async def test_among_waiting_probes_the_riskier_keys_go_first(ledger: Ledger) ->
     assert first_high <= out_already + 1
 
 
-async def test_a_cancelled_waiter_loses_no_turn() -> None:
-    turns = Turns()
-    entered: list[str] = []
-    release = asyncio.Event()
+async def test_cancelled_waiters_hold_nothing_up_and_leave_no_count_behind(ledger: Ledger) -> None:
+    pacer = VenuePacer(ledger, "kucoin", rate=20)
+    sent: list[str] = []
 
-    async def hold(name: str, urgent: bool) -> None:
-        async with turns.turn(urgent):
-            entered.append(name)
-            await release.wait()
+    async def one(name: str, urgent: bool = False) -> None:
+        async with pacer.request(urgent):
+            sent.append(name)
 
-    first = asyncio.create_task(hold("first", False))
+    waiting = [asyncio.create_task(one(f"probe-{n}")) for n in range(6)]
+    doomed = [asyncio.create_task(one(f"doomed-{n}", urgent=True)) for n in range(3)]
     await asyncio.sleep(0)
-    gone = asyncio.create_task(hold("gone", True))
-    later = asyncio.create_task(hold("later", False))
-    await asyncio.sleep(0)
-    gone.cancel()
-    release.set()
-    await asyncio.wait_for(asyncio.gather(first, later), 5)
-    assert entered == ["first", "later"]
-    assert gone.cancelled()
-    # And the turn is free again: a newcomer gets it at once.
-    async with asyncio.timeout(1), turns.turn(False):
-        pass
+    for task in doomed:
+        task.cancel()
+    await asyncio.wait_for(asyncio.gather(*waiting), 30)
+    assert sorted(sent) == [f"probe-{n}" for n in range(6)]
+    assert all(task.cancelled() for task in doomed)
+    # Everything answered: nothing is counted as in flight, and a newcomer goes out.
+    assert pacer._in_flight == 0
+    await asyncio.wait_for(one("later"), 5)
+    assert sent[-1] == "later"
+
+
+class BrokenSlots:
+    """A slot store that cannot answer (a ledger that is down)."""
+
+    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
+        raise OSError("the ledger is down")
+
+
+async def test_a_slot_store_that_fails_fails_the_waiting_requests_instead_of_hanging() -> None:
+    pacer = VenuePacer(BrokenSlots(), "gate", rate=5)
+
+    async def one() -> None:
+        async with pacer.request():
+            raise AssertionError("no slot, so no request may go out")
+
+    results = await asyncio.wait_for(asyncio.gather(one(), one(), return_exceptions=True), 5)
+    assert all(isinstance(result, OSError) and "ledger is down" in str(result) for result in results)
 
 
 def test_a_rate_must_be_positive(ledger: Ledger) -> None:
