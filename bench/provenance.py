@@ -64,6 +64,7 @@ LEGACY_RUNS: dict[str, dict[str, Any]] = {
 def code_features() -> dict[str, Any]:
     """What the product code of this process has, of the changes the benchmark's findings led to."""
     import importlib.util
+    import inspect
 
     from activities import pacing
     from activities.venues.exchanges import ExchangeFactory
@@ -82,7 +83,7 @@ def code_features() -> dict[str, Any]:
         "exchange_pool": hasattr(ExchangeFactory, "release"),
         "pacer_send_window": hasattr(pacing.VenuePacer, "_send_window"),
         "pacer_counts_until_answer": hasattr(pacing.VenuePacer, "request"),
-        "pacer_urgent_first": hasattr(pacing, "Turns"),
+        "pacer_urgent_first": "priority" in inspect.signature(pacing.VenuePacer.request).parameters,
         "first_batch_size": getattr(Settings(), "first_batch_size", None),
         "escalation_sql": hasattr(Ledger, "venue_key_statuses"),
         "group_commit": importlib.util.find_spec("activities.ledger_writer") is not None,
