@@ -83,7 +83,8 @@ def code_features() -> dict[str, Any]:
         "exchange_pool": hasattr(ExchangeFactory, "release"),
         "pacer_send_window": hasattr(pacing.VenuePacer, "_send_window"),
         "pacer_counts_until_answer": hasattr(pacing.VenuePacer, "request"),
-        "pacer_urgent_first": "priority" in inspect.signature(pacing.VenuePacer.request).parameters,
+        "pacer_urgent_first": hasattr(pacing.VenuePacer, "request")
+        and "priority" in inspect.signature(pacing.VenuePacer.request).parameters,
         "first_batch_size": getattr(Settings(), "first_batch_size", None),
         "escalation_sql": hasattr(Ledger, "venue_key_statuses"),
         "group_commit": importlib.util.find_spec("activities.ledger_writer") is not None,
