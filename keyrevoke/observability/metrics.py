@@ -177,8 +177,8 @@ class Observability:
         self._request_limit = self.meter.create_gauge(
             "keyrevoke.venue.request.limit",
             unit="{request}/s",
-            description="Requests per second this worker allows itself to one venue "
-            "(KEYREVOKE_VENUE_REQUESTS_PER_SECOND)",
+            description="Requests per second all the venue's workers together allow themselves, their slots "
+            "shared through the ledger (KEYREVOKE_VENUE_REQUESTS_PER_SECOND); every worker reports the same value",
         )
         self._activity_limit = self.meter.create_gauge(
             "keyrevoke.venue.activity.limit",
