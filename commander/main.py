@@ -257,12 +257,14 @@ async def cmd_incident_verify_report(args: argparse.Namespace) -> int:
 
 async def cmd_worker(args: argparse.Namespace) -> int:
     from keyrevoke.temporal_client import connect
-    from workers.runner import parse_queues, run_workers
+    from workers.runner import parse_queues, process_observability, run_workers
 
     settings = _settings(args)
     queues = parse_queues(args.queues)
     stop = _stop_on_signals()
-    client = await connect(settings)
+    # Connected on the runtime that reports the SDK's metrics, so the workers need no second connection.
+    observability = process_observability(settings)
+    client = await connect(settings, observability.temporal_runtime() if observability else None)
     await run_workers(client, settings, queues, stop)
     return 0
 

@@ -12,6 +12,7 @@ from typing import TypedDict
 
 import temporalio.converter
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from keyrevoke.errors import ConfigurationError
@@ -100,13 +101,20 @@ def data_converter(settings: Settings, create: bool = True) -> temporalio.conver
     )
 
 
-async def connect(settings: Settings) -> Client:
-    """A client for the configured Temporal frontend and namespace, encrypting every payload."""
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client for the configured Temporal frontend and namespace, encrypting every payload.
+
+    ``runtime``: the Temporal runtime to connect on (a worker's, which reports the SDK's metrics); the
+    SDK's default one if not given.
+    """
     options = connection_options(settings)
     # Imported on use: it loads the OpenTelemetry SDK, which only processes that connect need.
     from keyrevoke.observability.tracing import tracing_interceptors
 
     # With an OTLP endpoint, the trace starts here and workers inherit the interceptors from the client.
     return await Client.connect(
-        **options, data_converter=data_converter(settings), interceptors=tracing_interceptors(settings)
+        **options,
+        data_converter=data_converter(settings),
+        interceptors=tracing_interceptors(settings),
+        runtime=runtime,
     )

@@ -148,6 +148,13 @@ async def workers_for(
             ledger.close()
 
 
+def process_observability(settings: Settings) -> Observability | None:
+    """The process's metrics, if the settings serve or push them (a health port or an OTLP endpoint)."""
+    if settings.worker_http_port or settings.otel_exporter_otlp_endpoint:
+        return for_process(settings)
+    return None
+
+
 async def run_workers(
     client: Client,
     settings: Settings,
@@ -160,9 +167,8 @@ async def run_workers(
 
     Their metrics are served on the health port's /metrics and pushed by OTLP, as the settings say.
     """
-    observability = None
-    if settings.worker_http_port or settings.otel_exporter_otlp_endpoint:
-        observability = for_process(settings)
+    observability = process_observability(settings)
+    if observability:
         # The Temporal SDK reports its own metrics through the runtime its client connected on.
         client = await observability.on_temporal_runtime(client)
     health = None
