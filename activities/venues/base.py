@@ -262,6 +262,21 @@ class VenueAdapter(ABC):
         return classify(self.venue, error, headers)
 
 
+def key_works(endpoint: str, permissions: tuple[str, ...], **facts: object) -> ProbeAnswer:
+    """An accepted probe: the rights found and what else the venue said of the key, in one detail line.
+
+    ``facts`` go into the detail as ``name=value``; an IP binding as ``ip_binding(...)``.
+    """
+    notes = "".join(f"; {name}={value}" for name, value in facts.items())
+    detail = f"{endpoint}: {','.join(permissions) or 'none'}{notes}"
+    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+
+
+def ip_binding(bound: object) -> str:
+    """How a probe's detail shows whether the key is bound to IP addresses."""
+    return "bound" if bound else "any"
+
+
 def member(response: Any, name: str) -> dict[str, Any] | None:
     """The JSON object under ``name`` of a response object; None if either is not an object."""
     value = response.get(name) if isinstance(response, dict) else None

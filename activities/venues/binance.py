@@ -25,7 +25,7 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import AnswerLog, seconds
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, key_works
 from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError
 
 #: Binance's code for "Invalid Api-Key ID.": the key to delete does not exist (any more)
@@ -91,10 +91,7 @@ class BinanceAdapter(VenueAdapter):
 def _read(restrictions: Any) -> ProbeAnswer | None:
     if not isinstance(restrictions, dict):
         return None
-    permissions = _permissions(restrictions)
-    ip_restrict = bool(restrictions.get("ipRestrict"))
-    detail = f"apiRestrictions: {','.join(permissions) or 'none'}; ipRestrict={ip_restrict}"
-    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+    return key_works("apiRestrictions", _permissions(restrictions), ipRestrict=bool(restrictions.get("ipRestrict")))
 
 
 def _permissions(restrictions: Mapping[str, Any]) -> tuple[str, ...]:

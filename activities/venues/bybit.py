@@ -26,7 +26,16 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import AnswerLog, seconds, until
-from activities.venues.base import KeyTarget, ProbeAnswer, Rejected, RevokeAnswer, VenueAdapter, member
+from activities.venues.base import (
+    KeyTarget,
+    ProbeAnswer,
+    Rejected,
+    RevokeAnswer,
+    VenueAdapter,
+    ip_binding,
+    key_works,
+    member,
+)
 from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError
 
 PARAMETER_ERROR = 10001
@@ -95,11 +104,10 @@ def _read(response: Any) -> ProbeAnswer | None:
     result = member(response, "result")
     if result is None:
         return None
-    permissions = _permissions(result)
     ips = result.get("ips") or []
-    bound = "any" if ips in (["*"], []) else "bound"
-    detail = f"query-api: {','.join(permissions) or 'none'}; readOnly={result.get('readOnly')}; ips={bound}"
-    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+    return key_works(
+        "query-api", _permissions(result), readOnly=result.get("readOnly"), ips=ip_binding(ips not in (["*"], []))
+    )
 
 
 def _permissions(result: Mapping[str, Any]) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from activities.venues.answers import AnswerLog
-from activities.venues.base import Credentials, KeyTarget, NoRevocationApi, ProbeAnswer, Rejected
+from activities.venues.base import Credentials, KeyTarget, NoRevocationApi, ProbeAnswer, Rejected, key_works
 from keyrevoke.errors import RevokeRefused, VenueUnavailable
 
 #: the Advanced Trade private limit is counted per second, and Coinbase sends no Retry-After
@@ -90,9 +90,7 @@ class CoinbaseAdapter(NoRevocationApi):
             return ProbeAnswer(accepted=False, detail=rejected)
         if not isinstance(response, dict) or not isinstance(response.get("can_view"), bool):
             raise VenueUnavailable(self.venue, "unexpected key_permissions answer")
-        permissions = _permissions(response)
-        detail = f"key_permissions: {','.join(permissions)}; portfolio_type={response.get('portfolio_type')}"
-        return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+        return key_works("key_permissions", _permissions(response), portfolio_type=response.get("portfolio_type"))
 
 
 class TokenCheck:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.venues.answers import Answer, AnswerLog, until
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, ip_binding, key_works
 from keyrevoke.errors import RevokeRefused, VenueError, VenueUnavailable
 
 #: the request's Timestamp is too far from Gate's clock: ours is off, the key may be fine
@@ -86,6 +86,5 @@ class GateAdapter(VenueAdapter):
 def _read(detail: Any) -> ProbeAnswer | None:
     if not isinstance(detail, dict):
         return None
-    bound = "bound" if detail.get("ip_whitelist") else "any"
     # Gate's account detail names no permissions: the key reads, the rest is not known here
-    return ProbeAnswer(accepted=True, permissions=("read",), detail=f"account/detail: read; ip_whitelist={bound}")
+    return key_works("account/detail", ("read",), ip_whitelist=ip_binding(detail.get("ip_whitelist")))

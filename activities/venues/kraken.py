@@ -44,7 +44,7 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import AnswerLog, until
-from activities.venues.base import KeyTarget, NoRevocationApi, ProbeAnswer, member
+from activities.venues.base import KeyTarget, NoRevocationApi, ProbeAnswer, ip_binding, key_works, member
 from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError
 
 INVALID_SIGNATURE = "EAPI:Invalid signature"
@@ -150,9 +150,7 @@ def _read(response: Any) -> ProbeAnswer | None:
         return None
     granted = result.get("permissions")
     permissions = _permissions(granted if isinstance(granted, list) else [])
-    bound = "bound" if result.get("ipAllowlist") else "any"
-    detail = f"GetApiKeyInfo: {','.join(permissions)}; ipAllowlist={bound}"
-    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+    return key_works("GetApiKeyInfo", permissions, ipAllowlist=ip_binding(result.get("ipAllowlist")))
 
 
 def _is_base64(secret: str) -> bool:

@@ -35,7 +35,7 @@ from typing import Any
 import ccxt
 
 from activities.venues.answers import Answer, AnswerLog, seconds
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, member
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, ip_binding, key_works, member
 from keyrevoke.errors import RevokeRefused, VenueUnavailable
 
 PARAMETER_ERROR = "400100"
@@ -113,10 +113,7 @@ def _read(response: Any) -> ProbeAnswer | None:
     info = member(response, "data")
     if info is None:
         return None
-    permissions = _permissions(info)
-    bound = "bound" if info.get("ipWhitelist") else "any"
-    detail = f"user/api-key: {','.join(permissions) or 'none'}; ipWhitelist={bound}"
-    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+    return key_works("user/api-key", _permissions(info), ipWhitelist=ip_binding(info.get("ipWhitelist")))
 
 
 def _permissions(info: Mapping[str, Any]) -> tuple[str, ...]:

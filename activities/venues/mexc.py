@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from activities.venues.answers import AnswerLog
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, key_works
 
 #: codes that reject the key itself although ccxt calls them ``BadRequest``: invalid access key, and
 #: a call from an address outside the key's IP whitelist (which hides whether the key exists)
@@ -71,9 +71,7 @@ class MexcAdapter(VenueAdapter):
 def _read(account: Any) -> ProbeAnswer | None:
     if not isinstance(account, dict):
         return None
-    permissions = _permissions(account)
-    detail = f"account: {','.join(permissions) or 'none'}; accountType={account.get('accountType')}"
-    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+    return key_works("account", _permissions(account), accountType=account.get("accountType"))
 
 
 def _permissions(account: Mapping[str, Any]) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from activities.venues.answers import AnswerLog
-from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
+from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, ip_binding, key_works
 
 #: "APIKey does not exist": the key to delete is not (any more) in the sub-account
 NO_SUCH_API_KEY = "59506"
@@ -78,10 +78,7 @@ def _read(response: Any) -> ProbeAnswer | None:
     config = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
     if config is None:
         return None
-    permissions = _permissions(config)
-    bound = "bound" if config.get("ip") else "any"
-    detail = f"account/config: {','.join(permissions) or 'none'}; ip={bound}"
-    return ProbeAnswer(accepted=True, permissions=permissions, detail=detail)
+    return key_works("account/config", _permissions(config), ip=ip_binding(config.get("ip")))
 
 
 def _permissions(config: Mapping[str, Any]) -> tuple[str, ...]:
