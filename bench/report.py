@@ -634,11 +634,6 @@ def _variant(rate: dict[str, Any] | None, name: str) -> bool:
     return bool(((rate or {}).get(name) or {}).get("runs"))
 
 
-def _send_counted(rate: dict[str, Any] | None) -> bool:
-    """Whether the rate section has side-by-side runs with the send window before change 7."""
-    return _variant(rate, "send_counted")
-
-
 def _share(setting: float, rps: float) -> str:
     """A keyrevoke setting as a share of the venue's rate: ``97%``."""
     return f"{100 * setting / rps:.0f}%"
@@ -690,7 +685,7 @@ def _rate(d: Doc) -> list[str]:
     if headroom:
         h_setting = headroom["keyrevoke_setting"]
         variants.append(f"at {h_setting:g} ({_share(h_setting, rps)})")
-    if _send_counted(rate):
+    if _variant(rate, "send_counted"):
         variants.append(
             f"at {setting:g} with the send window as it was before change 7 (a what-if, `BENCH_WHATIF=send_counted`: "
             "a request counted for a second from its send, not until a second after its answer)"
@@ -726,7 +721,7 @@ def _rate(d: Doc) -> list[str]:
             + f" {_all(d.before_values('rate.all_confirmed'))} |"
         )
     label = "now" if d.before and d.remeasured("rate") else "measured"
-    if headroom or _send_counted(rate):
+    if headroom or _variant(rate, "send_counted"):
         label += f", at {setting:g} ({_share(setting, rps)})"
     out.append(_rate_row(label, d, d.values) + f" {_all(d.values('rate.all_confirmed'))} |")
     if headroom:
@@ -737,7 +732,7 @@ def _rate(d: Doc) -> list[str]:
         out.append(
             _rate_row(h_label, d, d.values, "rate.headroom") + f" {_all(d.values('rate.headroom.all_confirmed'))} |"
         )
-    if _send_counted(rate):
+    if _variant(rate, "send_counted"):
         out.append(
             _rate_row(f"what-if, at {setting:g} with the send window before change 7", d, d.values, "rate.send_counted")
             + f" {_all(d.values('rate.send_counted.all_confirmed'))} |"
@@ -1418,7 +1413,6 @@ def _done(d: Doc) -> list[str]:
 
 def _change_7(d: Doc) -> list[str]:
     """Change 7, measured side by side against a what-if of the window before it."""
-    rate = d.results.get("rate") or {}
     v = d.values
     text = (
         "7. **The send window counts a request until a second after its answer: done** in activities/pacing.py "
@@ -1429,23 +1423,22 @@ def _change_7(d: Doc) -> list[str]:
         "that stalls). With change 2 alone the rate section's setting was 97% of the venue's limit, and still drew "
         "rate-limit answers; with change 7 it is the venue's limit itself. "
     )
-    if _send_counted(rate) and d.has(d.prov("rate"), 7):
-        setting, rps = rate["keyrevoke_setting"], rate["venue_rps"]
-        text += (
-            f"Side by side at {_share(setting, rps)} of the venue's limit (section 2, {_run_ref(d, 'rate')}): with the "
-            f"window before change 7 (what-if) {fig(v('rate.send_counted.limited_per_run'), 0)} rate-limit answers per "
-            f"run and {fig(v('rate.send_counted.over_bound_pct'), 1, '%')} over the bound; with change 7 "
+    return _side_by_side(
+        d,
+        7,
+        "send_counted",
+        text,
+        lambda: (
+            f"with the window before change 7 (what-if) {fig(v('rate.send_counted.limited_per_run'), 0)} rate-limit "
+            f"answers per run and {fig(v('rate.send_counted.over_bound_pct'), 1, '%')} over the bound; with change 7 "
             f"{fig(v('rate.limited_per_run'), 0)} answers per run and {fig(v('rate.over_bound_pct'), 1, '%')} over "
             "the bound."
-        )
-    else:
-        text += f"Its effect: {NOT_MEASURED} (no side-by-side runs of it in these results)."
-    return [text, ""]
+        ),
+    )
 
 
 def _change_8(d: Doc) -> list[str]:
     """Change 8, measured side by side against a what-if of the pacer's queue before it."""
-    rate = d.results.get("rate") or {}
     v = d.values
     text = (
         "8. **Revokes, and the riskiest keys, first for a venue's next slot: done** in activities/pacing.py "
@@ -1459,13 +1452,27 @@ def _change_8(d: Doc) -> list[str]:
         "while busy, against 147 with the dispatcher (run 10); a pacer-only micro-measurement on this machine showed "
         "no difference between the two, so that gap is as likely the machine as the code. "
     )
-    if _variant(rate, "fifo") and d.has(d.prov("rate"), 8):
+    return _side_by_side(
+        d,
+        8,
+        "fifo",
+        text,
+        lambda: (
+            f"the last top-priority key of all venues revoked {_show(v('rate.top_revoked_after'), 1, ' s')} after the "
+            f"launch (first come first served, what-if: {_show(v('rate.fifo.top_revoked_after'), 1, ' s')}); makespan "
+            f"{fig(v('rate.makespan_seconds'), 1, ' s')} ({fig(v('rate.fifo.makespan_seconds'), 1, ' s')})."
+        ),
+    )
+
+
+def _side_by_side(d: Doc, change: int, variant: str, text: str, measured: Callable[[], str]) -> list[str]:
+    """A change's finding, with ``measured()`` if the rate section ran it beside its what-if ``variant``."""
+    rate = d.results.get("rate") or {}
+    if _variant(rate, variant) and d.has(d.prov("rate"), change):
         setting, rps = rate["keyrevoke_setting"], rate["venue_rps"]
         text += (
-            f"Side by side at {_share(setting, rps)} of the venue's limit (section 2, {_run_ref(d, 'rate')}), the last "
-            f"top-priority key of all venues revoked {_show(v('rate.top_revoked_after'), 1, ' s')} after the launch "
-            f"(first come first served, what-if: {_show(v('rate.fifo.top_revoked_after'), 1, ' s')}); makespan "
-            f"{fig(v('rate.makespan_seconds'), 1, ' s')} ({fig(v('rate.fifo.makespan_seconds'), 1, ' s')})."
+            f"Side by side at {_share(setting, rps)} of the venue's limit (section 2, {_run_ref(d, 'rate')}): "
+            + measured()
         )
     else:
         text += f"Its effect: {NOT_MEASURED} (no side-by-side runs of it in these results)."
