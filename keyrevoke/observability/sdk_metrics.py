@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
@@ -37,7 +37,6 @@ T = TypeVar("T")
 #: How often the buffer is emptied (the SDK asks for about once a second).
 DRAIN_INTERVAL_SECONDS = 1.0
 
-Attributes = Mapping[str, str | int | float | bool]
 AttributeKey = tuple[tuple[str, str | int | float | bool], ...]
 
 
@@ -46,9 +45,9 @@ class _Gauge:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last: dict[AttributeKey, tuple[Attributes, int | float]] = {}
+        self._last: dict[AttributeKey, tuple[MetricAttributes, int | float]] = {}
 
-    def set(self, key: AttributeKey, attributes: Attributes, value: int | float) -> None:
+    def set(self, key: AttributeKey, attributes: MetricAttributes, value: int | float) -> None:
         with self._lock:
             self._last[key] = (attributes, value)
 
@@ -73,7 +72,7 @@ class SdkMetricsDrain:
         self._gauges: dict[str, _Gauge] = {}
         # The SDK hands out one attributes object per attribute set and keeps it: its id stands for
         # the set. The object is held here too, so that id cannot be reused by another.
-        self._attributes: dict[int, tuple[MetricAttributes, Attributes, AttributeKey]] = {}
+        self._attributes: dict[int, tuple[MetricAttributes, MetricAttributes, AttributeKey]] = {}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -105,7 +104,7 @@ class SdkMetricsDrain:
         else:
             raise ValueError(f"unknown kind of metric {metric.kind}")
 
-    def _converted(self, attributes: MetricAttributes) -> tuple[Attributes, AttributeKey]:
+    def _converted(self, attributes: MetricAttributes) -> tuple[MetricAttributes, AttributeKey]:
         known = self._attributes.get(id(attributes))
         if known is None:
             converted = dict(attributes)
