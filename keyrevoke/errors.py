@@ -70,6 +70,12 @@ class UnsupportedVenue(VenueError):
     """keyrevoke has no adapter or no revoke method for this venue."""
 
 
+class Misconfigured(VenueError):
+    """keyrevoke's own set-up lacks what this revoke needs (master credentials, a venue URL, an account
+    field). Nothing is asked of the venue and nothing goes to its security team: the key ends
+    ``misconfigured`` with this message, which says what to set."""
+
+
 class VenueUnavailable(VenueError):
     """Timeouts, 5xx, maintenance: the request may work later."""
 

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     payload_old_keys: SecretStr | None = Field(
         default=None, description="Comma-separated older payload keys that still decrypt (key rotation)."
     )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="The deployment's Ed25519 signing key (32-byte seed, urlsafe base64): signs evidence "
+        "reports and escalation packets. Empty means the key file.",
+    )
+    signing_key_file: Path | None = Field(
+        default=None, description="File with the signing key; empty means <state_dir>/signing.key (made once)."
+    )
     codec_server_host: str = Field(
         default="127.0.0.1",
         description="Address `keyrevoke codec-server` listens on; it serves decrypted payloads over plain "
@@ -202,6 +210,9 @@ class Settings(BaseSettings):
 
     def resolved_payload_key_file(self) -> Path:
         return self.payload_key_file or self.state_dir / "payload.key"
+
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.state_dir / "signing.key"
 
     def resolved_hook_file(self) -> Path:
         return self.hook_file or self.state_dir / "platform-hook.jsonl"
