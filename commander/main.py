@@ -398,7 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = verb(verbs, "sim", cmd_sim, "serve an inventory's keys from the venue simulator on loopback")
     sub.add_argument("--inventory", required=True)
-    sub.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    sub.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="first of a block of ports, one per venue: binance +0, bybit +1, okx +2, kucoin +3, gate +4, "
+        "mexc +5, kraken +6, coinbase +7 (default: any free ones)",
+    )
     sub.add_argument("--masters", help="master credentials JSON (default: the setting's file)")
     sub.add_argument("--scenario", help="faults and limits per venue (JSON)")
 

@@ -90,8 +90,8 @@ class Settings(BaseSettings):
 
     venue_urls: dict[str, str] = Field(
         default_factory=dict,
-        description='Base URL per venue, e.g. {"binance": "http://127.0.0.1:8800/binance"}; a venue not '
-        "listed is called at its real address. The simulator prints these.",
+        description='Base URL per venue, e.g. {"binance": "http://127.0.0.1:8800"}; a venue not '
+        "listed is called at its real address. The simulator prints these (a port per venue).",
     )
     venue_activities_per_second: float = Field(
         default=50.0,

@@ -260,7 +260,7 @@ async def coinbase(
 
 
 def uri_of(sim: VenueSimulator, path: str = "/api/v3/brokerage/key_permissions") -> str:
-    return f"GET {sim.host}:{sim.port}/coinbase{path}"
+    return f"GET {sim.host}:{sim.port('coinbase')}{path}"
 
 
 async def test_coinbase_key_permissions_answers_the_documented_fields(http, wire):

@@ -48,7 +48,7 @@ def test_environment_variables_override_the_defaults(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("KEYREVOKE_TASK_QUEUE_PREFIX", "kr")
     monkeypatch.setenv("KEYREVOKE_BATCH_SIZE", "100")
     monkeypatch.setenv("KEYREVOKE_VENUE_ACTIVITIES_PER_SECOND", "12.5")
-    monkeypatch.setenv("KEYREVOKE_VENUE_URLS", '{"binance": "http://127.0.0.1:8800/binance"}')
+    monkeypatch.setenv("KEYREVOKE_VENUE_URLS", '{"binance": "http://127.0.0.1:8800"}')
     monkeypatch.setenv("KEYREVOKE_LEDGER_KEK", kek)
     monkeypatch.setenv("KEYREVOKE_SOMETHING_UNKNOWN", "ignored")
 
@@ -58,7 +58,7 @@ def test_environment_variables_override_the_defaults(monkeypatch: pytest.MonkeyP
     assert settings.temporal_namespace == "security"
     assert settings.batch_size == 100
     assert settings.venue_activities_per_second == 12.5
-    assert settings.venue_urls == {"binance": "http://127.0.0.1:8800/binance"}
+    assert settings.venue_urls == {"binance": "http://127.0.0.1:8800"}
     assert settings.resolved_ledger_url() == f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     assert settings.resolved_kek_file() == tmp_path / "ledger.kek"
     assert settings.control_queue == "kr-control"

@@ -415,8 +415,9 @@ async def test_urls_stats_and_serve_forever(http):
     task = asyncio.create_task(serve_forever(sim, stop))
     while not sim.running:
         await asyncio.sleep(0.01)
-    assert sim.venue_urls == {"binance": f"http://127.0.0.1:{sim.port}/binance"}
-    assert sim.base_url("bybit").endswith("/bybit")  # served for its master, though it has no keys
+    assert sim.venue_urls == {"binance": f"http://127.0.0.1:{sim.port('binance')}"}
+    # bybit is served for its master, though it has no keys: on a port of its own
+    assert sim.base_url("bybit") == f"http://127.0.0.1:{sim.port('bybit')}" != sim.base_url("binance")
     await binance(http, sim, "GET", RESTRICTIONS, BIN_KEY.api_key, BIN_KEY.secret)
     snapshot = sim.stats.snapshot()
     assert snapshot["requests"] == {"binance": 1}

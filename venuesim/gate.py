@@ -134,8 +134,8 @@ class GateProtocol(VenueProtocol):
         if self.state.is_ip_blocked(principal):
             raise _unauthorized("IP_FORBIDDEN", "Request IP not in whitelist")
 
-        # the URL from /api/v4 on (below the simulator's /gate prefix); the query string un-encoded
-        url = unquote(request.rel_url.raw_path[len(self.prefix) :])
+        # the URL as requested (from /api/v4 on); the query string un-encoded
+        url = unquote(request.rel_url.raw_path)
         query = unquote(request.rel_url.raw_query_string)
         body = await request.read()
         payload = "\n".join((request.method.upper(), url, query, hashlib.sha512(body).hexdigest(), stamp))

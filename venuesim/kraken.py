@@ -160,8 +160,8 @@ class KrakenProtocol(VenueProtocol):
         nonce_text = _nonce(raw_body, request.content_type)
         signature = request.headers.get("API-Sign", "")
         secret = decoded_secret(principal.secret)
-        # the URI path from /0/private on, below the simulator's /kraken prefix
-        uri_path = request.rel_url.raw_path[len(self.prefix) :]
+        # the URI path as requested, from /0/private on
+        uri_path = request.rel_url.raw_path
         expected = sign(secret, uri_path, nonce_text, raw_body) if secret is not None else ""
         if not signature or not hmac.compare_digest(expected.encode(), signature.encode()):
             raise _refuse(INVALID_SIGNATURE)

@@ -215,8 +215,8 @@ class KucoinProtocol(VenueProtocol):
         if not hmac.compare_digest(passphrase.encode(), expected_passphrase.encode()):
             raise _refuse(BAD_PASSPHRASE)
 
-        # the endpoint below the simulator's /kucoin prefix, as it was before URL encoding
-        endpoint = unquote(request.rel_url.raw_path_qs[len(self.prefix) :])
+        # the endpoint as requested, as it was before URL encoding
+        endpoint = unquote(request.rel_url.raw_path_qs)
         body = await request.text() if request.method not in ("GET", "DELETE") else ""
         prehash = f"{stamp}{request.method.upper()}{endpoint}{body}"
         digest = hmac.new(principal.secret.encode(), prehash.encode(), hashlib.sha256).digest()

@@ -196,8 +196,8 @@ class OkxProtocol(VenueProtocol):
         if not hmac.compare_digest(passphrase.encode(), principal.passphrase.encode()):
             raise _unauthorized(BAD_PASSPHRASE)
 
-        # the request path below the simulator's /okx prefix, query string included
-        request_path = request.rel_url.raw_path_qs[len(self.prefix) :]
+        # the request path as requested, query string included
+        request_path = request.rel_url.raw_path_qs
         raw_body = await request.text() if request.method != "GET" else ""
         prehash = f"{stamp}{request.method.upper()}{request_path}{raw_body}"
         digest = hmac.new(principal.secret.encode(), prehash.encode(), hashlib.sha256).digest()

@@ -38,13 +38,13 @@ class Refusal(Exception):
 @dataclass(frozen=True)
 class Endpoint:
     method: str
-    path: str  # below the venue's prefix, e.g. "/sapi/v1/account/apiRestrictions"
+    path: str  # the venue's own path, e.g. "/sapi/v1/account/apiRestrictions"
     handler: Handler
     weight: int = 1  # what the request costs in the venue's rate-limit accounting
 
 
 class VenueProtocol(ABC):
-    """One venue's REST protocol, served below ``/<name>``."""
+    """One venue's REST protocol, served at the root of its own port (the venue's own paths)."""
 
     name: ClassVar[str]
 
@@ -52,8 +52,6 @@ class VenueProtocol(ABC):
         self.state = state
         self.gate = gate
         self.stats = stats
-        #: where the venue is served; a venue's signed path is what follows it
-        self.prefix = f"/{self.name}"
 
     # --- what each venue module provides ----------------------------------------------------------
 
@@ -94,9 +92,9 @@ class VenueProtocol(ABC):
     # --- shared machinery ----------------------------------------------------------------------------
 
     def register(self, router: web.UrlDispatcher) -> None:
-        """Add the venue's endpoints, each behind the shared fault pipeline, below ``/<name>``."""
+        """Add the venue's endpoints, each behind the shared fault pipeline, at the venue's own paths."""
         for endpoint in self.endpoints():
-            router.add_route(endpoint.method, f"{self.prefix}{endpoint.path}", self._pipeline(endpoint))
+            router.add_route(endpoint.method, endpoint.path, self._pipeline(endpoint))
 
     def _pipeline(self, endpoint: Endpoint) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:

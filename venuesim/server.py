@@ -1,4 +1,9 @@
-"""One loopback HTTP server that speaks every simulated venue's protocol, one path prefix per venue."""
+"""Loopback HTTP servers that speak every simulated venue's protocol, one port per venue.
+
+Each venue is served at the root of its own port, with the venue's real paths: a client signs the
+path it sends, as it would at the venue, and any client written from the venue's documentation
+works (with a path prefix per venue, a venue that signs the path would refuse such a client).
+"""
 
 from __future__ import annotations
 
@@ -40,11 +45,15 @@ PROTOCOLS: Mapping[str, type[VenueProtocol]] = {
 
 
 class VenueSimulator:
-    """Serves the venues that have keys (or a master) below ``http://host:port/<venue>``.
+    """Serves each venue that has keys (or a master) at the root of its own port: ``http://host:<port>``.
 
-    Faults come from ``scenario``; ``stats`` counts what was asked and answered. The server has no
-    access log on purpose: request lines hold API keys (the Binance, KuCoin and MEXC deletes pass the
-    sub-account's key in the query string, KuCoin's its passphrase too; Gate's puts it in the path).
+    ``port`` 0 picks a free port per venue; any other ``port`` is the first of a fixed block, where each
+    venue has its place in ``PROTOCOLS`` (binance ``port``, bybit ``port + 1``, ... coinbase ``port + 7``),
+    so a venue's URL does not depend on which other venues are served.
+
+        Faults come from ``scenario``; ``stats`` counts what was asked and answered. The server has no
+        access log on purpose: request lines hold API keys (the Binance, KuCoin and MEXC deletes pass the
+        sub-account's key in the query string, KuCoin's its passphrase too; Gate's puts it in the path).
     """
 
     protocols: ClassVar[Mapping[str, type[VenueProtocol]]] = PROTOCOLS
@@ -60,8 +69,8 @@ class VenueSimulator:
         self.scenario = scenario or Scenario()
         self.host = host
         self._requested_port = port
-        self._port: int | None = None
-        self._runner: web.AppRunner | None = None
+        self._ports: dict[str, int] = {}
+        self._runners: list[web.AppRunner] = []
         self.stats = SimStats()
         self._states: dict[str, VenueState] = {}
         self._venues_with_keys: list[str] = []
@@ -106,28 +115,39 @@ class VenueSimulator:
     # --- life cycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start serving; ``port`` 0 picks a free port (see ``base_url``)."""
-        if self._runner is not None:
+        """Start serving, one port per venue; ``port`` 0 picks free ports (see ``base_url``)."""
+        if self._runners:
             raise RuntimeError("the simulator is already running")
+        venues = [venue for venue in self.protocols if venue in self._protocols]
+        try:
+            for venue in venues:
+                port = self._requested_port + list(self.protocols).index(venue) if self._requested_port else 0
+                runner = await self._serve(self._protocols[venue], port)
+                self._runners.append(runner)
+                self._ports[venue] = int(runner.addresses[0][1])
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _serve(self, protocol: VenueProtocol, port: int) -> web.AppRunner:
         app = web.Application()
-        for protocol in self._protocols.values():
-            protocol.register(app.router)
+        protocol.register(app.router)
         # handler_cancellation: a client that gives up on a hanging request frees its handler
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self._requested_port)
+            site = web.TCPSite(runner, self.host, port)
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        return runner
 
     async def stop(self) -> None:
         """Stop serving (requests still hanging are cut off)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
+        runners, self._runners = self._runners, []
+        self._ports.clear()
+        for runner in runners:
             await runner.cleanup()
 
     async def __aenter__(self) -> VenueSimulator:
@@ -141,21 +161,21 @@ class VenueSimulator:
 
     @property
     def running(self) -> bool:
-        return self._runner is not None
+        return bool(self._runners)
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
+    def port(self, venue: str) -> int:
+        """The port ``venue`` is served on."""
+        if venue not in self._protocols:
+            raise KeyError(f"the simulator does not serve venue {venue!r}")
+        if not self._ports:
             raise RuntimeError("the simulator has not been started")
-        return self._port
+        return self._ports[venue]
 
     # --- what callers need --------------------------------------------------------------------------
 
     def base_url(self, venue: str) -> str:
-        """Where ``venue`` is served, e.g. ``http://127.0.0.1:8800/binance``."""
-        if venue not in self._protocols:
-            raise KeyError(f"the simulator does not serve venue {venue!r}")
-        return f"http://{self.host}:{self.port}/{venue}"
+        """Where ``venue`` is served, e.g. ``http://127.0.0.1:8800``: its paths are the venue's own."""
+        return f"http://{self.host}:{self.port(venue)}"
 
     @property
     def venue_urls(self) -> dict[str, str]:
