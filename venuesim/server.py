@@ -51,9 +51,9 @@ class VenueSimulator:
     venue has its place in ``PROTOCOLS`` (binance ``port``, bybit ``port + 1``, ... coinbase ``port + 7``),
     so a venue's URL does not depend on which other venues are served.
 
-        Faults come from ``scenario``; ``stats`` counts what was asked and answered. The server has no
-        access log on purpose: request lines hold API keys (the Binance, KuCoin and MEXC deletes pass the
-        sub-account's key in the query string, KuCoin's its passphrase too; Gate's puts it in the path).
+    Faults come from ``scenario``; ``stats`` counts what was asked and answered. The servers have no
+    access log on purpose: request lines hold API keys (the Binance, KuCoin and MEXC deletes pass the
+    sub-account's key in the query string, KuCoin's its passphrase too; Gate's puts it in the path).
     """
 
     protocols: ClassVar[Mapping[str, type[VenueProtocol]]] = PROTOCOLS
