@@ -528,23 +528,32 @@ async def kucoin(
     *,
     timestamp: int | None = None,
     tamper: bool = False,
+    secret: str | None = None,
+    passphrase: str | None = None,
+    version: str | None = "2",
 ) -> Answer:
-    """KC-API-SIGN = Base64(HMAC-SHA256(timestamp + METHOD + un-encoded endpoint)); passphrase signed too."""
+    """KC-API-SIGN = Base64(HMAC-SHA256(timestamp + METHOD + un-encoded endpoint)); passphrase signed too.
+
+    ``secret`` signs instead of the key's own; ``passphrase`` is sent instead of the signed one;
+    ``version`` None sends no KC-API-KEY-VERSION.
+    """
     stamp = str(now_ms() if timestamp is None else timestamp)
-    signature = b64_hmac_sha256(who.secret, f"{stamp}{method}{path}")
+    key = who.secret if secret is None else secret
+    signature = b64_hmac_sha256(key, f"{stamp}{method}{path}")
     headers = {
         "KC-API-KEY": who.api_key,
         "KC-API-SIGN": tampered(signature) if tamper else signature,
         "KC-API-TIMESTAMP": stamp,
-        "KC-API-PASSPHRASE": b64_hmac_sha256(who.secret, who.passphrase),
-        "KC-API-KEY-VERSION": "2",
+        "KC-API-PASSPHRASE": b64_hmac_sha256(key, who.passphrase) if passphrase is None else passphrase,
     }
+    if version is not None:
+        headers["KC-API-KEY-VERSION"] = version
     endpoint, _, query = path.partition("?")
     url = f"{sim.base_url('kucoin')}{endpoint}" + (f"?{quote(query, safe='=&')}" if query else "")
     return await send(http, method, URL(url, encoded=True), headers=headers)
 
 
-async def test_kucoin_signing_and_the_master_delete(http):
+async def test_kucoin_signing(http):
     async with more() as sim:
         status, body, _ = await kucoin(http, sim, "GET", "/api/v1/user/api-key", KC_KEY)
         assert (status, body["code"]) == (200, "200000")
@@ -554,6 +563,34 @@ async def test_kucoin_signing_and_the_master_delete(http):
         status, body, _ = await kucoin(http, sim, "GET", "/api/v1/user/api-key", KC_KEY, timestamp=now_ms() - 6000)
         assert (status, body["code"]) == (401, "400002")
 
+
+async def test_kucoin_takes_only_a_signed_passphrase_and_checks_the_signature_first(http):
+    """Its keys are version 3: a passphrase in clear is refused however the version is announced."""
+    async with more() as sim:
+        info = "/api/v1/user/api-key"
+        _, body, _ = await kucoin(http, sim, "GET", info, KC_KEY)
+        assert body["data"]["apiVersion"] == 3
+        for version in ("1", None, "2", "3"):
+            status, body, _ = await kucoin(
+                http, sim, "GET", info, KC_KEY, passphrase=KC_KEY.passphrase, version=version
+            )
+            assert (status, body["code"]) == (401, "400004"), version
+        for version in ("1", None):  # the signed passphrase, announced as version 1 or not at all
+            status, body, _ = await kucoin(http, sim, "GET", info, KC_KEY, version=version)
+            assert (status, body["code"]) == (401, "400004"), version
+        status, body, _ = await kucoin(http, sim, "GET", info, KC_KEY, version="3")
+        assert (status, body["code"]) == (200, "200000")
+        # a wrong secret spoils the signature and the signed passphrase alike: the signature error
+        status, body, _ = await kucoin(http, sim, "GET", info, KC_KEY, secret="not-the-secret")
+        assert (status, body["code"]) == (401, "400005")
+        # a right signature with a wrong passphrase: the passphrase error
+        wrong = b64_hmac_sha256(KC_KEY.secret, "not-the-passphrase")
+        status, body, _ = await kucoin(http, sim, "GET", info, KC_KEY, passphrase=wrong)
+        assert (status, body["code"]) == (401, "400004")
+
+
+async def test_kucoin_master_deletes_a_sub_account_key(http):
+    async with more() as sim:
         # signed un-encoded, sent encoded: the passphrase holds "!" and "@"
         delete = f"/api/v1/sub/api-key?apiKey={KC_KEY.api_key}&subName={KC_KEY.account}&passphrase="
         status, body, _ = await kucoin(http, sim, "DELETE", delete + KC_KEY.passphrase, KC_KEY)

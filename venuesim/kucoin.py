@@ -9,7 +9,9 @@ Follows KuCoin's own documentation (www.kucoin.com/docs-new/):
   secret, where GET and DELETE carry their parameters in the URL, and "the URL must use the content
   that has not been URL-encoded" (the page's example is ``DELETE /api/v1/sub/api-key?apiKey=...&
   subName=...&passphrase=...``); for key versions 2 and 3 ``KC-API-PASSPHRASE`` is itself Base64 of
-  HMAC-SHA256 of the passphrase keyed with the secret (version 1 sent it in clear).
+  HMAC-SHA256 of the passphrase keyed with the secret, and ``KC-API-KEY-VERSION`` says so; only a
+  version 1 key sent it in clear, and KuCoin retired those in May 2021 ("KuCoin API Key Upgrade
+  Guideline", www.kucoin.com/support/900006465403).
 - "Rate Limit" (docs-new/rate-limit): over the quota, "http code:429, error code:429000"; every
   answer carries ``gw-ratelimit-limit``, ``gw-ratelimit-remaining`` and ``gw-ratelimit-reset`` (the
   countdown to the quota's reset, in milliseconds). HTTP statuses: 401 Unauthorized, 403 Forbidden,
@@ -29,11 +31,13 @@ Follows KuCoin's own documentation (www.kucoin.com/docs-new/):
   ``subName`` and the sub key's own ``passphrase``), master only; the delete answers
   ``{"subName", "apiKey"}``.
 
-Decided here, because the documentation does not say: HTTP 401 for 400001-400005 and 403 for 400006
-and 400007; a delete of a key the sub-account does not have (any more), or with a passphrase that is
-not the key's, answers 400100 (KuCoin documents no "no such key" code: the adapter asks the list to
-tell them apart); the list answers ``[]`` for keys that are gone; partner headers
-(``KC-API-PARTNER*``) are ignored; a ban is the front door's HTTP 403 page.
+Decided here, because the documentation does not say: every key is a version 3 key, so a passphrase
+in clear (``KC-API-KEY-VERSION: 1`` or no version header) answers 400004; the signature is checked
+before the passphrase (a wrong secret is 400005, a wrong passphrase 400004); HTTP 401 for
+400001-400005 and 403 for 400006 and 400007; a delete of a key the sub-account does not have (any
+more), or with a passphrase that is not the key's, answers 400100 (KuCoin documents no "no such key"
+code: the adapter asks the list to tell them apart); the list answers ``[]`` for keys that are gone;
+partner headers (``KC-API-PARTNER*``) are ignored; a ban is the front door's HTTP 403 page.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ from venuesim.state import Principal, SimKey
 
 #: how far ``KC-API-TIMESTAMP`` may be from the server's time
 TIMESTAMP_WINDOW_MS = 5000
+#: the version of every key here: KuCoin stopped issuing version 1 keys (the ones that sent their
+#: passphrase in clear) in 2021, and version 3 is what it issues now
+KEY_VERSION = 3
+#: the ``KC-API-KEY-VERSION`` values that announce a signed passphrase
+SIGNED_PASSPHRASE_VERSIONS = ("2", "3")
 
 MISSING_HEADER = (
     "400001",
@@ -164,7 +173,7 @@ class KucoinProtocol(VenueProtocol):
         return {
             "remark": "",
             "apiKey": api_key,
-            "apiVersion": 3,
+            "apiVersion": KEY_VERSION,
             "permission": ",".join(granted),
             "ipWhitelist": "",
             "createdAt": self.state.created_ms,
@@ -208,13 +217,9 @@ class KucoinProtocol(VenueProtocol):
             raise _refuse(INVALID_KEY)
         if self.state.is_ip_blocked(principal):
             raise _refuse(IP_NOT_ALLOWED, status=403)
-        if headers.get("KC-API-KEY-VERSION", "1") in ("2", "3"):
-            expected_passphrase = _signed_passphrase(principal.passphrase, principal.secret)
-        else:
-            expected_passphrase = principal.passphrase
-        if not hmac.compare_digest(passphrase.encode(), expected_passphrase.encode()):
-            raise _refuse(BAD_PASSPHRASE)
 
+        # the signature first: a request signed with the wrong secret is a signature error (400005),
+        # though its signed passphrase is wrong too; a right signature with a wrong passphrase is 400004
         # the endpoint as requested, as it was before URL encoding
         endpoint = unquote(request.rel_url.raw_path_qs)
         body = await request.text() if request.method not in ("GET", "DELETE") else ""
@@ -222,4 +227,12 @@ class KucoinProtocol(VenueProtocol):
         digest = hmac.new(principal.secret.encode(), prehash.encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(base64.b64encode(digest), signature.encode()):
             raise _refuse(BAD_SIGN)
+
+        # every key is a version 3 key: only the passphrase signed with the secret, announced as key
+        # version 2 or 3, is taken; a passphrase in clear (version 1, or no version header) is refused
+        if headers.get("KC-API-KEY-VERSION") not in SIGNED_PASSPHRASE_VERSIONS:
+            raise _refuse(BAD_PASSPHRASE)
+        expected_passphrase = _signed_passphrase(principal.passphrase, principal.secret)
+        if not hmac.compare_digest(passphrase.encode(), expected_passphrase.encode()):
+            raise _refuse(BAD_PASSPHRASE)
         return principal, dict(parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True))
