@@ -31,6 +31,7 @@ from activities.retries import call_venue
 from activities.venues.base import Credentials, KeyTarget, VenueAdapter
 from keyrevoke.errors import (
     KeyRejected,
+    Misconfigured,
     RateLimited,
     RevokeRefused,
     SecretStoreError,
@@ -283,6 +284,13 @@ class BatchActivities:
             answer = await self._call(key, "revoke", lambda: adapter.revoke(self._target(key)))
         except SecretStoreError as error:
             await self._end(incident_id, key, KeyState.FAILED, (KeyState.REVOKING,), "key.failed", str(error))
+            return
+        except Misconfigured as error:
+            # our own set-up does not fit this key (its inventory method, say): no delete was sent, and
+            # it is not the exchange's to act on, so it is not escalated
+            await self._end(
+                incident_id, key, KeyState.MISCONFIGURED, (KeyState.REVOKING,), "key.misconfigured", str(error)
+            )
             return
         except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
             await self._end(

@@ -35,6 +35,8 @@ def sim_key(row: InventoryRow) -> SimKey:
         passphrase=row.passphrase,
         account=row.account,
         permissions=permissions,
+        # a key that deletes itself is a main account's (Bybit's delete-api takes no other)
+        main_account=row.method == "self",
     )
 
 

@@ -30,11 +30,25 @@ ALL = ("read", "trade", "withdraw", "transfer")
 BIN_WITHDRAW = SimKey("b2", "binance", "binKey0002", "binSecret0002", account="5002", permissions=ALL)
 BIN_OTHER = SimKey("b3", "binance", "binKey0003", "binSecret0003", account="5003")
 BIN_MASTER = SimMaster("binance", "binMaster01", "binMasterSecret", account="1")
-BY_KEY = SimKey("y1", "bybit", "bybKey0001", "bybSecret0001", account="7001", permissions=("read", "trade", "transfer"))
-BY_READ_ONLY = SimKey("y2", "bybit", "bybKey0002", "bybSecret0002", account="7002", permissions=("read",))
+# main accounts' keys (a user's own): they may delete themselves with delete-api
+BY_KEY = SimKey(
+    "y1",
+    "bybit",
+    "bybKey0001",
+    "bybSecret0001",
+    account="7001",
+    permissions=("read", "trade", "transfer"),
+    main_account=True,
+)
+BY_READ_ONLY = SimKey(
+    "y2", "bybit", "bybKey0002", "bybSecret0002", account="7002", permissions=("read",), main_account=True
+)
+# sub-accounts' keys under the platform's master
 BY_OTHER = SimKey("y3", "bybit", "bybKey0003", "bybSecret0003", account="7003")
+BY_SUB_TRANSFER = SimKey("y4", "bybit", "bybKey0004", "bybSecret0004", account="7004", permissions=("read", "transfer"))
+BY_SUB_WITHDRAW = SimKey("y5", "bybit", "bybKey0005", "bybSecret0005", account="7005", permissions=("read", "withdraw"))
 BY_MASTER = SimMaster("bybit", "bybMaster01", "bybMasterSecret", account="1000")
-KEYS = (BIN_KEY, BIN_WITHDRAW, BIN_OTHER, BY_KEY, BY_READ_ONLY, BY_OTHER)
+KEYS = (BIN_KEY, BIN_WITHDRAW, BIN_OTHER, BY_KEY, BY_READ_ONLY, BY_OTHER, BY_SUB_TRANSFER, BY_SUB_WITHDRAW)
 MASTERS = (BIN_MASTER, BY_MASTER)
 
 
@@ -265,13 +279,48 @@ async def test_bybit_query_api_answers_the_documented_fields(http, sim):
 
 async def test_bybit_errors_are_http_200_with_a_ret_code(http, sim):
     path = "/v5/user/query-api"
-    status, body, _ = await bybit(http, sim, "GET", path, "unknownKey", "whatever")
-    assert (status, body["retCode"], body["retMsg"]) == (200, 10003, "API key is invalid.")
+    target = {"apikey": BY_OTHER.api_key}
+    await bybit(http, sim, "POST", "/v5/user/delete-sub-api", BY_MASTER.api_key, BY_MASTER.secret, target)
+    status, body, _ = await bybit(http, sim, "GET", path, BY_OTHER.api_key, BY_OTHER.secret)
+    assert (status, body["retCode"], body["retMsg"]) == (200, 10003, "API key is invalid.")  # deleted
     assert set(body) == {"retCode", "retMsg", "result", "retExtInfo", "time"}
     status, body, _ = await bybit(http, sim, "GET", path, BY_KEY.api_key, "not-the-secret")
     assert (status, body["retCode"]) == (200, 10004)
     status, body, _ = await bybit(http, sim, "GET", path, BY_KEY.api_key, BY_KEY.secret, timestamp=now_ms() - 60_000)
     assert (status, body["retCode"]) == (200, 10002)
+
+
+async def test_bybit_answers_http_401_in_plain_text_without_credentials_or_for_a_key_it_never_issued(http, sim):
+    url = f"{sim.base_url('bybit')}/v5/user/query-api"
+    async with http.get(url) as response:
+        assert (response.status, response.content_type) == (401, "text/plain")
+        assert await response.text() == "401 Unauthorized"
+    status, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", "neverIssued01", "whatever")
+    assert (status, body) == (401, {"html": 401})
+
+
+async def test_bybit_query_api_tells_a_main_account_key_from_a_sub_account_key(http, sim):
+    _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+    assert (body["result"]["isMaster"], body["result"]["parentUid"]) == (True, "0")
+    _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_OTHER.api_key, BY_OTHER.secret)
+    assert (body["result"]["isMaster"], body["result"]["parentUid"]) == (False, BY_MASTER.account)
+
+
+async def test_bybit_sub_account_key_deletes_itself_only_by_delete_sub_api_with_a_transfer_right(http, sim):
+    for key in (BY_SUB_TRANSFER, BY_SUB_WITHDRAW):
+        _, body, _ = await bybit(http, sim, "POST", "/v5/user/delete-api", key.api_key, key.secret)
+        assert body["retCode"] == 10005  # "Use master user's api key only"
+        assert sim.is_live("bybit", key.api_key)
+    path = "/v5/user/delete-sub-api"
+    _, body, _ = await bybit(http, sim, "POST", path, BY_SUB_WITHDRAW.api_key, BY_SUB_WITHDRAW.secret)
+    assert body["retCode"] == 10005  # Withdrawal alone: a sub key needs Account or Sub Member Transfer
+    assert sim.is_live("bybit", BY_SUB_WITHDRAW.api_key)
+    _, body, _ = await bybit(http, sim, "POST", path, BY_KEY.api_key, BY_KEY.secret)
+    assert body["retCode"] == 10001  # a main account's key names the sub key it deletes
+    _, body, _ = await bybit(http, sim, "POST", path, BY_SUB_TRANSFER.api_key, BY_SUB_TRANSFER.secret)
+    assert body["retCode"] == 0
+    assert not sim.is_live("bybit", BY_SUB_TRANSFER.api_key)
+    assert sim.stats.deletes["bybit"] == 1
 
 
 async def test_bybit_key_deletes_itself_only_with_wallet_permission(http, sim):

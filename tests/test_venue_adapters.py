@@ -14,13 +14,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import ccxt
 import pytest
 
-from activities.venues.base import Credentials, KeyTarget, ProbeAnswer, VenueAdapter
+from activities.venues.base import Credentials, KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter
 from activities.venues.binance import BinanceAdapter
 from activities.venues.bybit import BybitAdapter
+from activities.venues.classify import classify
 from activities.venues.exchanges import ExchangeFactory
-from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
+from keyrevoke.errors import (
+    KeyRejected,
+    Misconfigured,
+    RateLimited,
+    RevokeRefused,
+    VenueBanned,
+    VenueError,
+    VenueUnavailable,
+)
 from venuesim import Scenario, SimKey, SimMaster, VenueSimulator
 
 BIN_A = SimKey("bin-a", "binance", "binApiKeyA1", "binSecretA1", account="5001")
@@ -29,10 +39,28 @@ BIN_C = SimKey("bin-c", "binance", "binApiKeyC3", "binSecretC3", account="5003")
 BIN_W = SimKey(
     "bin-w", "binance", "binApiKeyW4", "binSecretW4", account="5004", permissions=("read", "trade", "withdraw")
 )
-BY_SELF = SimKey("by-self", "bybit", "bybApiKeyS1", "bybSecretS1", account="7001", permissions=("read", "transfer"))
+# main accounts' keys (a user's own), which delete themselves with delete-api
+BY_SELF = SimKey(
+    "by-self",
+    "bybit",
+    "bybApiKeyS1",
+    "bybSecretS1",
+    account="7001",
+    permissions=("read", "transfer"),
+    main_account=True,
+)
+BY_READ = SimKey(
+    "by-read", "bybit", "bybApiKeyR3", "bybSecretR3", account="7003", permissions=("read",), main_account=True
+)
+# sub-accounts' keys under the platform's master
 BY_SUB = SimKey("by-sub", "bybit", "bybApiKeyU2", "bybSecretU2", account="7002")
-BY_READ = SimKey("by-read", "bybit", "bybApiKeyR3", "bybSecretR3", account="7003", permissions=("read",))
-KEYS = (BIN_A, BIN_B, BIN_C, BIN_W, BY_SELF, BY_SUB, BY_READ)
+BY_SUB_TRANSFER = SimKey(
+    "by-sub-t", "bybit", "bybApiKeyT4", "bybSecretT4", account="7004", permissions=("read", "trade", "transfer")
+)
+BY_SUB_WITHDRAW = SimKey(
+    "by-sub-w", "bybit", "bybApiKeyW5", "bybSecretW5", account="7005", permissions=("read", "trade", "withdraw")
+)
+KEYS = (BIN_A, BIN_B, BIN_C, BIN_W, BY_SELF, BY_SUB, BY_READ, BY_SUB_TRANSFER, BY_SUB_WITHDRAW)
 BIN_MASTER = SimMaster("binance", "binBrokerMaster", "binBrokerSecret", account="1")
 BY_MASTER = SimMaster("bybit", "bybMasterKey", "bybMasterSecret", account="1000")
 ALL_SECRETS = [v for k in KEYS for v in (k.api_key, k.secret)] + [
@@ -148,6 +176,79 @@ async def test_bybit_self_and_sub_revokes():
         # doing it again is success: the keys are already gone
         assert (await s.bybit.revoke(target(BY_SELF, "self"))).already_gone
         assert (await s.bybit.revoke(target(BY_SUB, "sub"))).already_gone
+
+
+def bybit_deletes(sim: VenueSimulator) -> dict[str, int]:
+    """The delete requests Bybit received, by path."""
+    paths: dict[str, int] = sim.stats.snapshot()["paths"].get("bybit", {})
+    return {path: count for path, count in paths.items() if "delete" in path}
+
+
+@pytest.mark.parametrize("probed_first", [True, False], ids=["probed", "not-probed"])
+async def test_bybit_sub_account_key_deletes_itself_through_delete_sub_api(probed_first):
+    """Bybit's delete-api takes a main account's key only; a sub-account's key with a transfer right
+    deletes itself through delete-sub-api, naming no key."""
+    async with stage() as s:
+        if probed_first:
+            assert (await s.bybit.probe(target(BY_SUB_TRANSFER, "self"))).accepted
+        revoked = await s.bybit.revoke(target(BY_SUB_TRANSFER, "self"))
+        assert revoked == RevokeAnswer(already_gone=False, detail="deleted by the key itself: POST user/delete-sub-api")
+        assert not s.sim.is_live("bybit", BY_SUB_TRANSFER.api_key)
+        assert bybit_deletes(s.sim) == {"/v5/user/delete-sub-api": 1}
+        # the probe's answer served the revoke; without it the key was asked first
+        assert s.sim.stats.requests["bybit"] == 2
+        # a main account's key still deletes itself with delete-api
+        assert (
+            await s.bybit.revoke(target(BY_SELF, "self"))
+        ).detail == "deleted by the key itself: POST user/delete-api"
+
+
+@pytest.mark.parametrize("probed_first", [True, False], ids=["probed", "not-probed"])
+async def test_bybit_self_for_a_sub_account_key_without_a_transfer_right_is_misconfigured_before_any_delete(
+    probed_first,
+):
+    async with stage() as s:
+        if probed_first:
+            answer = await s.bybit.probe(target(BY_SUB_WITHDRAW, "self"))
+            assert answer.permissions == ("read", "trade", "withdraw")
+        with pytest.raises(Misconfigured) as misconfigured:
+            await s.bybit.revoke(target(BY_SUB_WITHDRAW, "self"))
+        message = str(misconfigured.value)
+        assert "sub-account's key" in message
+        assert "Account Transfer or Sub Member Transfer" in message
+        assert "method sub" in message
+        assert_secret_free(message, repr(misconfigured.value))
+        assert bybit_deletes(s.sim) == {}  # nothing was asked of Bybit but the key's own information
+        assert s.sim.is_live("bybit", BY_SUB_WITHDRAW.api_key)
+        # as the inventory's method sub says, the master deletes it
+        assert not (await s.bybit.revoke(target(BY_SUB_WITHDRAW, "sub"))).already_gone
+        assert not s.sim.is_live("bybit", BY_SUB_WITHDRAW.api_key)
+
+
+async def test_bybit_http_401_rejects_a_key_as_the_ret_code_does():
+    """Bybit answers a key it never issued with HTTP 401 and a body that is not JSON; a deleted key with 10003."""
+    never = SimKey("by-never", "bybit", "bybNeverIssued", "bybNeverSecret")
+    async with stage() as s:
+        answer = await s.bybit.probe(target(never))
+        assert answer == ProbeAnswer(accepted=False, detail="rejected: AuthenticationError (HTTP 401)")
+        assert s.sim.stats.statuses["bybit"][401] == 1
+        gone = await s.bybit.revoke(target(never, "self"))
+        assert gone.already_gone
+        assert "HTTP 401" in gone.detail
+        # both forms, as ccxt raises them, classify as the venue rejecting the key
+        errors = []
+        for key in (never, BY_SELF):
+            if key is BY_SELF:
+                await s.bybit.revoke(target(BY_SELF, "self"))
+            exchange = s.bybit.exchanges.create("bybit", creds(key))
+            try:
+                with pytest.raises(ccxt.AuthenticationError) as raised:
+                    await exchange.privateGetV5UserQueryApi()
+            finally:
+                await s.bybit.exchanges.release(exchange)
+            errors.append(classify("bybit", raised.value))
+        assert [type(error) for error in errors] == [KeyRejected, KeyRejected]
+        assert s.sim.stats.statuses["bybit"][401] == 3
 
 
 async def test_bybit_key_without_wallet_permission_cannot_delete_itself():

@@ -17,16 +17,23 @@ Follows Bybit's own documentation:
 - "Get API Key Information" (bybit-exchange.github.io/docs/v5/user/apikey-info):
   ``GET /v5/user/query-api``, any permission, answers the calling key's details (with its apiKey).
 - "Delete Master API Key" (bybit-exchange.github.io/docs/v5/user/rm-master-apikey):
-  ``POST /v5/user/delete-api`` deletes the calling key at once; it needs "Account Transfer",
-  "Subaccount Transfer" or "Withdrawal".
+  ``POST /v5/user/delete-api`` deletes the calling key at once; "Use master user's api key only",
+  and the key needs "Account Transfer", "Subaccount Transfer" or "Withdrawal".
 - "Delete Sub API Key" (bybit-exchange.github.io/docs/v5/user/rm-sub-apikey):
-  ``POST /v5/user/delete-sub-api``; the master passes ``{"apikey": ...}``, a sub key calling it for
-  itself passes nothing.
+  ``POST /v5/user/delete-sub-api``; the master passes ``{"apikey": ...}`` and needs "Account
+  Transfer", "Sub Member Transfer" or "Withdrawal"; a sub key deleting itself passes nothing and
+  needs "Account Transfer" or "Sub Member Transfer" (Withdrawal is not enough).
+- "Error Codes", HTTP status: "401 Invalid request. 1. Need to use the correct key to access;
+  2. Need to put authentication params in the request header".
 
 Simplifications and decisions (the documentation does not say): the rate limit is one budget per
 venue (Bybit counts per UID and endpoint); rate-limit headers are sent only when the scenario sets
-a limit; deleting a sub key that no longer exists answers retCode 10001; a non-master key passing
-``apikey`` answers 10005.
+a limit; deleting a sub key that no longer exists answers retCode 10001; a key that is not the
+master's passing ``apikey``, and a sub-account key calling delete-api, answer 10005; the HTTP 401
+(a plain-text body, not JSON) answers a request without the authentication headers and a key the
+venue never issued, while a key it issued and deleted answers retCode 10003 ("API key is invalid.").
+A key is a main account's (``isMaster`` true) if ``SimKey.main_account`` says so, else a sub-account's
+under the platform's master.
 """
 
 from __future__ import annotations
@@ -53,8 +60,13 @@ NO_PERMISSION = (10005, "Permission denied, please check your API key permission
 TOO_MANY_VISITS = (10006, "Too many visits. Exceeded the API Rate Limit.")
 UNMATCHED_IP = (10010, "Unmatched IP, please check your API key's bound IP addresses.")
 
-#: keyrevoke permission words that let a key delete API keys ("Account Transfer", "Withdrawal", ...)
+#: keyrevoke permission words that let a main account's key delete itself ("Account Transfer",
+#: "Subaccount Transfer", "Withdrawal")
 DELETE_PERMISSIONS = frozenset({"transfer", "withdraw"})
+#: ... and those that let a sub-account's key delete itself ("Account Transfer", "Sub Member Transfer")
+SUB_DELETE_PERMISSIONS = frozenset({"transfer"})
+#: the HTTP 401 of Bybit's front door: plain text, not Bybit's JSON envelope
+UNAUTHORIZED_BODY = "401 Unauthorized"
 
 
 def bybit_answer(ret_code: int, ret_msg: str, result: Any = None) -> web.Response:
@@ -72,6 +84,15 @@ def bybit_answer(ret_code: int, ret_msg: str, result: Any = None) -> web.Respons
 
 def _refuse(error: tuple[int, str]) -> Refusal:
     return Refusal(bybit_answer(*error))
+
+
+def _unauthorized() -> Refusal:
+    return Refusal(web.Response(status=401, text=UNAUTHORIZED_BODY, content_type="text/plain"))
+
+
+def _main_account(principal: Principal) -> bool:
+    """Bybit's ``isMaster``: the platform's master, or a key of a main account (a user's own)."""
+    return principal.record is None or principal.record.key.main_account
 
 
 def _iso(moment: datetime) -> str:
@@ -98,18 +119,22 @@ class BybitProtocol(VenueProtocol):
         return bybit_answer(0, "", self._key_information(principal))
 
     async def delete_api(self, request: web.Request) -> web.StreamResponse:
-        """Delete Master API Key: the calling key deletes itself."""
+        """Delete Master API Key: a main account's key deletes itself (never a sub-account's key)."""
         principal, _ = await self._signed(request)
-        return self._delete_self(principal)
+        if not _main_account(principal):
+            return bybit_answer(*NO_PERMISSION)
+        return self._delete_self(principal, DELETE_PERMISSIONS)
 
     async def delete_sub_api(self, request: web.Request) -> web.StreamResponse:
-        """Delete Sub API Key: the master deletes ``apikey``, or a sub key deletes itself."""
+        """Delete Sub API Key: the master deletes ``apikey``, or a sub-account's key deletes itself."""
         principal, body = await self._signed(request)
         target = body.get("apikey")
         if not principal.is_master:
             if target:
                 return bybit_answer(*NO_PERMISSION)
-            return self._delete_self(principal)
+            if _main_account(principal):
+                return bybit_answer(10001, "apikey is required when a master key deletes a sub key.")
+            return self._delete_self(principal, SUB_DELETE_PERMISSIONS)
         if self.gate.faults.master_lacks_permission:
             return bybit_answer(*NO_PERMISSION)
         if not isinstance(target, str) or not target:
@@ -121,11 +146,11 @@ class BybitProtocol(VenueProtocol):
             self.stats.deletes[self.name] += 1
         return self.deleted(bybit_answer(0, ""))
 
-    def _delete_self(self, principal: Principal) -> web.Response:
+    def _delete_self(self, principal: Principal, allowed: frozenset[str]) -> web.Response:
         if principal.record is None:
             # the platform's master key is never deleted by the simulator
             return bybit_answer(*NO_PERMISSION)
-        if not principal.permissions & DELETE_PERMISSIONS:
+        if not principal.permissions & allowed:
             return bybit_answer(*NO_PERMISSION)
         if self.state.delete(principal.record):
             self.stats.deletes[self.name] += 1
@@ -175,8 +200,8 @@ class BybitProtocol(VenueProtocol):
             "mktMakerLevel": "0",
             "affiliateID": 0,
             "rsaPublicKey": "",
-            "isMaster": principal.is_master,
-            "parentUid": "0" if principal.is_master or master is None else (master.account or "0"),
+            "isMaster": _main_account(principal),
+            "parentUid": "0" if _main_account(principal) or master is None else (master.account or "0"),
             "kycLevel": "LEVEL_DEFAULT",
             "kycRegion": "",
         }
@@ -201,10 +226,14 @@ class BybitProtocol(VenueProtocol):
 
     async def _signed(self, request: web.Request) -> tuple[Principal, dict[str, Any]]:
         """Check a signed v5 request as Bybit does; the caller and the JSON body (empty for GET)."""
-        api_key = request.headers.get("X-BAPI-API-KEY", "")
-        principal = self.state.authenticating(api_key) if api_key else None
+        headers = request.headers
+        api_key = headers.get("X-BAPI-API-KEY", "")
+        if not (api_key and headers.get("X-BAPI-SIGN") and headers.get("X-BAPI-TIMESTAMP")):
+            raise _unauthorized()
+        principal = self.state.authenticating(api_key)
         if principal is None:
-            raise _refuse(INVALID_KEY)
+            known = self.state.record(api_key) is not None
+            raise _refuse(INVALID_KEY) if known else _unauthorized()
         if self.state.is_ip_blocked(principal):
             raise _refuse(UNMATCHED_IP)
 

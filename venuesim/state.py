@@ -25,6 +25,8 @@ class SimKey:
     passphrase: str = ""
     account: str = ""  # the sub-account id or uid that owns the key
     permissions: tuple[str, ...] = ("read", "trade")  # keyrevoke words: read, trade, withdraw, transfer
+    #: a key of a main account (a user's own, Bybit's ``isMaster``), not of a sub-account under a master
+    main_account: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.permissions) - PERMISSION_WORDS

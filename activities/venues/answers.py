@@ -79,9 +79,18 @@ class AnswerLog:
         return answer.code if answer is not None else None
 
     def rejected(self, error: Exception) -> str:
-        """``rejected: AuthenticationError (code -2015)``: the class and the venue's code, nothing else."""
-        code = self.code()
-        suffix = f" ({self.field} {code})" if code is not None else ""
+        """``rejected: AuthenticationError (code -2015)``: the class and the venue's code, nothing else.
+
+        An answer without the venue's code (a body that is not the venue's JSON) names its HTTP status
+        instead, unless it is 200: ``rejected: AuthenticationError (HTTP 401)``.
+        """
+        answer = self._last.get()
+        if answer is not None and answer.code is not None:
+            suffix = f" ({self.field} {answer.code})"
+        elif answer is not None and answer.status != 200:
+            suffix = f" (HTTP {answer.status})"
+        else:
+            suffix = ""
         return f"rejected: {type(error).__name__}{suffix}"
 
     def _remember(
