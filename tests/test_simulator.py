@@ -302,8 +302,12 @@ async def test_bybit_answers_http_401_in_plain_text_without_credentials_or_for_a
 async def test_bybit_query_api_tells_a_main_account_key_from_a_sub_account_key(http, sim):
     _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
     assert (body["result"]["isMaster"], body["result"]["parentUid"]) == (True, "0")
+    assert body["result"]["permissions"]["Wallet"] == ["AccountTransfer", "SubMemberTransfer"]
     _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_OTHER.api_key, BY_OTHER.secret)
     assert (body["result"]["isMaster"], body["result"]["parentUid"]) == (False, BY_MASTER.account)
+    # "SubMemberTransfer(master account), SubMemberTransferList(sub account)"
+    _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_SUB_TRANSFER.api_key, BY_SUB_TRANSFER.secret)
+    assert body["result"]["permissions"]["Wallet"] == ["AccountTransfer", "SubMemberTransferList"]
 
 
 async def test_bybit_sub_account_key_deletes_itself_only_by_delete_sub_api_with_a_transfer_right(http, sim):

@@ -15,7 +15,9 @@ Follows Bybit's own documentation:
   ``X-Bapi-Limit``, ``X-Bapi-Limit-Status`` (remaining) and ``X-Bapi-Limit-Reset-Timestamp`` (ms);
   over the limit: retCode 10006 "Too many visits!"; IP ban: "403, access too frequent".
 - "Get API Key Information" (bybit-exchange.github.io/docs/v5/user/apikey-info):
-  ``GET /v5/user/query-api``, any permission, answers the calling key's details (with its apiKey).
+  ``GET /v5/user/query-api``, any permission, answers the calling key's details (with its apiKey),
+  ``isMaster``, ``parentUid`` and the Wallet rights ``AccountTransfer``, ``SubMemberTransfer`` (a main
+  account's key) or ``SubMemberTransferList`` (a sub-account's), ``Withdraw``.
 - "Delete Master API Key" (bybit-exchange.github.io/docs/v5/user/rm-master-apikey):
   ``POST /v5/user/delete-api`` deletes the calling key at once; "Use master user's api key only",
   and the key needs "Account Transfer", "Subaccount Transfer" or "Withdrawal".
@@ -162,8 +164,10 @@ class BybitProtocol(VenueProtocol):
         trade = "trade" in permissions
         wallet = []
         if "transfer" in permissions:
-            wallet += ["AccountTransfer", "SubMemberTransfer"]
+            # "SubMemberTransfer(master account), SubMemberTransferList(sub account)"
+            wallet += ["AccountTransfer", "SubMemberTransfer" if _main_account(principal) else "SubMemberTransferList"]
         if "withdraw" in permissions:
+            # Bybit lists Withdraw for a main account's key only; the simulator shows what the key was given
             wallet.append("Withdraw")
         read_only = not (permissions & {"trade", "transfer", "withdraw"})
         created = datetime.fromtimestamp(self.state.created_ms / 1000, tz=UTC)

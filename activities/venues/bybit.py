@@ -65,8 +65,9 @@ IP_BAN_SECONDS = 600.0
 
 TRADE_PERMISSIONS = ("ContractTrade", "Spot", "Options", "Derivatives")
 TRANSFER_PERMISSIONS = frozenset({"AccountTransfer", "SubMemberTransfer", "SubMemberTransferList"})
-#: the Wallet rights with which a sub-account's key may delete itself ("Account Transfer", "Sub Member Transfer")
-SUB_SELF_DELETE_PERMISSIONS = frozenset({"AccountTransfer", "SubMemberTransfer"})
+#: the Wallet rights with which a sub-account's key may delete itself: "Account Transfer" and "Sub Member
+#: Transfer", which query-api lists as ``SubMemberTransferList`` for a sub-account's key (not Withdraw)
+SUB_SELF_DELETE_PERMISSIONS = frozenset({"AccountTransfer", "SubMemberTransfer", "SubMemberTransferList"})
 #: how many keys' query-api answers are remembered for their self delete
 REMEMBERED_KEYS = 65_536
 
