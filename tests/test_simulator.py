@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -460,6 +461,35 @@ def test_reprs_hide_secrets_and_bad_input_is_refused():
         VenueSimulator([SimKey("odd", "binance", "not-alnum", "s")])
     with pytest.raises(ValueError, match="permissions"):
         SimKey("p", "bybit", "k", "s", permissions=("admin",))
+
+
+def free_block(size: int) -> int:
+    """The first of ``size`` consecutive loopback ports that are free now."""
+    for _ in range(50):
+        with contextlib.ExitStack() as stack:
+            first = stack.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            base = first.getsockname()[1]
+            if base + size > 65536:
+                continue
+            try:
+                for offset in range(1, size):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", base + offset))
+            except OSError:
+                continue
+            return int(base)
+    raise AssertionError("no block of free ports")
+
+
+async def test_a_given_port_is_the_first_of_a_block_with_a_fixed_place_per_venue(http):
+    base = free_block(len(VenueSimulator.protocols))
+    async with VenueSimulator([BIN_KEY, BY_KEY], port=base) as sim:
+        assert sim.venue_urls == {"binance": f"http://127.0.0.1:{base}", "bybit": f"http://127.0.0.1:{base + 1}"}
+        _, body, _ = await bybit(http, sim, "GET", "/v5/user/query-api", BY_KEY.api_key, BY_KEY.secret)
+        assert body["retCode"] == 0
+        # each port serves its own venue only
+        async with http.get(f"http://127.0.0.1:{base}/v5/user/query-api") as response:
+            assert response.status == 404
 
 
 async def test_urls_stats_and_serve_forever(http):
