@@ -10,19 +10,22 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from keyrevoke.crypto import fingerprint
 from keyrevoke.errors import InputError, InventoryRowError
+from keyrevoke.venue_fields import ACCOUNT_ID, ACCOUNT_NAME, account_of, legacy_field, needed_field, venue_parameter
 from keyrevoke.venues import methods_for
 
 COLUMNS: tuple[str, ...] = (
     "key_id",
     "venue",
     "owner",
-    "account",
+    "account_id",
+    "account_name",
+    "email",
     "api_key",
     "secret",
     "passphrase",
@@ -30,6 +33,17 @@ COLUMNS: tuple[str, ...] = (
     "priority",
 )
 REQUIRED: tuple[str, ...] = ("key_id", "venue", "owner", "api_key", "secret")
+#: Columns still read from older files: ``account`` fills the field its venue uses (see venue_fields).
+LEGACY_COLUMNS: tuple[str, ...] = ("account",)
+ACCEPTED_COLUMNS: tuple[str, ...] = (*COLUMNS, *LEGACY_COLUMNS)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ACCOUNT_ID = re.compile(r"^[0-9]{1,20}$")
+# A sub-account name: what the venues allow (letters, digits and a few marks), never a control character.
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
+# Light on purpose: one address, no display name, no spaces or control characters; the mail server
+# decides the rest.
+_EMAIL_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_EMAIL_LABEL}(?:\.{_EMAIL_LABEL})+$")
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _PRINTABLE_TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")
 # Where csv puts fields beyond the header's; not "", which is the name of an empty header column
@@ -61,12 +75,14 @@ class InventoryRow:
     key_id: str
     venue: str
     owner: str
-    account: str
+    account_id: str  # the numeric user id (uid) of the account that holds the key
+    account_name: str  # the sub-account's name
     api_key: str
     secret: str
     passphrase: str
     method: str
     priority: int
+    email: str = ""  # the owner's address for notices; may be empty
 
     def __repr__(self) -> str:
         return f"InventoryRow(line={self.line}, key_id={self.key_id!r}, venue={self.venue!r})"
@@ -74,6 +90,11 @@ class InventoryRow:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.api_key)
+
+    @property
+    def account(self) -> str:
+        """The account as the venue knows it: the field its revoke call sends, else whichever is set."""
+        return account_of(self.venue, self.method, self.account_id, self.account_name)
 
 
 def _text(raw: dict[str, object], name: str) -> str:
@@ -91,16 +112,21 @@ def parse_row(raw: dict[str, object], source: str, line: int) -> InventoryRow:
     def fail(reason: str) -> InventoryRowError:
         return InventoryRowError(source, line, reason)
 
-    unknown = sorted(set(raw) - set(COLUMNS) - {""})
+    unknown = sorted(set(raw) - set(ACCEPTED_COLUMNS) - {""})
     if unknown:
         raise fail(f"unknown column(s) {', '.join(map(_shown_column, unknown))}")
     try:
-        values = {name: _text(raw, name) for name in COLUMNS}
+        values = {name: _text(raw, name) for name in ACCEPTED_COLUMNS}
     except ValueError as error:
         raise fail(str(error)) from None
     for name in REQUIRED:
         if not values[name]:
             raise fail(f"missing {name}")
+    for name in ACCEPTED_COLUMNS:
+        if _CONTROL.search(values[name]):
+            # a line break or an escape sequence in an owner or account would reach terminals, reports
+            # and packets; in a key it is a damaged cell
+            raise fail(f"{name} holds a control character (a line break, tab or escape)")
     key_id = values["key_id"]
     if not _KEY_ID.match(key_id):
         raise fail("key_id must be 1-128 characters of letters, digits and _ . : @ -, starting with a letter or digit")
@@ -126,18 +152,50 @@ def parse_row(raw: dict[str, object], source: str, line: int) -> InventoryRow:
         raise fail(f"key {key_id}: priority must be an integer, got {_shown(priority_text)}") from None
     if not -1_000_000 <= priority <= 1_000_000:
         raise fail(f"key {key_id}: priority out of range")
+    account_id, account_name = _account_fields(values, venue, method, key_id, fail)
+    email = values["email"]
+    if email and (len(email) > 254 or not _EMAIL.match(email)):
+        raise fail(f"key {key_id}: email is not one plain address (name@example.com)")
     return InventoryRow(
         line=line,
         key_id=key_id,
         venue=venue,
         owner=values["owner"],
-        account=values["account"],
+        account_id=account_id,
+        account_name=account_name,
         api_key=values["api_key"],
         secret=values["secret"],
         passphrase=values["passphrase"],
         method=method,
         priority=priority,
+        email=email,
     )
+
+
+def _account_fields(
+    values: dict[str, str], venue: str, method: str, key_id: str, fail: Callable[[str], InventoryRowError]
+) -> tuple[str, str]:
+    """``account_id`` and ``account_name``, the old ``account`` column filling the one its venue uses;
+    refused when the field this venue and method send is empty or not of its form."""
+    fields = {ACCOUNT_ID: values["account_id"], ACCOUNT_NAME: values["account_name"]}
+    legacy = values["account"]
+    if legacy:
+        target = legacy_field(venue)
+        if fields[target] and fields[target] != legacy:
+            raise fail(f"key {key_id}: account and {target} disagree (give {target} only)")
+        fields[target] = legacy
+    if fields[ACCOUNT_ID] and not _ACCOUNT_ID.match(fields[ACCOUNT_ID]):
+        raise fail(f"key {key_id}: account_id must be the account's numeric user id (1-20 digits)")
+    if fields[ACCOUNT_NAME] and not _ACCOUNT_NAME.match(fields[ACCOUNT_NAME]):
+        raise fail(
+            f"key {key_id}: account_name must be 1-64 letters, digits and _ . @ + -, starting with a letter or digit"
+        )
+    needed = needed_field(venue, method)
+    if needed and not fields[needed]:
+        raise fail(
+            f"key {key_id}: venue {venue} method {method} needs {needed} (sent as {venue_parameter(venue, method)})"
+        )
+    return fields[ACCOUNT_ID], fields[ACCOUNT_NAME]
 
 
 def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, object] | InventoryRowError]]:

@@ -14,15 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyrevoke.errors import InputError, InventoryRowError
-from keyrevoke.inventory import COLUMNS, InventoryRow, parse_row, read_inventory
+from keyrevoke.inventory import InventoryRow, parse_row, read_inventory
 from keyrevoke.venues import SUPPORTED_VENUES, VenueMethods
 
+#: the columns of an inventory written before account_id and account_name: still read
+COLUMNS = ("key_id", "venue", "owner", "account", "api_key", "secret", "passphrase", "method", "priority")
 HEADER = ",".join(COLUMNS)
 # Every made-up credential carries "zq" so that a leak is easy to spot, whichever row it came from.
 GOOD_CSV_ROWS = [
-    "k1,binance,alice,main,APIKEY-zq-k1-0123456789,SECRET-zq-k1-abcdef,,,5",
-    "k2,Bybit,bob,sub-7,APIKEY-zq-k2-0123456789,SECRET-zq-k2-abcdef,PASS-zq-k2,sub,",
-    " k3 , binance , carol ,,APIKEY-zq-k3-0123456789,SECRET-zq-k3-abcdef,,BROKER,-3",
+    "k1,binance,alice,5001,APIKEY-zq-k1-0123456789,SECRET-zq-k1-abcdef,,,5",
+    "k2,Bybit,bob,7,APIKEY-zq-k2-0123456789,SECRET-zq-k2-abcdef,PASS-zq-k2,sub,",
+    " k3 , binance , carol , 5003 ,APIKEY-zq-k3-0123456789,SECRET-zq-k3-abcdef,,BROKER,-3",
 ]
 
 
@@ -49,6 +51,7 @@ def json_row(key_id: str, **values: Any) -> dict[str, Any]:
         "key_id": key_id,
         "venue": "binance",
         "owner": "alice",
+        "account_id": "5000",
         "api_key": f"APIKEY-zq-{key_id}-0123456789",
         "secret": f"SECRET-zq-{key_id}-abcdef",
     }
@@ -82,7 +85,7 @@ def test_a_good_csv_file(tmp_path: Path) -> None:
     assert (k1.venue, k1.owner, k1.account, k1.method, k1.priority, k1.passphrase) == (
         "binance",
         "alice",
-        "main",
+        "5001",
         "broker",  # binance's default method
         5,
         "",
@@ -92,7 +95,7 @@ def test_a_good_csv_file(tmp_path: Path) -> None:
         "k3",
         "binance",
         "carol",
-        "",
+        "5003",
         "broker",
         -3,
     )
@@ -103,12 +106,12 @@ def test_a_good_csv_file(tmp_path: Path) -> None:
 
 
 def test_a_csv_file_with_only_the_required_columns(tmp_path: Path) -> None:
-    path = write_csv(tmp_path, "k1,binance,alice,AK-zq-1,SK-zq-1", header="key_id,venue,owner,api_key,secret")
+    path = write_csv(tmp_path, "k1,bybit,alice,AK-zq-1,SK-zq-1", header="key_id,venue,owner,api_key,secret")
 
     rows, errors = read_inventory(path)
 
     assert errors == []
-    assert [(r.key_id, r.method, r.priority, r.account) for r in rows] == [("k1", "broker", 0, "")]
+    assert [(r.key_id, r.method, r.priority, r.account) for r in rows] == [("k1", "self", 0, "")]
 
 
 def test_a_csv_file_with_quoting_and_windows_line_ends(tmp_path: Path) -> None:
@@ -116,22 +119,25 @@ def test_a_csv_file_with_quoting_and_windows_line_ends(tmp_path: Path) -> None:
     path.write_bytes(
         b"key_id,venue,owner,account,api_key,secret\r\n"
         b'k1,binance,"Smith, Alice","desk\r\ntwo",AK-zq-1,SK-zq-1\r\n'
-        b"k2,binance,bob,,AK-zq-2,SK-zq-2\r\n"
+        b"k2,binance,bob,5000,AK-zq-2,SK-zq-2\r\n"
         b"k3,bitstamp,bob,,AK-zq-3,SK-zq-3\r\n"
     )
 
     rows, errors = read_inventory(path)
 
-    assert [(r.key_id, r.owner, r.account) for r in rows] == [("k1", "Smith, Alice", "desk\r\ntwo"), ("k2", "bob", "")]
-    assert [r.line for r in rows] == [3, 4]  # a row's line is where it ends
-    assert [e.line for e in errors] == [5]
+    assert [(r.key_id, r.owner, r.account) for r in rows] == [("k2", "bob", "5000")]
+    assert [r.line for r in rows] == [4]
+    assert [(e.line, e.reason) for e in errors] == [
+        (3, "account holds a control character (a line break, tab or escape)"),
+        (5, "key k3: unknown or unsupported venue 'bitstamp'"),
+    ]
 
 
 def test_a_csv_file_saved_by_a_spreadsheet(tmp_path: Path) -> None:
     """A byte-order mark and a trailing comma on every line, header included."""
     path = tmp_path / "export.csv"
     path.write_text(
-        "\ufeffkey_id,venue,owner,api_key,secret,\nk1,binance,alice,AK-zq-1,SK-zq-1,\nk2,binance,bob,AK-zq-2,SK-zq-2,\n",
+        "\ufeffkey_id,venue,owner,api_key,secret,\nk1,bybit,alice,AK-zq-1,SK-zq-1,\nk2,bybit,bob,AK-zq-2,SK-zq-2,\n",
         encoding="utf-8",
     )
 
@@ -145,7 +151,7 @@ def test_a_csv_file_saved_by_a_spreadsheet(tmp_path: Path) -> None:
 def test_a_good_json_lines_file(tmp_path: Path, suffix: str) -> None:
     path = write_jsonl(
         tmp_path,
-        json_row("k1", priority=7, account="main"),
+        json_row("k1", priority=7, account_id="5001"),
         "",
         "   ",
         json_row("k2", venue="BYBIT", passphrase="PASS-zq-k2", method="Self", priority="-2"),
@@ -158,9 +164,9 @@ def test_a_good_json_lines_file(tmp_path: Path, suffix: str) -> None:
     assert errors == []
     assert [(r.key_id, r.line) for r in rows] == [("k1", 1), ("k2", 4), ("k3", 5)]
     k1, k2, k3 = rows
-    assert (k1.priority, k1.account, k1.method) == (7, "main", "broker")
+    assert (k1.priority, k1.account, k1.method) == (7, "5001", "broker")
     assert (k2.venue, k2.method, k2.priority, k2.passphrase) == ("bybit", "self", -2, "PASS-zq-k2")
-    assert (k3.passphrase, k3.account, k3.method) == ("", "", "broker")
+    assert (k3.passphrase, k3.account, k3.method) == ("", "5000", "broker")
 
 
 @pytest.mark.parametrize("content", ["", HEADER + "\n"])
@@ -174,7 +180,7 @@ def test_an_empty_csv_file_has_no_rows_and_no_errors(tmp_path: Path, content: st
 def test_the_same_api_key_at_two_venues_is_two_keys(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path,
-        "k1,binance,alice,,APIKEY-zq-shared-0001,SECRET-zq-1,,,",
+        "k1,binance,alice,5000,APIKEY-zq-shared-0001,SECRET-zq-1,,,",
         "k2,bybit,alice,,APIKEY-zq-shared-0001,SECRET-zq-2,PASS-zq-2,,",
     )
 
@@ -191,7 +197,7 @@ KX_ROW = {
     "key_id": "kx",
     "venue": "binance",
     "owner": "alice",
-    "account": "",
+    "account": "5009",
     "api_key": "APIKEY-zq-x-0123456789",
     "secret": "SECRET-zq-x-abcdef",
     "passphrase": "",
@@ -263,11 +269,11 @@ def test_a_venue_that_needs_a_passphrase_refuses_a_row_without_one(
 def test_duplicates_in_a_file_keep_the_first_row(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path,
-        "k1,binance,alice,,APIKEY-zq-1-0123456789,SECRET-zq-1,,,",
-        "k2,binance,alice,,APIKEY-zq-2-0123456789,SECRET-zq-2,,,",
-        "k1,binance,mallory,,APIKEY-zq-9-0123456789,SECRET-zq-9,,,",
-        "k3,binance,bob,,APIKEY-zq-2-0123456789,SECRET-zq-3,,,",
-        "k4,binance,bob,,APIKEY-zq-4-0123456789,SECRET-zq-4,,,",
+        "k1,binance,alice,5000,APIKEY-zq-1-0123456789,SECRET-zq-1,,,",
+        "k2,binance,alice,5000,APIKEY-zq-2-0123456789,SECRET-zq-2,,,",
+        "k1,binance,mallory,5000,APIKEY-zq-9-0123456789,SECRET-zq-9,,,",
+        "k3,binance,bob,5000,APIKEY-zq-2-0123456789,SECRET-zq-3,,,",
+        "k4,binance,bob,5000,APIKEY-zq-4-0123456789,SECRET-zq-4,,,",
     )
 
     rows, errors = read_inventory(path)
@@ -333,7 +339,7 @@ def test_a_stray_quote_that_swallows_the_next_rows_does_not_show_them(tmp_path: 
     assert rows == []
     [error] = errors
     assert error.line == 4
-    assert "characters>" in error.reason
+    assert "control character" in error.reason
     assert_no_credentials([str(error)], path.read_text())
 
 
@@ -371,7 +377,7 @@ def test_a_header_without_a_required_column_is_named(tmp_path: Path, header: str
 
 def test_a_file_without_a_header_is_refused_without_repeating_its_first_row(tmp_path: Path) -> None:
     path = tmp_path / "keys.csv"
-    path.write_text("k1,binance,alice,,APIKEY-zq-1-0123,SECRET-zq-1,PASS-zq-1,,\n")
+    path.write_text("k1,binance,alice,5000,APIKEY-zq-1-0123,SECRET-zq-1,PASS-zq-1,,\n")
 
     with pytest.raises(InputError, match="header lacks") as caught:
         read_inventory(path)
@@ -392,7 +398,7 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path, name: str) -> None:
     good = (
         json.dumps(json_row("k1", secret="SECRET-zq-latin-1-\xe9"), ensure_ascii=False)
         if name.endswith("jsonl")
-        else HEADER + "\nk1,binance,alice,,APIKEY-zq-1-0123,SECRET-zq-latin-1-\xe9,,,"
+        else HEADER + "\nk1,binance,alice,5000,APIKEY-zq-1-0123,SECRET-zq-latin-1-\xe9,,,"
     )
     path = tmp_path / name
     path.write_bytes(good.encode("latin-1") + b"\n")
@@ -405,7 +411,7 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path, name: str) -> None:
 
 def test_a_broken_csv_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "keys.csv"
-    path.write_text(HEADER + "\n" + "k1,binance,alice,," + "x" * 200_000 + ",SECRET-zq-1\n")
+    path.write_text(HEADER + "\n" + "k1,binance,alice,5000," + "x" * 200_000 + ",SECRET-zq-1\n")
 
     with pytest.raises(InputError, match="not valid CSV") as caught:
         read_inventory(path)
@@ -631,3 +637,217 @@ def test_property_parse_row_raises_only_row_errors_without_credentials(raw: dict
     assert (outcome.source, outcome.line) == ("fuzz", 1)
     for secret in _credentials_in(raw):
         assert secret not in str(outcome)
+
+
+# --- the account split: account_id and account_name -------------------------------------------------
+
+SPLIT_HEADER = "key_id,venue,owner,account_id,account_name,email,api_key,secret,passphrase,method,priority"
+
+
+def test_each_venue_takes_the_account_field_its_revoke_call_sends(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        "b1,binance,alice,5001,,alice@example.com,APIKEY-zq-b1-0123456789,SECRET-zq-b1,,,",
+        "o1,okx,alice,,desk-one,,APIKEY-zq-o1-0123456789,SECRET-zq-o1,PASS-zq-o1,,",
+        "g1,gate,bob,6001,bob-gate,,APIKEY-zq-g1-0123456789,SECRET-zq-g1,,,",
+        "y1,bybit,bob,,,,APIKEY-zq-y1-0123456789,SECRET-zq-y1,,self,",
+        header=SPLIT_HEADER,
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    got = {r.key_id: (r.account_id, r.account_name, r.account, r.email) for r in rows}
+    assert got == {
+        "b1": ("5001", "", "5001", "alice@example.com"),
+        "o1": ("", "desk-one", "desk-one", ""),
+        "g1": ("6001", "bob-gate", "6001", ""),
+        "y1": ("", "", "", ""),  # a key that deletes itself names no account
+    }
+
+
+def test_the_old_account_column_fills_the_field_its_venue_uses(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        "b1,binance,alice,5001,APIKEY-zq-b1-0123456789,SECRET-zq-b1,,,",
+        "y1,bybit,alice,7001,APIKEY-zq-y1-0123456789,SECRET-zq-y1,,sub,",
+        "g1,gate,alice,6001,APIKEY-zq-g1-0123456789,SECRET-zq-g1,,,",
+        "o1,okx,alice,desk-one,APIKEY-zq-o1-0123456789,SECRET-zq-o1,PASS-zq-o1,,",
+        "c1,kucoin,alice,desk-two,APIKEY-zq-c1-0123456789,SECRET-zq-c1,PASS-zq-c1,,",
+        "m1,mexc,alice,desk-three,APIKEY-zq-m1-0123456789,SECRET-zq-m1,,,",
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    assert {r.key_id: (r.account_id, r.account_name) for r in rows} == {
+        "b1": ("5001", ""),
+        "y1": ("7001", ""),
+        "g1": ("6001", ""),
+        "o1": ("", "desk-one"),
+        "c1": ("", "desk-two"),
+        "m1": ("", "desk-three"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        pytest.param(
+            "x1,binance,alice,,desk,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
+            "key x1: venue binance method broker needs account_id (sent as subAccountId)",
+            id="binance-no-id",
+        ),
+        pytest.param(
+            "x1,bybit,alice,,desk,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,sub,",
+            "key x1: venue bybit method sub needs account_id (sent as subMemberId)",
+            id="bybit-sub-no-id",
+        ),
+        pytest.param(
+            "x1,gate,alice,,desk,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
+            "key x1: venue gate method sub needs account_id (sent as user_id)",
+            id="gate-no-id",
+        ),
+        pytest.param(
+            "x1,okx,alice,123,,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,PASS-zq-x1,,",
+            "key x1: venue okx method sub needs account_name (sent as subAcct)",
+            id="okx-id-only",
+        ),
+        pytest.param(
+            "x1,kucoin,alice,123,,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,PASS-zq-x1,,",
+            "key x1: venue kucoin method sub needs account_name (sent as subName)",
+            id="kucoin-id-only",
+        ),
+        pytest.param(
+            "x1,mexc,alice,123,,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
+            "key x1: venue mexc method sub needs account_name (sent as subAccount)",
+            id="mexc-id-only",
+        ),
+        pytest.param(
+            "x1,gate,alice,bob-gate,,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
+            "key x1: account_id must be the account's numeric user id (1-20 digits)",
+            id="gate-name-as-id",
+        ),
+        pytest.param(
+            "x1,okx,alice,,=HYPERLINK(1),,APIKEY-zq-x1-0123456789,SECRET-zq-x1,PASS-zq-x1,,",
+            "key x1: account_name must be 1-64 letters, digits and _ . @ + -, starting with a letter or digit",
+            id="formula-name",
+        ),
+        pytest.param(
+            "x1,binance,alice,5001,,alice at example,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
+            "key x1: email is not one plain address (name@example.com)",
+            id="email",
+        ),
+        pytest.param(
+            "x1,binance,alice,5001,,alice@example.com;bob@example.com,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
+            "key x1: email is not one plain address (name@example.com)",
+            id="two-emails",
+        ),
+    ],
+)
+def test_a_row_without_the_account_field_its_venue_needs_is_named(tmp_path: Path, bad: str, reason: str) -> None:
+    good = "k1,binance,alice,5001,,,APIKEY-zq-k1-0123456789,SECRET-zq-k1,,,"
+    after = "k2,okx,bob,,desk-two,,APIKEY-zq-k2-0123456789,SECRET-zq-k2,PASS-zq-k2,,"
+    path = write_csv(tmp_path, good, bad, after, header=SPLIT_HEADER)
+
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+    assert [str(e) for e in errors] == [f"{path}:3: {reason}"]
+
+
+def test_account_and_account_id_that_disagree_are_refused(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        "k1,binance,alice,5001,5002,APIKEY-zq-k1-0123456789,SECRET-zq-k1",
+        header="key_id,venue,owner,account,account_id,api_key,secret",
+    )
+
+    rows, errors = read_inventory(path)
+
+    assert rows == []
+    assert [e.reason for e in errors] == ["key k1: account and account_id disagree (give account_id only)"]
+
+
+OLD_INVENTORY = (
+    "key_id,venue,owner,account,api_key,secret,passphrase,method,priority\n"
+    "b1,binance,alice,5001,APIKEY-zq-b1-0123456789,SECRET-zq-b1,,,\n"
+    "y1,bybit,alice,7001,APIKEY-zq-y1-0123456789,SECRET-zq-y1,,sub,\n"
+    "g1,gate,bob,6001,APIKEY-zq-g1-0123456789,SECRET-zq-g1,,,\n"
+    "o1,okx,bob,desk-one,APIKEY-zq-o1-0123456789,SECRET-zq-o1,PASS-zq-o1,,\n"
+    "c1,kucoin,carol,desk-two,APIKEY-zq-c1-0123456789,SECRET-zq-c1,PASS-zq-c1,,\n"
+    "m1,mexc,carol,desk-three,APIKEY-zq-m1-0123456789,SECRET-zq-m1,,,\n"
+    "r1,kraken,carol,AA11,APIKEY-zq-r1-0123456789,SECRET-zq-r1,,,\n"
+)
+
+
+def _make_old_ledger(url: str, inventory: Path) -> None:
+    """A ledger as keyrevoke wrote it before the split: ``keys`` without account_id, account_name, email."""
+    from keyrevoke.crypto import KeyEncryptionKey, SecretBox
+    from keyrevoke.ledger import open_ledger
+
+    ledger = open_ledger(url, SecretBox(KeyEncryptionKey(bytes(range(32)))))
+    try:
+        rows, errors = read_inventory(inventory)
+        assert errors == []
+        assert ledger.import_rows(rows, str(inventory)).added == 7
+        with ledger.db.transaction() as tx:
+            for column in ("account_id", "account_name", "email"):
+                tx.execute(f"ALTER TABLE keys DROP COLUMN {column}")
+        assert {"account_id", "account_name"}.isdisjoint(_key_columns(ledger))
+    finally:
+        ledger.close()
+
+
+def _key_columns(ledger: Any) -> set[str]:
+    if ledger.db.kind == "sqlite":
+        return {row[1] for row in ledger.db.query("PRAGMA table_info(keys)")}
+    return {
+        row[0]
+        for row in ledger.db.query(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'keys'"
+        )
+    }
+
+
+def test_an_old_ledger_is_migrated_and_its_accounts_fill_the_field_each_venue_uses(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    from keyrevoke.crypto import KeyEncryptionKey, SecretBox
+    from keyrevoke.ledger import open_ledger
+
+    inventory = tmp_path / "old.csv"
+    inventory.write_text(OLD_INVENTORY, encoding="utf-8")
+    _make_old_ledger(ledger_url, inventory)
+
+    ledger = open_ledger(ledger_url, SecretBox(KeyEncryptionKey(bytes(range(32)))))
+    try:
+        assert {"account_id", "account_name", "email"} <= _key_columns(ledger)
+        listed = {k["key_id"]: (k["account_id"], k["account_name"], k["email"]) for k in ledger.list_keys()}
+        assert listed == {
+            "b1": ("5001", "", ""),
+            "y1": ("7001", "", ""),
+            "g1": ("6001", "", ""),
+            "o1": ("", "desk-one", ""),
+            "c1": ("", "desk-two", ""),
+            "m1": ("", "desk-three", ""),
+            "r1": ("", "AA11", ""),
+        }
+        # the old file imported again is the same keys: nothing added, nothing refused
+        rows, _ = read_inventory(inventory)
+        again = ledger.import_rows(rows, str(inventory))
+        assert (again.added, again.unchanged, again.errors) == (0, 7, [])
+        # the batch activities read the field each venue sends
+        ledger.create_incident("inc-old", [], [], "tester")
+        ledger.plan_incident("inc-old")
+        loaded = {k.key_id: (k.account_id, k.account_name) for k in ledger.load_keys("inc-old", ["b1", "o1"])}
+        assert loaded == {"b1": ("5001", ""), "o1": ("", "desk-one")}
+    finally:
+        ledger.close()
+    # opening it once more changes nothing
+    reopened = open_ledger(ledger_url, SecretBox(KeyEncryptionKey(bytes(range(32)))))
+    try:
+        assert {k["key_id"]: k["account_id"] for k in reopened.list_keys()}["g1"] == "6001"
+    finally:
+        reopened.close()
