@@ -128,7 +128,7 @@ def test_a_csv_file_with_quoting_and_windows_line_ends(tmp_path: Path) -> None:
     assert [(r.key_id, r.owner, r.account) for r in rows] == [("k2", "bob", "5000")]
     assert [r.line for r in rows] == [4]
     assert [(e.line, e.reason) for e in errors] == [
-        (3, "account holds a control character (a line break, tab or escape)"),
+        (2, "account holds a control character (a line break, tab or escape)"),
         (5, "key k3: unknown or unsupported venue 'bitstamp'"),
     ]
 
@@ -169,12 +169,26 @@ def test_a_good_json_lines_file(tmp_path: Path, suffix: str) -> None:
     assert (k3.passphrase, k3.account, k3.method) == ("", "5000", "broker")
 
 
-@pytest.mark.parametrize("content", ["", HEADER + "\n"])
-def test_an_empty_csv_file_has_no_rows_and_no_errors(tmp_path: Path, content: str) -> None:
-    path = tmp_path / "keys.csv"
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("keys.csv", "", "empty file (no header, no rows)"),
+        ("keys.csv", "\n\n", "empty file (no header, no rows)"),
+        ("keys.csv", HEADER + "\n", "no data rows (an inventory holds at least one key)"),
+        ("keys.csv", HEADER + "\n\n  \n", "no data rows (an inventory holds at least one key)"),
+        ("keys.jsonl", "", "no data rows (an inventory holds at least one key)"),
+        ("keys.jsonl", "\n \n", "no data rows (an inventory holds at least one key)"),
+    ],
+)
+def test_an_empty_file_or_one_without_data_rows_is_an_error(
+    tmp_path: Path, name: str, content: str, reason: str
+) -> None:
+    path = tmp_path / name
     path.write_text(content)
 
-    assert read_inventory(path) == ([], [])
+    with pytest.raises(InputError) as caught:
+        read_inventory(path)
+    assert str(caught.value) == f"{path}: {reason}"
 
 
 def test_the_same_api_key_at_two_venues_is_two_keys(tmp_path: Path) -> None:
@@ -301,7 +315,8 @@ BAD_JSON_LINES = [
     pytest.param(json.dumps(json_row("kx", apikey="APIKEY-zq-x-2")), "unknown column(s) 'apikey'", id="unknown-column"),
     pytest.param(json.dumps(json_row("kx", owner=None)), "missing owner", id="owner-null"),
     pytest.param('{"key_id": "kx", "priority": ' + "9" * 5000 + "}", "not valid JSON", id="huge-number"),
-    pytest.param("[" * 50_000 + "]" * 50_000, "not valid JSON", id="deep-nesting"),
+    pytest.param("[" * 5_000 + "]" * 5_000, "not valid JSON", id="deep-nesting"),
+    pytest.param("[" * 50_000 + "]" * 50_000, "line longer than 16384 bytes", id="over-long-line"),
 ]
 
 
@@ -328,19 +343,107 @@ def test_a_bad_row_gets_each_own_error(tmp_path: Path) -> None:
     assert [e.line for e in errors] == [1, 3, 4, 5]
 
 
-@pytest.mark.parametrize("column", [7, 8], ids=["method", "priority"])
-def test_a_stray_quote_that_swallows_the_next_rows_does_not_show_them(tmp_path: Path, column: int) -> None:
+@pytest.mark.parametrize("column", [0, 3, 4, 7, 8], ids=["key_id", "account", "api_key", "method", "priority"])
+def test_a_stray_quote_costs_its_own_row_only(tmp_path: Path, column: int) -> None:
     fields = GOOD_CSV_ROWS[0].split(",")
-    fields[column] = '"' + fields[column]  # the field now runs on to the end of the file
+    fields[column] = '"' + fields[column]  # a plain CSV reader would run this cell on to the end of the file
     path = write_csv(tmp_path, ",".join(fields), *GOOD_CSV_ROWS[1:])
 
     rows, errors = read_inventory(path)
 
-    assert rows == []
-    [error] = errors
-    assert error.line == 4
-    assert "control character" in error.reason
-    assert_no_credentials([str(error)], path.read_text())
+    assert [(r.key_id, r.line) for r in rows] == [("k2", 3), ("k3", 4)]
+    assert [str(e) for e in errors] == [f'{path}:2: a stray quote (") opens a cell that does not close on its line']
+    assert_no_credentials([str(errors[0])], path.read_text())
+
+
+def test_a_quote_in_the_middle_of_a_cell_is_named(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, GOOD_CSV_ROWS[0], 'kx,binance,"alice"x,5009,AK-zq-x,SK-zq-x,,,', GOOD_CSV_ROWS[1])
+
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+    assert [str(e) for e in errors] == [f'{path}:3: a stray quote (") inside a cell']
+
+
+def test_two_stray_quotes_cost_their_two_rows_only(tmp_path: Path) -> None:
+    first = GOOD_CSV_ROWS[0].replace(",5001,", ',"5001,')
+    path = write_csv(tmp_path, first, GOOD_CSV_ROWS[1], 'kx,binance,"alice,5009,AK-zq-x,SK-zq-x,,,', GOOD_CSV_ROWS[2])
+
+    rows, errors = read_inventory(path)
+
+    assert [(r.key_id, r.line) for r in rows] == [("k2", 3), ("k3", 5)]
+    assert [e.line for e in errors] == [2, 4]
+
+
+@pytest.mark.parametrize(
+    ("cell", "column"),
+    [
+        ('"Smith\nAlice"', "owner"),
+        ('"Smith\r\nAlice"', "owner"),
+        ('"Smith\x1b[2J\x1b[31mALL KEYS CONFIRMED"', "owner"),
+        ('"bob\tsmith"', "owner"),
+        ('"bo\u2028b"', "owner"),
+    ],
+    ids=["line-break", "crlf", "escape", "tab", "line-separator"],
+)
+def test_a_control_character_in_a_cell_rejects_its_row_and_keeps_the_next(
+    tmp_path: Path, cell: str, column: str
+) -> None:
+    bad = f"kx,binance,{cell},5009,APIKEY-zq-x-0123456789,SECRET-zq-x-abcdef,,,"
+    path = write_csv(tmp_path, GOOD_CSV_ROWS[0], bad, GOOD_CSV_ROWS[1], GOOD_CSV_ROWS[2])
+
+    rows, errors = read_inventory(path)
+
+    following = 4 + cell.count("\n")  # line numbers count the line break inside the cell
+    assert [(r.key_id, r.line) for r in rows] == [("k1", 2), ("k2", following), ("k3", following + 1)]
+    assert [str(e) for e in errors] == [f"{path}:3: {column} holds a control character (a line break, tab or escape)"]
+
+
+def test_a_multiline_cell_in_a_key_column_is_named_at_its_first_line(tmp_path: Path) -> None:
+    bad = 'kx,binance,alice,5009,"APIKEY-zq-x\n-0123456789",SECRET-zq-x-abcdef,,,'
+    path = write_csv(tmp_path, bad, GOOD_CSV_ROWS[0], GOOD_CSV_ROWS[1])
+
+    rows, errors = read_inventory(path)
+
+    assert [(r.key_id, r.line) for r in rows] == [("k1", 4), ("k2", 5)]
+    assert [str(e) for e in errors] == [f"{path}:2: api_key holds a control character (a line break, tab or escape)"]
+    assert_no_credentials([str(errors[0])], path.read_text())
+
+
+@pytest.mark.parametrize("name", ["keys.csv", "keys.jsonl"])
+def test_a_cell_over_the_size_limit_rejects_its_row_only(tmp_path: Path, name: str) -> None:
+    long_owner = "o" * 2000
+    if name.endswith("csv"):
+        path = write_csv(
+            tmp_path,
+            GOOD_CSV_ROWS[0],
+            f"kx,binance,{long_owner},5009,APIKEY-zq-x-0123456789,SECRET-zq-x,,,",
+            GOOD_CSV_ROWS[1],
+            name=name,
+        )
+    else:
+        path = write_jsonl(tmp_path, json_row("k1"), json_row("kx", owner=long_owner), json_row("k2"), name=name)
+
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+    assert [str(e) for e in errors] == [
+        f"{path}:{3 if name.endswith('csv') else 2}: column 'owner' longer than 1024 characters"
+    ]
+
+
+@pytest.mark.parametrize("name", ["keys.csv", "keys.jsonl"])
+def test_an_over_long_row_rejects_that_row_only(tmp_path: Path, name: str) -> None:
+    huge = "x" * 200_000  # over the line limit (and over the csv module's own field limit)
+    if name.endswith("csv"):
+        path = write_csv(tmp_path, GOOD_CSV_ROWS[0], f"kx,binance,alice,5009,{huge},SECRET-zq-1,,,", GOOD_CSV_ROWS[1])
+    else:
+        path = write_jsonl(tmp_path, json_row("k1"), json_row("kx", api_key=huge), json_row("k2"), name=name)
+
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+    assert [str(e) for e in errors] == [f"{path}:{3 if name.endswith('csv') else 2}: line longer than 16384 bytes"]
 
 
 # --- bad files --------------------------------------------------------------------------------------
@@ -355,8 +458,9 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_a_folder_is_not_an_inventory_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no such inventory file"):
+    with pytest.raises(InputError) as caught:
         read_inventory(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: is a folder, not a file"
 
 
 @pytest.mark.parametrize(
@@ -394,29 +498,50 @@ def test_an_unknown_header_column_is_named_on_each_row(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["keys.csv", "keys.jsonl"])
-def test_a_file_that_is_not_utf8_is_named(tmp_path: Path, name: str) -> None:
-    good = (
-        json.dumps(json_row("k1", secret="SECRET-zq-latin-1-\xe9"), ensure_ascii=False)
-        if name.endswith("jsonl")
-        else HEADER + "\nk1,binance,alice,5000,APIKEY-zq-1-0123,SECRET-zq-latin-1-\xe9,,,"
-    )
+def test_a_line_that_is_not_utf8_rejects_its_row_and_the_rest_are_read(tmp_path: Path, name: str) -> None:
+    if name.endswith("jsonl"):
+        lines = [
+            json.dumps(json_row("k1")).encode(),
+            json.dumps(json_row("kx", secret="SECRET-zq-latin-1-\xe9"), ensure_ascii=False).encode("latin-1"),
+            json.dumps(json_row("k2")).encode(),
+        ]
+        bad_line = 2
+    else:
+        lines = [
+            HEADER.encode(),
+            GOOD_CSV_ROWS[0].encode(),
+            "kx,binance,alice,5009,APIKEY-zq-x-0123,SECRET-zq-latin-1-\xe9,,,".encode("latin-1"),
+            GOOD_CSV_ROWS[1].encode(),
+        ]
+        bad_line = 3
     path = tmp_path / name
-    path.write_bytes(good.encode("latin-1") + b"\n")
+    path.write_bytes(b"\n".join(lines) + b"\n")
 
-    with pytest.raises(InputError, match="not UTF-8") as caught:
-        read_inventory(path)
-    assert str(caught.value).startswith(f"{path}: ")
-    assert "SECRET-zq" not in str(caught.value)
+    rows, errors = read_inventory(path)
+
+    assert [r.key_id for r in rows] == ["k1", "k2"]
+    column = lines[bad_line - 1].index(b"\xe9") + 1
+    assert [str(e) for e in errors] == [f"{path}:{bad_line}: not UTF-8 text (byte 0xE9 at column {column})"]
+    assert "SECRET-zq" not in str(errors[0])
 
 
-def test_a_broken_csv_file_is_named(tmp_path: Path) -> None:
+def test_a_binary_file_is_named_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "keys.csv"
-    path.write_text(HEADER + "\n" + "k1,binance,alice,5000," + "x" * 200_000 + ",SECRET-zq-1\n")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
 
-    with pytest.raises(InputError, match="not valid CSV") as caught:
+    with pytest.raises(InputError) as caught:
         read_inventory(path)
-    assert str(caught.value).startswith(f"{path}: ")
-    assert "SECRET-zq" not in str(caught.value)
+    assert str(caught.value) == f"{path}:1: header: not UTF-8 text (byte 0x89 at column 1)"
+
+
+def test_a_lone_carriage_return_ends_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_bytes(("\r".join([HEADER, GOOD_CSV_ROWS[0], GOOD_CSV_ROWS[1]]) + "\r").encode())
+
+    rows, errors = read_inventory(path)
+
+    assert errors == []
+    assert [(r.key_id, r.line) for r in rows] == [("k1", 2), ("k2", 3)]
 
 
 # --- parse_row on its own ---------------------------------------------------------------------------
@@ -851,3 +976,119 @@ def test_an_old_ledger_is_migrated_and_its_accounts_fill_the_field_each_venue_us
         assert {k["key_id"]: k["account_id"] for k in reopened.list_keys()}["g1"] == "6001"
     finally:
         reopened.close()
+
+
+# --- every input file the CLI reads: one line naming the file (and the line), exit 2 --------------
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *argv: str) -> tuple[int, list[str], str]:
+    from commander.main import run
+
+    for name in [n for n in __import__("os").environ if n.startswith("KEYREVOKE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("KEYREVOKE_STATE_DIR", str(tmp_path / "state"))
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    code = run(list(argv))
+    return code, err.getvalue().splitlines(), out.getvalue()
+
+
+def test_cli_import_keeps_the_good_rows_around_bad_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_bytes(
+        (HEADER + "\n" + GOOD_CSV_ROWS[0] + "\n").encode()
+        + b"kx,binance,al\xe9ce,5009,APIKEY-zq-x-0123456789,SECRET-zq-x,,,\n"
+        + b'ky,binance,"alice,5009,APIKEY-zq-y-0123456789,SECRET-zq-y,,,\n'
+        + (GOOD_CSV_ROWS[1] + "\n" + GOOD_CSV_ROWS[2] + "\n").encode()
+    )
+
+    code, errors, out = _cli(monkeypatch, tmp_path, "inventory", "import", str(path))
+
+    assert errors == [
+        f"error: {path}:3: not UTF-8 text (byte 0xE9 at column 14)",
+        f'error: {path}:4: a stray quote (") opens a cell that does not close on its line',
+    ]
+    assert out.strip() == "3 added, 0 unchanged, 2 rejected"
+    assert code != 0
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file (no header, no rows)"),
+        ((HEADER + "\n").encode(), "no data rows (an inventory holds at least one key)"),
+    ],
+    ids=["empty", "header-only"],
+)
+def test_cli_import_of_a_file_without_rows_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_bytes(content)
+
+    code, errors, out = _cli(monkeypatch, tmp_path, "inventory", "import", str(path))
+
+    assert (code, errors, out) == (2, [f"keyrevoke: error: {path}: {reason}"], "")
+
+
+BAD_LIST_FILES = [
+    pytest.param(None, "no such {what}", id="missing"),
+    pytest.param(b"alice\n\x89PNG\x00\x00\n", "2: binary data, not text (a NUL byte at column 5)", id="binary"),
+    pytest.param(b"alice\nbob\nj\xf6rg\n", "3: not UTF-8 text (byte 0xF6 at column 2)", id="latin-1"),
+    pytest.param(
+        b"alice\nbob smith\n", "2: one entry per line, one token of at most 256 printable characters", id="two"
+    ),
+    pytest.param(b"# nobody\n\n", "lists nothing (one entry per line)", id="nothing"),
+]
+
+
+@pytest.mark.parametrize(("content", "reason"), BAD_LIST_FILES)
+def test_cli_a_bad_owners_file_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "owners.txt"
+    if content is not None:
+        path.write_bytes(content)
+
+    code, errors, _ = _cli(monkeypatch, tmp_path, "incident", "start", "--owners", str(path))
+
+    where = f"{path}:" if reason[0].isdigit() else f"{path}: "
+    assert (code, errors) == (2, [f"keyrevoke: error: {where}{reason.format(what='owners file')}"])
+
+
+@pytest.mark.parametrize(("content", "reason"), BAD_LIST_FILES)
+def test_cli_a_bad_key_list_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "keys.txt"
+    if content is not None:
+        path.write_bytes(content)
+
+    code, errors, _ = _cli(
+        monkeypatch, tmp_path, "incident", "confirm", "inc-1", "--venue", "kraken", "--keys", str(path)
+    )
+
+    where = f"{path}:" if reason[0].isdigit() else f"{path}: "
+    assert (code, errors) == (2, [f"keyrevoke: error: {where}{reason.format(what='key list')}"])
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"binance": {"api_key": "k\xe9y"}}', "1: not UTF-8 text (byte 0xE9 at column 27)"),
+        (b'{"binance":\n  {"api_key": }\n}', "2: not valid JSON (Expecting value)"),
+        (b"[" * 5000 + b"]" * 5000, " not valid JSON (a number too long or nesting too deep)"),
+    ],
+    ids=["latin-1", "broken", "deep"],
+)
+def test_cli_a_bad_master_credentials_file_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, reason: str
+) -> None:
+    inventory = write_csv(tmp_path, *GOOD_CSV_ROWS)
+    masters = tmp_path / "masters.json"
+    masters.write_bytes(content)
+
+    code, errors, _ = _cli(monkeypatch, tmp_path, "sim", "--inventory", str(inventory), "--masters", str(masters))
+
+    assert (code, errors) == (2, [f"keyrevoke: error: {masters}:{reason}"])
