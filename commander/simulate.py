@@ -33,7 +33,8 @@ def sim_key(row: InventoryRow) -> SimKey:
         api_key=row.api_key,
         secret=row.secret,
         passphrase=row.passphrase,
-        account=row.account,
+        account_id=row.account_id,
+        account_name=row.account_name,
         permissions=permissions,
     )
 

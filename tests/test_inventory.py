@@ -824,11 +824,6 @@ def test_the_old_account_column_fills_the_field_its_venue_uses(tmp_path: Path) -
             id="binance-no-id",
         ),
         pytest.param(
-            "x1,bybit,alice,,desk,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,sub,",
-            "key x1: venue bybit method sub needs account_id (sent as subMemberId)",
-            id="bybit-sub-no-id",
-        ),
-        pytest.param(
             "x1,gate,alice,,desk,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
             "key x1: venue gate method sub needs account_id (sent as user_id)",
             id="gate-no-id",
@@ -1092,3 +1087,87 @@ def test_cli_a_bad_master_credentials_file_is_named_in_one_line(
     code, errors, _ = _cli(monkeypatch, tmp_path, "sim", "--inventory", str(inventory), "--masters", str(masters))
 
     assert (code, errors) == (2, [f"keyrevoke: error: {masters}:{reason}"])
+
+
+# --- the simulator knows each sub-account by id and by name, and checks the one each venue takes ----
+
+#: per venue: the master's delete call (ccxt's implicit method), its parameters given the account
+#: value, and which field the venue takes there
+SIM_DELETES: dict[str, tuple[str, Any, str]] = {
+    "binance": (
+        "sapiDeleteBrokerSubAccountApi",
+        lambda key, account: {"subAccountId": account, "subAccountApiKey": key.api_key},
+        "account_id",
+    ),
+    "gate": (
+        "privateSubAccountsDeleteSubAccountsUserIdKeysKey",
+        lambda key, account: {"user_id": account, "key": key.api_key},
+        "account_id",
+    ),
+    "okx": (
+        "privatePostUsersSubaccountDeleteApikey",
+        lambda key, account: {"subAcct": account, "apiKey": key.api_key},
+        "account_name",
+    ),
+    "kucoin": (
+        "privateDeleteSubApiKey",
+        lambda key, account: {"subName": account, "apiKey": key.api_key, "passphrase": key.passphrase},
+        "account_name",
+    ),
+    "mexc": (
+        "spotPrivateDeleteSubAccountApiKey",
+        lambda key, account: {"subAccount": account, "apiKey": key.api_key},
+        "account_name",
+    ),
+}
+
+
+@pytest.mark.parametrize("venue", sorted(SIM_DELETES))
+async def test_the_simulator_refuses_the_other_account_field_as_the_venue_does(venue: str) -> None:
+    """A sub-account's name where the venue takes its numeric id (or the id where it takes the name)
+    deletes nothing; the right field deletes the key."""
+    import ccxt
+
+    from activities.venues.base import Credentials
+    from tests.venue_stage import exchanges_for
+    from venuesim import SimKey, SimMaster, VenueSimulator
+
+    passphrase = "Pass7word" if venue in {"okx", "kucoin"} else ""
+    key = SimKey(
+        f"{venue}-1",
+        venue,
+        f"{venue}ApiKey1x",
+        f"{venue}Secret1x",
+        passphrase=passphrase,
+        account_id="90017",
+        account_name="desk90017",
+    )
+    master = SimMaster(venue, f"{venue}MasterKey", f"{venue}MasterSecret", passphrase=passphrase and "MasterPass9")
+    method, params, field = SIM_DELETES[venue]
+    wrong = key.account_name if field == "account_id" else key.account_id
+    right = getattr(key, field)
+    sim = VenueSimulator([key], [master])
+    async with exchanges_for(sim) as exchanges:
+        exchange = exchanges.master(venue, Credentials(master.api_key, master.secret, master.passphrase))
+        with pytest.raises(ccxt.BaseError):  # the venue's own error (at OKX: "APIKey does not exist")
+            await getattr(exchange, method)(params(key, wrong))
+        assert sim.is_live(venue, key.api_key), f"{venue} deleted a key named by its {field}'s counterpart"
+        await getattr(exchange, method)(params(key, right))
+        assert not sim.is_live(venue, key.api_key)
+
+
+def test_sample_inventory_rows_carry_both_account_fields_and_the_simulator_knows_both(tmp_path: Path) -> None:
+    from commander.sample import API_VENUES, write_sample
+    from commander.simulate import sim_key
+
+    inventory, _ = write_sample(tmp_path, 24)
+
+    rows, errors = read_inventory(inventory)
+
+    assert errors == []
+    assert {r.venue for r in rows} == set(API_VENUES)
+    for row in rows:
+        assert row.account_id.isdigit(), row
+        assert row.account_name, row
+        simulated = sim_key(row)
+        assert (simulated.account_id, simulated.account_name) == (row.account_id, row.account_name)
