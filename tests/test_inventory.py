@@ -1171,3 +1171,36 @@ def test_sample_inventory_rows_carry_both_account_fields_and_the_simulator_knows
         assert row.account_name, row
         simulated = sim_key(row)
         assert (simulated.account_id, simulated.account_name) == (row.account_id, row.account_name)
+
+
+def test_owner_emails_come_from_the_inventory_and_stay_out_of_the_report_rows(tmp_path: Path, ledger_url: str) -> None:
+    from dataclasses import fields
+
+    from keyrevoke.crypto import KeyEncryptionKey, SecretBox
+    from keyrevoke.ledger import KeyStatus, open_ledger
+
+    path = write_csv(
+        tmp_path,
+        "k1,binance,alice,5001,,alice@example.com,APIKEY-zq-k1-0123456789,SECRET-zq-k1,,,",
+        "k2,okx,alice,,desk-one,,APIKEY-zq-k2-0123456789,SECRET-zq-k2,PASS-zq-k2,,",
+        "k3,gate,bob,6001,,,APIKEY-zq-k3-0123456789,SECRET-zq-k3,,,",
+        header=SPLIT_HEADER,
+    )
+    rows, errors = read_inventory(path)
+    assert errors == []
+    ledger = open_ledger(ledger_url, SecretBox(KeyEncryptionKey(bytes(range(32)))))
+    try:
+        assert ledger.import_rows(rows, str(path)).added == 3
+        ledger.create_incident("inc-mail", [], [], "tester")
+        ledger.plan_incident("inc-mail")
+
+        assert ledger.owner_emails("inc-mail") == {"alice": "alice@example.com"}
+        statuses = {s.key_id: s for s in ledger.key_statuses("inc-mail")}
+        assert {k: (s.account_id, s.account_name, s.account) for k, s in statuses.items()} == {
+            "k1": ("5001", "", "5001"),
+            "k2": ("", "desk-one", "desk-one"),
+            "k3": ("6001", "", "6001"),
+        }
+        assert "email" not in {f.name for f in fields(KeyStatus)}
+    finally:
+        ledger.close()
