@@ -1089,6 +1089,16 @@ def test_cli_a_bad_master_credentials_file_is_named_in_one_line(
     assert (code, errors) == (2, [f"keyrevoke: error: {masters}:{reason}"])
 
 
+def test_cli_a_latin_1_scenario_file_is_named_with_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = write_csv(tmp_path, *GOOD_CSV_ROWS)
+    scenario = tmp_path / "scenario.json"
+    scenario.write_bytes(b'{"seed": 1,\n "venues": {"binance": {"note": "caf\xe9"}}}\n')
+
+    code, errors, _ = _cli(monkeypatch, tmp_path, "sim", "--inventory", str(inventory), "--scenario", str(scenario))
+
+    assert (code, errors) == (2, [f"keyrevoke: error: {scenario}:2: not UTF-8 text (byte 0xE9 at column 37)"])
+
+
 # --- the simulator knows each sub-account by id and by name, and checks the one each venue takes ----
 
 #: per venue: the master's delete call (ccxt's implicit method), its parameters given the account
