@@ -1214,3 +1214,33 @@ def test_owner_emails_come_from_the_inventory_and_stay_out_of_the_report_rows(tm
         assert "email" not in {f.name for f in fields(KeyStatus)}
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"events": [5]}', "{path}: the event chain breaks at event 1: is a JSON int, not an event object"),
+        (
+            b'{"events": [], "chain": [1]}',
+            "{path}: the event chain breaks at event 1: the report's chain summary is not an object",
+        ),
+        (
+            b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "{path}: not valid JSON (a number too long or nesting too deep)",
+        ),
+        (b'{"events": [],\n "note": "caf\xe9"}', "{path}:2: not UTF-8 text (byte 0xE9 at column 14)"),
+    ],
+    ids=["event-number", "chain-list", "deep", "latin-1"],
+)
+def test_cli_verify_report_on_a_damaged_file_answers_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "report.json"
+    path.write_bytes(content)
+
+    code, errors, out = _cli(monkeypatch, tmp_path, "incident", "verify-report", str(path))
+
+    lines = [line for line in [*errors, *out.splitlines()] if line]
+    assert code != 0
+    assert len(lines) == 1, lines
+    assert reason.format(path=path) in lines[0]
