@@ -488,6 +488,14 @@ def test_a_file_without_a_header_is_refused_without_repeating_its_first_row(tmp_
     assert_no_credentials([str(caught.value)], path.read_text())
 
 
+def test_a_stray_quote_in_the_header_does_not_swallow_the_rows(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, *GOOD_CSV_ROWS, header=HEADER.replace("owner", '"owner'))
+
+    with pytest.raises(InputError) as caught:
+        read_inventory(path)
+    assert str(caught.value) == f'{path}:1: header: a stray quote (") opens a cell that does not close on its line'
+
+
 def test_an_unknown_header_column_is_named_on_each_row(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "k1,binance,alice,AK-zq-1,SK-zq-1,x", header="key_id,venue,owner,api_key,secret,notes")
 
