@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from keyrevoke.errors import InputError
 from keyrevoke.inventory import InventoryRow, read_inventory
+from keyrevoke.text_lines import read_json
 from venuesim import Scenario, SimKey, SimMaster, VenueSimulator
 
 # What a leaked key may do at its venue; sample keys get a stable mix of these.
@@ -33,7 +33,8 @@ def sim_key(row: InventoryRow) -> SimKey:
         api_key=row.api_key,
         secret=row.secret,
         passphrase=row.passphrase,
-        account=row.account,
+        account_id=row.account_id,
+        account_name=row.account_name,
         permissions=permissions,
         # a key that deletes itself is a main account's (Bybit's delete-api takes no other)
         main_account=row.method == "self",
@@ -43,10 +44,7 @@ def sim_key(row: InventoryRow) -> SimKey:
 def read_masters(path: Path | None) -> list[SimMaster]:
     if path is None or not path.exists():
         return []
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    raw = read_json(path, "master credentials file")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a JSON object of venue -> credentials")
     masters = []
@@ -75,8 +73,12 @@ def simulator_for(
     rows, errors = read_inventory(inventory)
     if not rows:
         raise InputError(f"{inventory}: no valid row to serve")
+    # read here, not by Scenario.from_file: a damaged file is named with its line, in one line
+    data = read_json(scenario, "scenario file") if scenario else None
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"{scenario}: a scenario is a JSON object")
     try:
-        loaded = Scenario.from_file(scenario) if scenario else None
+        loaded = Scenario.from_dict(data) if data is not None else None
         simulator = VenueSimulator((sim_key(row) for row in rows), read_masters(masters), loaded, port=port)
     except (OSError, ValueError) as error:
         # the simulator names the field or venue it cannot use; say which file it came from

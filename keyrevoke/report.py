@@ -17,6 +17,7 @@ from keyrevoke.errors import InputError
 from keyrevoke.evidence import ChainBreak, verify_chain
 from keyrevoke.ledger import KeyStatus, Ledger
 from keyrevoke.states import DISPLAY_ORDER, NEEDS_HUMAN
+from keyrevoke.text_lines import read_json
 
 
 def build_report(ledger: Ledger, incident_id: str) -> dict[str, Any]:
@@ -112,17 +113,19 @@ Event log: {report["chain"]["length"]} events, chain head <code>{esc(report["cha
 
 def verify_report(path: Path) -> ChainBreak | None:
     """Re-check the event chain of a ``report.json``; None when it holds end to end."""
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not a readable report ({type(error).__name__})") from None
+    report = read_json(path, "report")
     if not isinstance(report, dict) or not isinstance(report.get("events"), list):
         raise InputError(f"{path}: not a keyrevoke report (no event list)")
     events = report["events"]
+    for number, event in enumerate(events, start=1):
+        if not isinstance(event, dict):
+            return ChainBreak(number, f"is a JSON {type(event).__name__}, not an event object")
     broken = verify_chain(events)
     if broken is not None:
         return broken
     chain = report.get("chain") or {}
+    if not isinstance(chain, dict):
+        return ChainBreak(len(events) + 1, "the report's chain summary is not an object")
     if chain.get("length") != len(events):
         return ChainBreak(
             len(events) + 1, f"the report lists {len(events)} events, its chain says {chain.get('length')}"
