@@ -18,6 +18,7 @@ from commander.inventory_import import import_inventory
 from commander.sample import write_sample
 from commander.simulate import simulator_for
 from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.private_files import private_dir
 from keyrevoke.report import write_report
 from keyrevoke.settings import Settings
 from keyrevoke.signing import load_signing_key
@@ -28,7 +29,7 @@ from workers.runner import CONTROL, run_workers
 async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> int:
     """Run the demo; returns the process exit code (0 only when every key is confirmed)."""
     state_dir = base.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     inventory, masters = write_sample(state_dir / "sample", keys)
     port = free_port()
     settings = base.model_copy(

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from keyrevoke.errors import ConfigurationError, InputError, KeyrevokeError
+from keyrevoke.safe_text import terminal_text
 from keyrevoke.settings import Settings
 
 EXIT_INPUT = 2
@@ -52,6 +53,7 @@ def _stop_on_signals() -> asyncio.Event:
 async def cmd_inventory_import(args: argparse.Namespace) -> int:
     from commander.inventory_import import import_inventory
     from keyrevoke.ledger.setup import ledger_from_settings
+    from keyrevoke.safe_text import terminal_text
 
     ledger = ledger_from_settings(_settings(args))
     try:
@@ -59,7 +61,7 @@ async def cmd_inventory_import(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     for error in result.errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(terminal_text(f"error: {error}"), file=sys.stderr)
     print(f"{result.added} added, {result.unchanged} unchanged, {len(result.errors)} rejected")
     return 1 if result.errors else 0
 
@@ -75,11 +77,15 @@ async def cmd_inventory_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(keys, indent=2))
         return 0
+    from keyrevoke.safe_text import terminal_text
+
     print(f"{'key_id':<20} {'venue':<10} {'owner':<16} {'method':<7} {'prio':>5}  fingerprint              key")
     for key in keys:
+        # Inventory text is the platform's data, not ours: shown, never obeyed by the terminal.
+        shown = {name: terminal_text(value) for name, value in key.items()}
         print(
-            f"{key['key_id']:<20} {key['venue']:<10} {key['owner']:<16} {key['method']:<7} {key['priority']:>5}"
-            f"  {key['fingerprint']:<24} {key['key_hint']}"
+            f"{shown['key_id']:<20} {shown['venue']:<10} {shown['owner']:<16} {shown['method']:<7}"
+            f" {shown['priority']:>5}  {shown['fingerprint']:<24} {shown['key_hint']}"
         )
     print(f"{len(keys)} keys")
     return 0
@@ -489,6 +495,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_if_state_is_readable(args: argparse.Namespace) -> None:
+    """One line on stderr if the state directory or a file in it is open to other users."""
+    from keyrevoke.private_files import permission_warning
+
+    warning = permission_warning(_settings(args).state_dir)
+    if warning:
+        print(terminal_text(f"keyrevoke: {warning}"), file=sys.stderr)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and return the exit code."""
     args = build_parser().parse_args(argv)
@@ -499,6 +514,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     # ccxt logs whole requests at DEBUG, API keys included: never let it below WARNING.
     logging.getLogger("ccxt").setLevel(logging.WARNING)
     try:
+        _warn_if_state_is_readable(args)
         code: int = asyncio.run(args.handler(args))
         return code
     except ValidationError as error:
@@ -513,7 +529,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"keyrevoke: error: setting {name}: cannot parse its value", file=sys.stderr)
         return EXIT_INPUT
     except KeyrevokeError as error:
-        print(f"keyrevoke: error: {error}", file=sys.stderr)
+        # Messages may quote input (a file's line, a key id): shown, never obeyed by the terminal.
+        print(f"keyrevoke: error: {terminal_text(error)}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         return 130

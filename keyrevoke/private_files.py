@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, overload
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -51,6 +51,10 @@ def create_private_file(path: Path) -> Path:
     return path
 
 
+@overload
+def open_private(path: Path, mode: Literal["wb", "ab"] = "wb") -> IO[bytes]: ...
+@overload
+def open_private(path: Path, mode: Literal["w", "a"]) -> IO[str]: ...
 def open_private(path: Path, mode: Literal["wb", "ab", "w", "a"] = "wb") -> IO[bytes] | IO[str]:
     """Open ``path`` for writing as a 0600 file (made so on create and on every open), its folder 0700."""
     private_dir(path.parent)
@@ -69,7 +73,7 @@ def open_private(path: Path, mode: Literal["wb", "ab", "w", "a"] = "wb") -> IO[b
 def write_private_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` as a 0600 file; returns ``path``."""
     with open_private(path, "wb") as handle:
-        handle.write(text.encode("utf-8"))  # type: ignore[arg-type]
+        handle.write(text.encode("utf-8"))
     return path
 
 

@@ -99,7 +99,7 @@ class _HashingFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.digest = hashlib.sha256()
-        self._handle: IO[bytes] = open_private(path, "wb")  # type: ignore[assignment]
+        self._handle: IO[bytes] = open_private(path, "wb")
         self._buffer: list[bytes] = []
         self._buffered = 0
 
