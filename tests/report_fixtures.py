@@ -42,9 +42,9 @@ PATHS: dict[str, list[tuple[S, tuple[S, ...], str]]] = {
 }
 
 
-def incident_ledger(folder: Path, per_path: int = 3, owner: str = "alice") -> Ledger:
+def incident_ledger(folder: Path, per_path: int = 3, owner: str = "alice", url: str | None = None) -> Ledger:
     """A ledger with one incident whose keys end in each state of ``PATHS`` (``per_path`` of each)."""
-    ledger = open_ledger(f"sqlite:///{folder / 'ledger.db'}", SecretBox(KEK))
+    ledger = open_ledger(url or f"sqlite:///{folder / 'ledger.db'}", SecretBox(KEK))
     rows = []
     for number, (path, _) in enumerate((p, i) for p in PATHS for i in range(per_path)):
         key_id = f"{path}-{number}"

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from commander.main import run
 from keyrevoke.evidence import GENESIS, event_hash
 from keyrevoke.ledger.store import Transition
-from keyrevoke.report import ReportFiles
+from keyrevoke.report import ReportFiles, write_report
 from keyrevoke.report_check import ChainAnchor, verify_report
 from keyrevoke.report_signature import ReportDoesNotHold, SignedStatement, signature_document
 from keyrevoke.signing import public_key_text
@@ -238,6 +238,21 @@ def _property_report(factory: pytest.TempPathFactory) -> Path:
 
 
 # --- what a person sees ------------------------------------------------------------------------------
+
+
+def test_a_report_paged_in_small_pages_holds_on_both_databases(
+    ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("keyrevoke.ledger.snapshot.PAGE", 4)  # pages end inside and across venues
+    ledger = incident_ledger(tmp_path, per_path=5, url=ledger_url)
+    try:
+        files = write_report(ledger, INCIDENT, tmp_path / "report", SIGNING_KEY)
+    finally:
+        ledger.close()
+    check = verify_report(files.json, PUBLIC)
+    assert (check.keys, check.events, check.may_still_work) == (25, 73, 20)
+    key_ids = [k["key_id"] for k in json.loads(files.json.read_text())["keys"]]
+    assert len(set(key_ids)) == 25
 
 
 def test_the_html_leads_with_what_may_still_work_and_the_csv_neutralizes_formulas(tmp_path: Path) -> None:

@@ -50,8 +50,9 @@ class IncidentSnapshot:
             result.setdefault(str(venue), {})[str(state)] = int(count)
         return {venue: dict(sorted(per.items())) for venue, per in sorted(result.items())}
 
-    def events(self, page: int = PAGE) -> Iterator[dict[str, Any]]:
+    def events(self, page: int | None = None) -> Iterator[dict[str, Any]]:
         """Every event in chain order, ``page`` at a time (keyset paging on the chain's index)."""
+        page = page or PAGE
         after = 0
         while True:
             rows = self._tx.fetchall(
@@ -66,9 +67,10 @@ class IncidentSnapshot:
             after = int(rows[-1][1])
 
     def key_statuses(
-        self, states: Sequence[str] = (), limit: int | None = None, page: int = PAGE
+        self, states: Sequence[str] = (), limit: int | None = None, page: int | None = None
     ) -> Iterator[KeyStatus]:
         """The incident's keys (only those in ``states`` if given) in venue and plan order, a page at a time."""
+        page = page or PAGE
         state_filter = f" AND ik.state IN ({', '.join('?' for _ in states)})" if states else ""
         venue, seq, given = "", -1, 0
         while limit is None or given < limit:
