@@ -169,7 +169,7 @@ async def cmd_incident_control(args: argparse.Namespace) -> int:
     venue = getattr(args, "venue", None) or ""
     request = ControlRequest(operator_identity(settings), venue.lower(), getattr(args, "reason", None) or "")
     client = await connect(settings)
-    print(await control(client, args.id, args.action, request))
+    print(terminal_text(await control(client, args.id, args.action, request)))
     return 0
 
 
@@ -183,7 +183,7 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     key_ids = tuple(read_owners(Path(args.keys))) if args.keys else ()
     request = ConfirmRequest(operator_identity(settings), args.venue.lower(), key_ids)
     client = await connect(settings)
-    print(await control(client, args.id, "confirm", request))
+    print(terminal_text(await control(client, args.id, "confirm", request)))
     return 0
 
 
@@ -227,7 +227,7 @@ async def cmd_incident_status(args: argparse.Namespace) -> int:
                 notes.append("taken out: " + ", ".join(state.stopped_venues))
             if state.cancel_reason:
                 notes.append(f"cancelled: {state.cancel_reason}")
-            print("; ".join(notes))
+            print(terminal_text("; ".join(notes)))  # a reason is another person's free text
     return 0
 
 

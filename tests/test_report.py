@@ -210,7 +210,8 @@ def test_any_single_change_to_a_signed_report_fails(
     tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
     folder = _property_report(tmp_path_factory)
-    original = (folder / "report.json").read_bytes()
+    name = data.draw(st.sampled_from(["report.json", "report.csv", "report.html"]), label="file")
+    original = (folder / name).read_bytes()
     changed = bytearray(original)
     position = data.draw(st.integers(0, len(original) - 1), label="position")
     how = data.draw(st.sampled_from(["replace", "delete", "insert"]), label="how")
@@ -220,12 +221,12 @@ def test_any_single_change_to_a_signed_report_fails(
         del changed[position]
     else:
         changed.insert(position, data.draw(st.integers(0, 255), label="byte"))
-    target = folder / "changed" / "report.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_bytes(bytes(changed))
-    shutil.copy(folder / "report.json.sig", target.parent / "report.json.sig")
-    with pytest.raises(ReportDoesNotHold):
-        verify_report(target, PUBLIC)
+    changed_folder = folder.parent / "changed"
+    shutil.rmtree(changed_folder, ignore_errors=True)
+    shutil.copytree(folder, changed_folder)
+    (changed_folder / name).write_bytes(bytes(changed))
+    with pytest.raises(ReportDoesNotHold, match=re.escape(name)):
+        verify_report(changed_folder / "report.json", PUBLIC)
 
 
 _PROPERTY_FOLDER: list[Path] = []
