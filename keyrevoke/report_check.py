@@ -8,6 +8,8 @@ memory, so a report of a million keys is checked in constant memory.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import json
 import sqlite3
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from keyrevoke.evidence import GENESIS, ChainChecker, state_after
 from keyrevoke.report import FILES, HEADER_FIELDS, KEY_FIELDS, measures_of, signature_path, totals_of
 from keyrevoke.report_signature import REPORT_FORMAT, ReportDoesNotHold, read_signature
+from keyrevoke.safe_text import csv_row
 from keyrevoke.signing import public_key_text
 from keyrevoke.states import KeyState
 
@@ -302,6 +305,14 @@ class _Checker:
 
     def _keys(self, lines: Iterator[tuple[int, str]]) -> tuple[dict[str, dict[str, int]], int, int]:
         counts: dict[str, dict[str, int]] = {}
+        beside = self.path.with_name("report.csv")
+        with contextlib.ExitStack() as stack:
+            table = stack.enter_context(_CsvTable(beside)) if beside.is_file() else None
+            return self._key_lines(lines, counts, table)
+
+    def _key_lines(
+        self, lines: Iterator[tuple[int, str]], counts: dict[str, dict[str, int]], table: _CsvTable | None
+    ) -> tuple[dict[str, dict[str, int]], int, int]:
         keys = 0
         number = 0
         for number, text in lines:
@@ -324,11 +335,15 @@ class _Checker:
                 raise self.fail(number, f"key {key_id}: the keys table says {state}, but {source}")
             if row and row[0] != venue:
                 raise self.fail(number, f"key {key_id}: the keys table says venue {venue}, its events say {row[0]}")
+            if table is not None:
+                table.check(key_id, [key[name] for name in KEY_FIELDS])
             per = counts.setdefault(venue, {})
             per[state] = per.get(state, 0) + 1
             keys += 1
         else:
             raise self.fail(number, "ends inside the keys table")
+        if table is not None:
+            table.end()
         unlisted = self.db.execute(
             "SELECT key_id, n FROM said WHERE key_id NOT IN (SELECT key_id FROM listed) ORDER BY n LIMIT 1"
         ).fetchone()
@@ -357,3 +372,43 @@ class _Checker:
         per_venue = {venue: sum(per.values()) for venue, per in venues.items()}
         if {v: n for v, n in planned.items() if n} != per_venue:
             raise self.fail(None, "the keys table does not hold the keys the incident planned (incident.planned event)")
+
+
+class _CsvTable:
+    """report.csv read alongside report.json's keys: each row must be that key's line, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))  # a venue's answer may be long
+        self._handle = path.open(encoding="utf-8", newline="")
+        self._rows = csv.reader(self._handle)
+        self._line = 1
+        header = self._next()
+        if header is None or tuple(header) != KEY_FIELDS:
+            raise ReportDoesNotHold(f"{path}:1: the header is not {','.join(KEY_FIELDS)}")
+
+    def __enter__(self) -> _CsvTable:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._handle.close()
+
+    def _next(self) -> list[str] | None:
+        try:
+            row = next(self._rows, None)
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise ReportDoesNotHold(f"{self.path}:{self._line}: not a CSV line keyrevoke wrote ({error})") from None
+        self._line = self._rows.line_num
+        return row
+
+    def check(self, key_id: str, values: list[Any]) -> None:
+        row = self._next()
+        if row is None:
+            raise ReportDoesNotHold(f"{self.path}: ends before key {key_id} of report.json")
+        expected = ["" if value is None else str(value) for value in csv_row(values)]
+        if row != expected:
+            raise ReportDoesNotHold(f"{self.path}:{self._line}: differs from key {key_id}'s line in report.json")
+
+    def end(self) -> None:
+        if self._next() is not None:
+            raise ReportDoesNotHold(f"{self.path}:{self._line}: a line for a key that report.json does not list")

@@ -198,10 +198,15 @@ def test_a_report_holds_whole_and_its_files_are_private(report: ReportFiles) -> 
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE(report.json.parent.stat().st_mode) == 0o700
 
-    # A changed CSV or HTML is caught too: the signature covers every file of the report.
+    # A changed CSV or HTML is caught too: the signature covers every file of the report; and without
+    # the signature, report.csv must still say line by line what report.json says.
     report.csv.write_text(report.csv.read_text().replace("escalated", "confirmed"))
     with pytest.raises(ReportDoesNotHold, match=r"report.csv: differs from the signed report.csv"):
         verify_report(report.json, PUBLIC)
+    with pytest.raises(
+        ReportDoesNotHold, match=r"report.csv:\d+: differs from key escalated-\d+'s line in report.json"
+    ):
+        verify_report(report.json, None)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
