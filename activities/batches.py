@@ -49,6 +49,7 @@ from keyrevoke.models import (
     VerifyRequest,
 )
 from keyrevoke.observability.calls import venue_call
+from keyrevoke.private_files import open_private, private_dir, write_private_text
 from keyrevoke.repeating import repeating
 from keyrevoke.states import KeyState
 from keyrevoke.telemetry import NoTelemetry, Telemetry
@@ -557,10 +558,11 @@ PACKET_COLUMNS = ("key_id", "fingerprint", "key_hint", "account", "owner", "meth
 
 def _write_packet(folder: Path, incident_id: str, venue: str, keys: Sequence[KeyStatus]) -> tuple[Path, Path]:
     """``<venue>.json`` and ``<venue>.csv``: the keys the exchange must revoke, by fingerprint."""
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     rows = [{name: getattr(key, name) for name in PACKET_COLUMNS} for key in keys]
     json_path = folder / f"{venue}.json"
-    json_path.write_text(
+    write_private_text(
+        json_path,
         json.dumps(
             {
                 "incident_id": incident_id,
@@ -572,10 +574,9 @@ def _write_packet(folder: Path, incident_id: str, venue: str, keys: Sequence[Key
             indent=2,
         )
         + "\n",
-        encoding="utf-8",
     )
     csv_path = folder / f"{venue}.csv"
-    with csv_path.open("w", encoding="utf-8", newline="") as handle:
+    with open_private(csv_path, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=PACKET_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

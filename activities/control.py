@@ -65,4 +65,5 @@ class ControlActivities:
     @activity.defn(name=options.SUMMARIZE_INCIDENT)
     async def summarize_incident(self, incident_id: str) -> IncidentSummary:
         counts = await asyncio.to_thread(self.ledger.counts, incident_id)
-        return IncidentSummary(incident_id, tuple(VenueSummary(v, c) for v, c in counts.items()))
+        head, length = await asyncio.to_thread(self.ledger.chain_head, incident_id)
+        return IncidentSummary(incident_id, tuple(VenueSummary(v, c) for v, c in counts.items()), length, head)

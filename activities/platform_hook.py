@@ -24,12 +24,13 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from keyrevoke.errors import KeyrevokeError
+from keyrevoke.private_files import open_private, private_dir
 
 
 class HookError(KeyrevokeError):
@@ -84,7 +85,7 @@ class FileHook:
         self.path = path
         self._lock = threading.Lock()
         self._handle: io.FileIO | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
 
     async def send(self, request: HookRequest) -> None:
         self._append((json.dumps(hook_payload(request)) + "\n").encode("utf-8"))
@@ -92,7 +93,7 @@ class FileHook:
     def _append(self, line: bytes) -> None:
         with self._lock:
             if self._handle is None:
-                self._handle = self.path.open("ab", buffering=0)
+                self._handle = cast(io.FileIO, open_private(self.path, "ab"))
             view = memoryview(line)
             while view:
                 written = self._handle.write(view)

@@ -7,8 +7,10 @@ server can sit under any prefix, such as ``/<namespace>/decode``.
 Whoever can call ``/decode`` can read every payload, so every request must carry the token
 ``KEYREVOKE_CODEC_SERVER_TOKEN``: the ``temporal`` CLI as ``Authorization: Bearer <token>``
 (``--codec-auth``); the web UI, which can only send cookies (its codec setting "include credentials"),
-as the cookie that ``GET /login?token=<token>``, opened once in the operator's browser, sets. Without a
-configured token every request is refused. Browsers may call it from the one origin in
+as the session cookie that ``GET /login?token=<token>``, opened once in the operator's browser, sets:
+a random session id, never the token itself, valid for ``SESSION_SECONDS``. Without a configured token
+every request is refused. The access log shows each request's path without its query string, so the
+token of a login never reaches a log. Browsers may call it from the one origin in
 ``KEYREVOKE_CODEC_SERVER_CORS_ORIGIN``. The server speaks plain HTTP and listens on loopback unless told
 otherwise.
 """
@@ -19,9 +21,13 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import secrets
 import sys
+import time
+from collections import OrderedDict
 
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
@@ -36,11 +42,50 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
 _OPERATIONS = ("decode", "encode")
 COOKIE = "keyrevoke_codec"
+#: how long a browser's sign-in lasts
+SESSION_SECONDS = 12 * 3600
+#: sessions kept at most; signing in beyond that ends the oldest
+MAX_SESSIONS = 1000
+
+
+class Sessions:
+    """Browser sessions: random ids that stand for a valid token for a while; the token is never stored."""
+
+    def __init__(self, seconds: float = SESSION_SECONDS, limit: int = MAX_SESSIONS) -> None:
+        self._seconds = seconds
+        self._limit = limit
+        self._expiry: OrderedDict[str, float] = OrderedDict()
+
+    def open(self) -> str:
+        session = secrets.token_urlsafe(32)
+        self._expiry[session] = time.monotonic() + self._seconds
+        while len(self._expiry) > self._limit:
+            self._expiry.popitem(last=False)
+        return session
+
+    def valid(self, session: str) -> bool:
+        # Compared in constant time against each live session, so timing tells nothing about an id.
+        now = time.monotonic()
+        found = False
+        for known, expiry in list(self._expiry.items()):
+            if expiry <= now:
+                del self._expiry[known]
+            elif hmac.compare_digest(known.encode(), session.encode("utf-8", errors="replace")):
+                found = True
+        return found
+
+
+class RedactedAccessLogger(AbstractAccessLogger):
+    """The access log without query strings (``/login?token=`` carries the token) or any header."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
 
 
 def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str) -> web.Application:
     """The codec server's application: ``token`` is the required bearer token (``None`` refuses all)."""
     expected = f"Bearer {token}".encode() if token else None
+    sessions = Sessions()
 
     def cors_headers(request: web.Request) -> dict[str, str]:
         origin = request.headers.get(hdrs.ORIGIN)
@@ -64,10 +109,11 @@ def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str
         given = request.headers.get(hdrs.AUTHORIZATION, "").encode("utf-8", errors="replace")
         if given:
             return hmac.compare_digest(given, expected)
-        return valid(request.cookies.get(COOKIE, ""))
+        session = request.cookies.get(COOKIE, "")
+        return bool(session) and sessions.valid(session)
 
     async def login(request: web.Request) -> web.StreamResponse:
-        """Exchange the token for an HttpOnly cookie, for the browser UI's codec requests."""
+        """Exchange the token for an HttpOnly session cookie, for the browser UI's codec requests."""
         if not valid(request.query.get("token", "")):
             log.warning("codec server: refused a login from %s", request.remote)
             return web.Response(status=401, text="unauthorized: wrong or missing token\n")
@@ -75,7 +121,7 @@ def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str
             text="signed in: the Temporal web UI can now decode payloads from this browser\n",
             headers={hdrs.CACHE_CONTROL: "no-store"},
         )
-        answer.set_cookie(COOKIE, request.query["token"], httponly=True, samesite="Lax", path="/")
+        answer.set_cookie(COOKIE, sessions.open(), httponly=True, samesite="Lax", path="/", max_age=SESSION_SECONDS)
         return answer
 
     async def preflight(request: web.Request) -> web.StreamResponse:
@@ -138,7 +184,7 @@ async def run_codec_server(settings: Settings, stop: asyncio.Event) -> None:
     codec = payload_codec_from_settings(settings, create=False)
     token = settings.codec_server_token.get_secret_value() if settings.codec_server_token else None
     app = build_app(codec, token or None, settings.codec_server_cors_origin)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log_class=RedactedAccessLogger)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.codec_server_host, settings.codec_server_port)

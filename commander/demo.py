@@ -18,8 +18,10 @@ from commander.inventory_import import import_inventory
 from commander.sample import write_sample
 from commander.simulate import simulator_for
 from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.private_files import private_dir
 from keyrevoke.report import write_report
 from keyrevoke.settings import Settings
+from keyrevoke.signing import load_signing_key
 from keyrevoke.states import KeyState
 from workers.runner import CONTROL, run_workers
 
@@ -27,7 +29,7 @@ from workers.runner import CONTROL, run_workers
 async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> int:
     """Run the demo; returns the process exit code (0 only when every key is confirmed)."""
     state_dir = base.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     inventory, masters = write_sample(state_dir / "sample", keys)
     port = free_port()
     settings = base.model_copy(
@@ -68,7 +70,7 @@ async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> i
         finally:
             await simulator.stop()
         report_dir = state_dir
-        json_path, csv_path, html_path = await asyncio.to_thread(write_report, ledger, incident_id, report_dir)
+        report = await asyncio.to_thread(write_report, ledger, incident_id, report_dir, load_signing_key(settings))
         counts = await asyncio.to_thread(ledger.counts, incident_id)
     finally:
         ledger.close()
@@ -76,7 +78,7 @@ async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> i
     confirmed = sum(per.get(KeyState.CONFIRMED.value, 0) for per in counts.values())
     print(f"incident {incident_id}: workflow {status}; {confirmed} of {total} keys confirmed")
     print(f"wall time {elapsed:.1f} s, {total / elapsed if elapsed else 0:.1f} keys/s")
-    print(f"report: {json_path}, {csv_path} and {html_path}")
+    print(f"report: {report.json}, {report.csv} and {report.html}, signed in {report.signature}")
     return 0 if status == "completed" and total > 0 and confirmed == total else 1
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from keyrevoke.errors import ConfigurationError
+from keyrevoke.private_files import open_private, private_dir
 from keyrevoke.settings import Settings
 from keyrevoke.temporal_client import connect
 
@@ -123,15 +124,20 @@ async def dev_server(config: DevServerConfig, settings: Settings) -> AsyncIterat
         }
     )
     if config.db_file is not None:
-        config.db_file.parent.mkdir(parents=True, exist_ok=True)
-    log = config.log_file.open("ab") if config.log_file else subprocess.DEVNULL
+        private_dir(config.db_file.parent)
+    log = open_private(config.log_file, "ab") if config.log_file else subprocess.DEVNULL
     process: asyncio.subprocess.Process | None = None
     try:
         client = None
         for _ in range(STARTS):
             # Each start picks fresh HTTP and metrics ports: one taken meanwhile only costs a retry.
             process = await asyncio.create_subprocess_exec(
-                *config.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+                *config.command(),
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                umask=0o077,  # its database (and -wal, -shm) files are created 0600
             )
             client = await wait_for_server(local, process=process)
             if client is not None:

@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from commander.progress import progress_line, progress_table
 from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
-from keyrevoke.models import ConfirmRequest, ControlRequest, IncidentInput, IncidentState
+from keyrevoke.models import ConfirmRequest, ControlRequest, IncidentInput, IncidentState, IncidentSummary
 from keyrevoke.settings import Settings
 from keyrevoke.text_lines import text_lines
 from keyrevoke.venues import SUPPORTED_VENUES
@@ -163,6 +163,21 @@ async def describe(client: Client, incident_id: str) -> WorkflowExecutionDescrip
         if error.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+
+
+async def recorded_chain_head(client: Client, incident_id: str) -> tuple[int, str]:
+    """The event chain's length and head that the finished incident workflow returned."""
+    description = await describe(client, incident_id)
+    status = status_name(description)
+    if status != "completed":
+        raise InputError(f"incident {incident_id}: its workflow is {status}: no chain head is recorded in Temporal yet")
+    handle = client.get_workflow_handle(incident_workflow_id(incident_id), result_type=IncidentSummary)
+    summary = await handle.result()
+    if not summary.chain_length:
+        raise InputError(
+            f"incident {incident_id}: its workflow's result records no chain head (an older version ran it)"
+        )
+    return summary.chain_length, summary.chain_head
 
 
 def status_name(description: WorkflowExecutionDescription | None) -> str:

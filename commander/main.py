@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from keyrevoke.errors import ConfigurationError, KeyrevokeError
+from keyrevoke.errors import ConfigurationError, InputError, KeyrevokeError
+from keyrevoke.safe_text import terminal_text
 from keyrevoke.settings import Settings
 
 EXIT_INPUT = 2
@@ -52,6 +53,7 @@ def _stop_on_signals() -> asyncio.Event:
 async def cmd_inventory_import(args: argparse.Namespace) -> int:
     from commander.inventory_import import import_inventory
     from keyrevoke.ledger.setup import ledger_from_settings
+    from keyrevoke.safe_text import terminal_text
 
     ledger = ledger_from_settings(_settings(args))
     try:
@@ -59,7 +61,7 @@ async def cmd_inventory_import(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     for error in result.errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(terminal_text(f"error: {error}"), file=sys.stderr)
     print(f"{result.added} added, {result.unchanged} unchanged, {len(result.errors)} rejected")
     return 1 if result.errors else 0
 
@@ -75,11 +77,15 @@ async def cmd_inventory_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(keys, indent=2))
         return 0
+    from keyrevoke.safe_text import terminal_text
+
     print(f"{'key_id':<20} {'venue':<10} {'owner':<16} {'method':<7} {'prio':>5}  fingerprint              key")
     for key in keys:
+        # Inventory text is the platform's data, not ours: shown, never obeyed by the terminal.
+        shown = {name: terminal_text(value) for name, value in key.items()}
         print(
-            f"{key['key_id']:<20} {key['venue']:<10} {key['owner']:<16} {key['method']:<7} {key['priority']:>5}"
-            f"  {key['fingerprint']:<24} {key['key_hint']}"
+            f"{shown['key_id']:<20} {shown['venue']:<10} {shown['owner']:<16} {shown['method']:<7}"
+            f" {shown['priority']:>5}  {shown['fingerprint']:<24} {shown['key_hint']}"
         )
     print(f"{len(keys)} keys")
     return 0
@@ -163,7 +169,7 @@ async def cmd_incident_control(args: argparse.Namespace) -> int:
     venue = getattr(args, "venue", None) or ""
     request = ControlRequest(operator_identity(settings), venue.lower(), getattr(args, "reason", None) or "")
     client = await connect(settings)
-    print(await control(client, args.id, args.action, request))
+    print(terminal_text(await control(client, args.id, args.action, request)))
     return 0
 
 
@@ -177,7 +183,7 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     key_ids = tuple(read_owners(Path(args.keys), "key list")) if args.keys else ()
     request = ConfirmRequest(operator_identity(settings), args.venue.lower(), key_ids)
     client = await connect(settings)
-    print(await control(client, args.id, "confirm", request))
+    print(terminal_text(await control(client, args.id, "confirm", request)))
     return 0
 
 
@@ -221,35 +227,93 @@ async def cmd_incident_status(args: argparse.Namespace) -> int:
                 notes.append("taken out: " + ", ".join(state.stopped_venues))
             if state.cancel_reason:
                 notes.append(f"cancelled: {state.cancel_reason}")
-            print("; ".join(notes))
+            print(terminal_text("; ".join(notes)))  # a reason is another person's free text
     return 0
 
 
 async def cmd_incident_report(args: argparse.Namespace) -> int:
     from keyrevoke.ledger.setup import ledger_from_settings
     from keyrevoke.report import write_report
+    from keyrevoke.signing import load_signing_key
 
     settings = _settings(args)
+    signing_key = load_signing_key(settings)
     ledger = ledger_from_settings(settings)
     try:
         out = Path(args.out) if args.out else settings.state_dir / "reports" / args.id
-        paths = write_report(ledger, args.id, out)
+        report = await asyncio.to_thread(write_report, ledger, args.id, out, signing_key)
     finally:
         ledger.close()
-    for path in paths:
+    for path in report.paths():
         print(path)
     return 0
 
 
 async def cmd_incident_verify_report(args: argparse.Namespace) -> int:
-    from keyrevoke.report import verify_report
+    from keyrevoke.report_check import verify_report
+    from keyrevoke.safe_text import terminal_text
 
-    broken = verify_report(Path(args.file))
-    if broken is None:
-        print(f"{args.file}: the event chain holds")
-        return 0
-    print(f"{args.file}: the event chain breaks at {broken}", file=sys.stderr)
-    return 1
+    path = Path(args.file)
+    public_key = None if args.no_signature else _public_key(args)
+    anchor = await _temporal_anchor(args, path) if args.temporal else None
+    check = await asyncio.to_thread(
+        verify_report, path, public_key, signature=Path(args.signature) if args.signature else None, anchor=anchor
+    )
+    signed = (
+        f"signature verifies ({', '.join(check.files_signed)}) with key {check.signed_by}"
+        if check.signed_by
+        else "signature NOT checked (--no-signature)"
+    )
+    anchored = f"; its chain head matches {anchor.where}" if anchor else ""
+    print(
+        terminal_text(
+            f"{path}: holds: {signed}; the event chain of {check.events} events holds{anchored}; "
+            f"the {check.keys} keys and the totals follow from the events; {check.may_still_work} may still work"
+        )
+    )
+    return 0
+
+
+def _public_key(args: argparse.Namespace) -> Any:
+    from keyrevoke.signing import public_key_from_text
+
+    given = args.public_key
+    if not given:
+        raise InputError(
+            "give --public-key PUB (`keyrevoke signing-key public` prints it), or --no-signature to check "
+            "the rest without the signature"
+        )
+    text = given
+    candidate = Path(given)
+    if candidate.is_file():
+        try:
+            with candidate.open("rb") as handle:
+                text = handle.read(4096).decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            raise InputError(f"--public-key {given}: cannot read it as a public key file") from None
+    try:
+        return public_key_from_text(text, f"--public-key {candidate.name if candidate.is_file() else '(text)'}")
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+async def _temporal_anchor(args: argparse.Namespace, path: Path) -> Any:
+    """The chain head the incident workflow returned: Temporal's copy, outside the ledger."""
+    from commander.incidents import recorded_chain_head
+    from keyrevoke.report_check import ChainAnchor, read_incident_id
+    from keyrevoke.temporal_client import connect
+
+    incident_id = await asyncio.to_thread(read_incident_id, path)
+    client = await connect(_settings(args))
+    length, head = await recorded_chain_head(client, incident_id)
+    return ChainAnchor(length, head, f"the incident workflow's result in Temporal ({length} events)")
+
+
+async def cmd_signing_key_public(args: argparse.Namespace) -> int:
+    from keyrevoke.signing import load_signing_key, public_key_text
+
+    print(public_key_text(load_signing_key(_settings(args)).public_key()))
+    return 0
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -385,8 +449,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = verb(incident, "report", cmd_incident_report, "write the evidence report (JSON, CSV and HTML)")
     sub.add_argument("id")
     sub.add_argument("--out", help="folder for report.json, report.csv and report.html")
-    sub = verb(incident, "verify-report", cmd_incident_verify_report, "check a report's hash-chained event log")
-    sub.add_argument("file")
+    sub = verb(
+        incident,
+        "verify-report",
+        cmd_incident_verify_report,
+        "check a report: its signature, its event chain, and that its keys and totals follow from the events",
+    )
+    sub.add_argument("file", help="the report.json (its signature is read from report.json.sig beside it)")
+    sub.add_argument("--public-key", help="the deployment's public key, or a file holding it")
+    sub.add_argument("--signature", help="the signature file (default: FILE.sig)")
+    sub.add_argument("--no-signature", action="store_true", help="check everything but the signature")
+    sub.add_argument(
+        "--temporal", action="store_true", help="also compare the chain head the incident workflow recorded in Temporal"
+    )
+
+    signing = verbs.add_parser("signing-key", help="the deployment's evidence signing key").add_subparsers(
+        dest="action", required=True
+    )
+    verb(signing, "public", cmd_signing_key_public, "print the public key that checks signed reports")
 
     sub = verb(verbs, "worker", cmd_worker, "run workers for chosen task queues")
     sub.add_argument("--queues", default="all", help="comma list: control, venue names, or all (default)")
@@ -421,6 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_if_state_is_readable(args: argparse.Namespace) -> None:
+    """One line on stderr if the state directory or a file in it is open to other users."""
+    from keyrevoke.private_files import permission_warning
+
+    warning = permission_warning(_settings(args).state_dir)
+    if warning:
+        print(terminal_text(f"keyrevoke: {warning}"), file=sys.stderr)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and return the exit code."""
     args = build_parser().parse_args(argv)
@@ -431,6 +520,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     # ccxt logs whole requests at DEBUG, API keys included: never let it below WARNING.
     logging.getLogger("ccxt").setLevel(logging.WARNING)
     try:
+        _warn_if_state_is_readable(args)
         code: int = asyncio.run(args.handler(args))
         return code
     except ValidationError as error:
@@ -445,7 +535,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"keyrevoke: error: setting {name}: cannot parse its value", file=sys.stderr)
         return EXIT_INPUT
     except KeyrevokeError as error:
-        print(f"keyrevoke: error: {error}", file=sys.stderr)
+        # Messages may quote input (a file's line, a key id): shown, never obeyed by the terminal.
+        print(f"keyrevoke: error: {terminal_text(error)}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         return 130

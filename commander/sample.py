@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from keyrevoke.inventory import COLUMNS
+from keyrevoke.private_files import open_private, private_dir, write_private_text
 from keyrevoke.venues import methods_for
 
 _ALNUM = string.ascii_letters + string.digits
@@ -83,9 +84,9 @@ def write_sample(folder: Path, keys: int, seed: int = 2022, venues: Sequence[str
     if not chosen:
         raise ValueError(f"no sample venue among {venues}")
     rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    inventory = folder / "inventory.csv"
-    with inventory.open("w", encoding="utf-8", newline="") as handle:
+    private_dir(folder)
+    inventory = folder / "inventory.csv"  # it holds the sample's secrets
+    with open_private(inventory, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for number in range(keys):
@@ -116,6 +117,5 @@ def write_sample(folder: Path, keys: int, seed: int = 2022, venues: Sequence[str
         entries[v.venue] = {"api_key": _token(rng, v.key_length), "secret": _token(rng, v.secret_length)}
         if v.needs_passphrase:
             entries[v.venue]["passphrase"] = _token(rng, PASSPHRASE_LENGTH)
-    masters.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
-    masters.chmod(0o600)
+    write_private_text(masters, json.dumps(entries, indent=2) + "\n")
     return inventory, masters

@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keyrevoke.errors import ConfigurationError, SecretStoreError
+from keyrevoke.private_files import private_dir
 
 _FORMAT = b"kr1"
 _NONCE = 12
@@ -98,7 +99,7 @@ def load_kek(
         return KeyEncryptionKey.from_text(text, str(path))
     if not create:
         raise ConfigurationError(f"no {what}: set {env_name} or {env_name}_FILE ({path} does not exist)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     kek = KeyEncryptionKey.generate()
     # Processes of the embedded set-up may start together: the key is written to a private temporary
     # file and linked into place, so the file appears whole or not at all and the first key made wins.

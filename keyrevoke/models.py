@@ -170,6 +170,10 @@ class VenueSummary:
 class IncidentSummary:
     incident_id: str
     venues: tuple[VenueSummary, ...]
+    # The event chain as it stood when the incident ended: Temporal's copy, outside the ledger, that
+    # `verify-report --temporal` compares a report's chain against.
+    chain_length: int = 0
+    chain_head: str = ""
 
     def total(self, state: str) -> int:
         return sum(v.counts.get(state, 0) for v in self.venues)

@@ -181,25 +181,31 @@ async def test_mass_revoke_through_the_cli(
     await keyrevoke(env, "incident", "report", incident, "--out", str(out))
     report = json.loads((out / "report.json").read_text())
     assert report["totals"]["confirmed"] == 240
-    assert report["needs_human"] == []
+    assert report["measures"]["may_still_work"] == 0
     with (out / "report.csv").open() as handle:
         lines = list(csv.DictReader(handle))
     assert len(lines) == 240
     assert {line["state"] for line in lines} == {"confirmed"}
     assert all(line["baseline_ok"] == "True" and line["revoked_at"] for line in lines)
 
-    assert "240 of 240 keys confirmed" in (out / "report.html").read_text()
-    verified = await keyrevoke(env, "incident", "verify-report", str(out / "report.json"))
-    assert "the event chain holds" in verified.stdout
+    assert "confirmed revoked or closed: 240 of 240" in (out / "report.html").read_text()
+    public = (await keyrevoke(env, "signing-key", "public")).stdout.strip()
+    verified = await keyrevoke(
+        env, "incident", "verify-report", str(out / "report.json"), "--public-key", public, "--temporal"
+    )
+    assert "signature verifies (report.json, report.csv, report.html)" in verified.stdout
+    assert "its chain head matches the incident workflow's result in Temporal" in verified.stdout
     assert report["chain"]["length"] == len(report["events"])
-    tampered = dict(report)
-    tampered["events"] = [dict(e) for e in report["events"]]
-    victim = next(e for e in tampered["events"] if e["kind"] == "key.confirmed")
-    victim["detail"] = "nothing to see"
-    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
-    broken = await keyrevoke(env, "incident", "verify-report", str(tmp_path / "tampered.json"), check=False)
-    assert broken.returncode == 1
-    assert f"breaks at event {victim['n']}" in broken.stderr
+    victim = next(e for e in report["events"] if e["kind"] == "key.confirmed")
+    original = json.dumps(victim, separators=(",", ":"), ensure_ascii=False)
+    text = (out / "report.json").read_text()
+    assert original in text
+    (tmp_path / "tampered.json").write_text(text.replace(original, original.replace(victim["detail"], "nothing")))
+    broken = await keyrevoke(
+        env, "incident", "verify-report", str(tmp_path / "tampered.json"), "--no-signature", check=False
+    )
+    assert broken.returncode == 2
+    assert f"the event chain breaks at event {victim['n']}" in broken.stderr
 
     # The recorded histories replay without non-determinism, with the payload key the CLI's processes made.
     histories = await _histories(dev_client, incident)

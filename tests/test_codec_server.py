@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf import json_format
@@ -206,6 +208,9 @@ async def test_the_browser_ui_signs_in_once_and_then_decodes_with_its_cookie(
     signed_in = await http.get("/login", params={"token": TOKEN})
     assert signed_in.status == 200
     assert signed_in.cookies["keyrevoke_codec"]["httponly"]
+    session = signed_in.cookies["keyrevoke_codec"].value
+    assert TOKEN not in session  # a random session id stands for the token; the token is never stored
+    assert len(session) >= 40
     # The test client keeps the cookie, as the browser does; the UI sends no Authorization header.
     response = await http.post(
         "/default/decode", data=body(sealed), headers={"Origin": UI, "Content-Type": "application/json"}
@@ -216,3 +221,46 @@ async def test_the_browser_ui_signs_in_once_and_then_decodes_with_its_cookie(
     http.session.cookie_jar.clear()
     anonymous = await http.post("/default/decode", data=body(sealed), headers={"Origin": UI})
     assert anonymous.status == 401
+
+
+async def test_the_cookie_is_a_fresh_session_id_and_a_made_up_one_is_refused(
+    http: TestClient[object, object], codec: PayloadEncryptionCodec
+) -> None:
+    first = (await http.get("/login", params={"token": TOKEN})).cookies["keyrevoke_codec"].value
+    second = (await http.get("/login", params={"token": TOKEN})).cookies["keyrevoke_codec"].value
+    assert first != second
+    sealed = await codec.encode([plain(MARKER)])
+    http.session.cookie_jar.clear()
+    # The old design's cookie (the token itself) no longer opens anything.
+    forged = await http.post("/default/decode", data=body(sealed), headers={"Cookie": f"keyrevoke_codec={TOKEN}"})
+    assert forged.status == 401
+    kept = await http.post("/default/decode", data=body(sealed), headers={"Cookie": f"keyrevoke_codec={first}"})
+    assert kept.status == 200
+
+
+async def test_the_access_log_never_holds_the_token(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`keyrevoke -v codec-server` logs every request; a login's query string is not in it."""
+    key = KeyEncryptionKey.generate()
+    settings = Settings(
+        state_dir=tmp_path, payload_key=key.to_text(), codec_server_token=TOKEN, codec_server_port=free_port()
+    )
+    stop = asyncio.Event()
+    caplog.set_level(logging.DEBUG)
+    server = asyncio.create_task(run_codec_server(settings, stop))
+    url = f"http://127.0.0.1:{settings.codec_server_port}"
+    async with aiohttp.ClientSession() as client:
+        for _ in range(100):
+            try:
+                async with client.get(f"{url}/login", params={"token": TOKEN}) as answer:
+                    assert answer.status == 200
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        async with client.get(f"{url}/login", params={"token": TOKEN + "-wrong"}) as answer:
+            assert answer.status == 401
+    stop.set()
+    await server
+    access = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any('"GET /login" 200' in line for line in access), access
+    assert any('"GET /login" 401' in line for line in access), access
+    assert TOKEN not in caplog.text

@@ -11,12 +11,13 @@ import asyncio
 import json
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client
 
 from commander.incidents import control, start_incident
 from keyrevoke.models import ConfirmRequest
-from keyrevoke.report import build_report
-from keyrevoke.states import KeyState
+from keyrevoke.report import write_report
+from keyrevoke.states import MAY_STILL_WORK, KeyState
 from tests.harness import running_workers, stage
 from workflows.incident import incident_workflow_id
 
@@ -95,5 +96,8 @@ async def test_manual_venues_complete_after_confirmation_and_report_what_stayed_
         await control(dev_client, "manual", "confirm", ConfirmRequest("heidi", "kraken"))
         await dev_client.get_workflow_handle(incident_workflow_id("manual")).result()
         assert st.ledger.counts("manual") == {"coinbase": {"live": 4}, "kraken": {"confirmed": 4}}
-        report = build_report(st.ledger, "manual")
-        assert sorted(report["needs_human"]) == sorted(r.key_id for r in st.rows if r.venue == "coinbase")
+        written = write_report(st.ledger, "manual", tmp_path / "report", Ed25519PrivateKey.generate())
+        report = json.loads(written.json.read_text())
+        assert report["measures"]["may_still_work"] == 4
+        still = [k["key_id"] for k in report["keys"] if k["state"] in MAY_STILL_WORK]
+        assert sorted(still) == sorted(r.key_id for r in st.rows if r.venue == "coinbase")

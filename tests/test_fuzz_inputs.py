@@ -43,12 +43,13 @@ text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_ch
 def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A state folder whose ledger already holds two keys."""
     folder = tmp_path_factory.mktemp("fuzz")
-    (folder / "good.csv").write_text(GOOD)
+    inventory = tmp_path_factory.mktemp("fuzz-input") / "good.csv"  # outside the (private) state folder
+    inventory.write_text(GOOD)
     saved = {k: v for k, v in os.environ.items() if k.startswith("KEYREVOKE_")}
     for name in saved:
         del os.environ[name]
     os.environ["KEYREVOKE_STATE_DIR"] = str(folder)
-    assert run(["inventory", "import", str(folder / "good.csv")]) == 0
+    assert run(["inventory", "import", str(inventory)]) == 0
     yield folder
     del os.environ["KEYREVOKE_STATE_DIR"]
     os.environ.update(saved)

@@ -87,7 +87,7 @@ def test_active_counts_keep_running_and_lately_finished_incidents(ledger: Ledger
     # One key not final keeps its whole incident, however old.
     key_id, venue = keys[0]
     ledger.apply("inc-a", [Transition(key_id, venue, KeyState.LIVE, (KeyState.CONFIRMED,), "key.live")])
-    ledger.apply("inc-a", [Transition(key_id, venue, KeyState.REVOKED, (KeyState.LIVE,), "test.reopen")])
+    ledger.apply("inc-a", [Transition(key_id, venue, KeyState.REVOKED, (KeyState.LIVE,), "key.revoked")])
     time.sleep(0.01)
     assert sum(ledger.active_counts(0).values()) == 4
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.ledger.migrations import migrate
+from keyrevoke.private_files import create_private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -96,7 +97,8 @@ class Database:
         if url.startswith("sqlite:///"):
             self.kind = "sqlite"
             path = Path(url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: its -wal and -shm files take the database file's mode.
+            create_private_file(path)
             connection = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
@@ -143,6 +145,20 @@ class Database:
             else:
                 cursor.execute("COMMIT")
             finally:
+                cursor.close()
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[_Tx]:
+        """One read-only transaction that sees the database as it was at its first read, however long
+        it lasts: a report paged out of it is consistent while workers go on writing."""
+        with self._lock:
+            cursor = self._connection.cursor()
+            # SQLite (WAL): a deferred transaction reads one snapshot; PostgreSQL needs REPEATABLE READ.
+            cursor.execute("BEGIN" if self.kind == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield _Tx(self, cursor)
+            finally:
+                cursor.execute("ROLLBACK")
                 cursor.close()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -11,17 +11,21 @@ import hmac
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyrevoke.crypto import SecretBox, key_hint
 from keyrevoke.errors import IncidentConflictError, InputError, InventoryRowError
-from keyrevoke.evidence import GENESIS, event_hash
+from keyrevoke.evidence import GENESIS, event_hash, state_after
 from keyrevoke.inventory import InventoryRow
 from keyrevoke.ledger.database import Database
 from keyrevoke.states import FINAL_STATES, KeyState
 from keyrevoke.venue_fields import account_of, legacy_field
+
+if TYPE_CHECKING:
+    from keyrevoke.ledger.snapshot import IncidentSnapshot
 
 
 def utc_now() -> str:
@@ -458,6 +462,11 @@ class Ledger:
                     raise ValueError(f"not a key field: {sorted(unknown)}")
                 if not change.from_states:
                     raise ValueError(f"transition of {change.key_id} names no state to move from")
+                implied = state_after(change.event)
+                stays = implied is None and change.from_states == (change.to_state,)
+                if implied != change.to_state.value and not stays:
+                    # The report's check derives each key's state from its events: the kind must say it.
+                    raise ValueError(f"event {change.event!r} does not name the state {change.to_state.value!r}")
                 # Both databases store flags as integers; PostgreSQL refuses a bool there.
                 values = [int(v) if isinstance(v, bool) else v for v in change.fields.values()]
                 assignments = ", ".join(f"{name} = ?" for name in change.fields)
@@ -603,6 +612,16 @@ class Ledger:
         for owner, email in rows:
             emails.setdefault(str(owner), str(email))
         return emails
+
+    @contextmanager
+    def snapshot(self, incident_id: str) -> Iterator[IncidentSnapshot]:
+        """The incident as of now, read a page at a time inside one read-only transaction."""
+        from keyrevoke.ledger.snapshot import IncidentSnapshot
+
+        with self.db.read_snapshot() as tx:
+            snapshot = IncidentSnapshot(tx, incident_id)
+            snapshot.incident()  # the incident must exist
+            yield snapshot
 
     def close(self) -> None:
         self.db.close()
