@@ -53,7 +53,7 @@ def incident_ledger(folder: Path, per_path: int = 3, owner: str = "alice", url: 
             "key_id": key_id,
             "venue": venue,
             "owner": owner,
-            "account": f"acct-{number}",
+            "account": f"{1000 + number}",
             "api_key": f"APIKEY-{key_id}-4b8e6d0c5a",
             "secret": f"SECRET-{key_id}-9f3c2a7d1e",
             "passphrase": "",

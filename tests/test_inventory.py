@@ -1225,30 +1225,24 @@ def test_owner_emails_come_from_the_inventory_and_stay_out_of_the_report_rows(tm
 
 
 @pytest.mark.parametrize(
-    ("content", "reason"),
+    "content",
     [
-        (b'{"events": [5]}', "{path}: the event chain breaks at event 1: is a JSON int, not an event object"),
-        (
-            b'{"events": [], "chain": [1]}',
-            "{path}: the event chain breaks at event 1: the report's chain summary is not an object",
-        ),
-        (
-            b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-            "{path}: not valid JSON (a number too long or nesting too deep)",
-        ),
-        (b'{"events": [],\n "note": "caf\xe9"}', "{path}:2: not UTF-8 text (byte 0xE9 at column 14)"),
+        b'{"events": [5]}',
+        b'{"events": [], "chain": [1]}',
+        b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"events": [],\n "note": "caf\xe9"}',
     ],
     ids=["event-number", "chain-list", "deep", "latin-1"],
 )
 def test_cli_verify_report_on_a_damaged_file_answers_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, reason: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
 ) -> None:
     path = tmp_path / "report.json"
     path.write_bytes(content)
 
-    code, errors, out = _cli(monkeypatch, tmp_path, "incident", "verify-report", str(path))
+    code, errors, out = _cli(monkeypatch, tmp_path, "incident", "verify-report", str(path), "--no-signature")
 
     lines = [line for line in [*errors, *out.splitlines()] if line]
-    assert code != 0
+    assert code == 2
     assert len(lines) == 1, lines
-    assert reason.format(path=path) in lines[0]
+    assert f"{path}:1: not in the layout of a keyrevoke report" in lines[0]

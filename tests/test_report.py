@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 import stat
@@ -302,12 +301,14 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.usefixtures("clean_environment")
-def test_report_and_verify_report_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_and_verify_report_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = tmp_path / "state"
     ledger = incident_ledger(state)  # the CLI's default ledger file and key are under the state dir
     ledger.close()
-    os.environ["KEYREVOKE_LEDGER_URL"] = f"sqlite:///{state / 'ledger.db'}"
-    os.environ["KEYREVOKE_LEDGER_KEK"] = _kek_text()
+    monkeypatch.setenv("KEYREVOKE_LEDGER_URL", f"sqlite:///{state / 'ledger.db'}")
+    monkeypatch.setenv("KEYREVOKE_LEDGER_KEK", _kek_text())
     code, out, _ = cli(capsys, "incident", "report", INCIDENT, "--state-dir", str(state), "--out", str(tmp_path / "r"))
     assert code == 0
     assert out.split() == [

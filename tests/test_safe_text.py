@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from commander.main import run
+from keyrevoke.inventory import parse_row
+from keyrevoke.ledger.setup import ledger_from_settings
 from keyrevoke.safe_text import csv_cell, csv_row, terminal_text
+from keyrevoke.settings import Settings
 
 FAKE_STATUS = "\x1b[2J\x1b[H\x1b[1;31mALL KEYS CONFIRMED\x1b[0m"
 
@@ -60,12 +64,33 @@ def test_inventory_show_prints_an_owner_with_escape_sequences_as_text(
     inventory = tmp_path / "keys.csv"
     inventory.write_text(
         "key_id,venue,owner,account,api_key,secret,passphrase,method,priority\n"
-        f'k1,binance,"{FAKE_STATUS}",=cmd|x,APIKEY-k1-4b8e6d0c5a,SECRET-k1-9f3c2a7d1e,,,1\n'
+        f'k1,binance,"{FAKE_STATUS}",5001,APIKEY-k1-4b8e6d0c5a,SECRET-k1-9f3c2a7d1e,,,1\n'
     )
-    state = str(tmp_path / "state")
-    assert run(["inventory", "import", str(inventory), "--state-dir", state]) == 0
-    capsys.readouterr()
-    assert run(["inventory", "show", "--state-dir", state]) == 0
+    state = tmp_path / "state"
+    # Import refuses the row (a control character), and its error line shows the text, not the escapes.
+    assert run(["inventory", "import", str(inventory), "--state-dir", str(state)]) != 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err
+    assert "keys.csv:2" in out + err
+
+    # A ledger written before import refused such text (or by another tool) still shows it as text.
+    good = parse_row(
+        {
+            "key_id": "k1",
+            "venue": "binance",
+            "owner": "mallory",
+            "account": "5001",
+            "api_key": "APIKEY-k1-4b8e6d0c5a",
+            "secret": "SECRET-k1-9f3c2a7d1e",
+        },
+        "keys.csv",
+        2,
+    )
+    settings = Settings(state_dir=state)
+    ledger = ledger_from_settings(settings)
+    assert ledger.import_rows([replace(good, owner=FAKE_STATUS)], "keys.csv").errors == []
+    ledger.close()
+    assert run(["inventory", "show", "--state-dir", str(state)]) == 0
     out, err = capsys.readouterr()
     assert "\x1b" not in out + err
     assert "\\x1b[2J\\x1b[H\\x1b[1;31mALL KEYS CONFIRMED" in out
