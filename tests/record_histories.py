@@ -55,13 +55,13 @@ async def record(out: Path) -> list[Path]:
                 await start_incident(client, st.ledger, st.settings, INCIDENT, [], [])
                 while not [e for e in st.ledger.events(INCIDENT) if e["kind"] == "key.revoked"]:
                     await asyncio.sleep(0.1)
-                await control(client, INCIDENT, "pause", ControlRequest("recorder"))
+                await control(client, st.settings, INCIDENT, "pause", ControlRequest("recorder"))
                 await asyncio.sleep(0.5)
-                await control(client, INCIDENT, "resume", ControlRequest("recorder"))
+                await control(client, st.settings, INCIDENT, "resume", ControlRequest("recorder"))
                 packet = st.settings.resolved_escalation_dir() / INCIDENT / "binance.json"
                 while not packet.exists():
                     await asyncio.sleep(0.1)
-                await control(client, INCIDENT, "confirm", ConfirmRequest("recorder", "binance"))
+                await control(client, st.settings, INCIDENT, "confirm", ConfirmRequest("recorder", "binance"))
                 await client.get_workflow_handle(incident_workflow_id(INCIDENT)).result()
                 out.mkdir(parents=True, exist_ok=True)
                 written = []

@@ -11,10 +11,13 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
 from commander.incidents import control, start_incident
+from keyrevoke.errors import InputError
 from keyrevoke.models import ConfirmRequest
+from keyrevoke.operators import operators_for
 from keyrevoke.report import build_report
 from keyrevoke.states import KeyState
 from tests.harness import running_workers, stage
@@ -56,7 +59,7 @@ async def test_escalated_keys_end_confirmed_or_live(tmp_path: Path, queue_prefix
         assert all(states[r.key_id] == KeyState.ESCALATED for r in rest)
 
         # The commander relays the exchange's word for the rest; they still work, so they end live.
-        answer = await control(dev_client, "esc", "confirm", ConfirmRequest("grace", "binance"))
+        answer = await control(dev_client, st.settings, "esc", "confirm", ConfirmRequest("grace", "binance"))
         assert "verifying" in answer
         await dev_client.get_workflow_handle(incident_workflow_id("esc")).result()
 
@@ -64,8 +67,10 @@ async def test_escalated_keys_end_confirmed_or_live(tmp_path: Path, queue_prefix
         assert all(states[r.key_id] == KeyState.CONFIRMED for r in by_exchange)
         assert all(states[r.key_id] == KeyState.LIVE for r in rest)
         assert all(states[r.key_id] == KeyState.CONFIRMED for r in st.rows if r.venue == "bybit")
+        # Names are shown, keys decide: the log names the embedded operator with its key's fingerprint.
+        (operator,) = operators_for(st.settings)
         confirmed_by = [e for e in st.ledger.events("esc") if e["kind"] == "incident.exchange_confirmed"]
-        assert [e["actor"] for e in confirmed_by] == ["grace"]
+        assert [e["actor"] for e in confirmed_by] == [f"{operator.name} ({operator.fingerprint})"]
 
 
 async def test_manual_venues_complete_after_confirmation_and_report_what_stayed_live(
@@ -86,13 +91,15 @@ async def test_manual_venues_complete_after_confirmation_and_report_what_stayed_
         # Kraken's security team revokes every key; the probes while waiting see it.
         st.simulator.revoke_by_exchange("kraken")
         # Coinbase says it did, but did not: the commander's confirmation ends in verification.
-        await control(dev_client, "manual", "confirm", ConfirmRequest("heidi", "coinbase"))
+        await control(dev_client, st.settings, "manual", "confirm", ConfirmRequest("heidi", "coinbase"))
         for _ in range(300):
             counts = st.ledger.counts("manual")
             if counts.get("kraken", {}).get("confirmed") == 4:
                 break
             await asyncio.sleep(0.1)
-        await control(dev_client, "manual", "confirm", ConfirmRequest("heidi", "kraken"))
+        # Kraken's keys are all confirmed: nothing waits there any more, and a confirm says so.
+        with pytest.raises(InputError, match="nothing to confirm"):
+            await control(dev_client, st.settings, "manual", "confirm", ConfirmRequest("heidi", "kraken"))
         await dev_client.get_workflow_handle(incident_workflow_id("manual")).result()
         assert st.ledger.counts("manual") == {"coinbase": {"live": 4}, "kraken": {"confirmed": 4}}
         report = build_report(st.ledger, "manual")
