@@ -255,8 +255,8 @@ class IncidentWorkflow:
 
     @pause.validator
     def _validate_pause(self, request: ControlRequest) -> None:
-        self._can_pause(request)
         self._refuse_replay(request.signed, "pause")
+        self._can_pause(request)
 
     def _can_pause(self, request: ControlRequest) -> None:
         self._refuse_unless_open(request)
@@ -279,8 +279,8 @@ class IncidentWorkflow:
 
     @resume.validator
     def _validate_resume(self, request: ControlRequest) -> None:
-        self._can_resume(request)
         self._refuse_replay(request.signed, "resume")
+        self._can_resume(request)
 
     def _can_resume(self, request: ControlRequest) -> None:
         self._refuse_unless_open(request)
@@ -302,8 +302,8 @@ class IncidentWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: ControlRequest) -> None:
-        self._can_cancel(request)
         self._refuse_replay(request.signed, "cancel")
+        self._can_cancel(request)
 
     def _can_cancel(self, request: ControlRequest) -> None:
         if request.venue:
@@ -322,8 +322,8 @@ class IncidentWorkflow:
 
     @narrow.validator
     def _validate_narrow(self, request: ControlRequest) -> None:
-        self._can_narrow(request)
         self._refuse_replay(request.signed, "narrow")
+        self._can_narrow(request)
 
     def _can_narrow(self, request: ControlRequest) -> None:
         if not request.venue:
@@ -371,8 +371,8 @@ class IncidentWorkflow:
 
     @confirm.validator
     def _validate_confirm(self, request: ConfirmRequest) -> None:
-        self._can_confirm(request)
         self._refuse_replay(request.signed, "confirm")
+        self._can_confirm(request)
 
     def _can_confirm(self, request: ConfirmRequest) -> None:
         self._refuse_unless_open(ControlRequest(request.actor, request.venue))
@@ -398,8 +398,8 @@ class IncidentWorkflow:
 
     @approve.validator
     def _validate_approve(self, request: ControlRequest) -> None:
-        self._can_approve(request)
         self._refuse_replay(request.signed, "approve")
+        self._can_approve(request)
 
     def _can_approve(self, request: ControlRequest) -> None:
         if self._phase != "awaiting_approval" or self._approved_by:
