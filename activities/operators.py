@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -27,8 +27,13 @@ class OperatorActivities:
         """The registered operator who signed the request; a refusal is non-retryable, with its reason."""
         try:
             operators = await asyncio.to_thread(operators_for, self.settings)
+            # Fresh when Temporal took it, even if no worker could check it then; a server clock ahead
+            # of this one (a time-skipping test server) does not age it either.
+            now = datetime.now(UTC)
+            if request.received_at:
+                now = min(now, datetime.fromisoformat(request.received_at))
             return verify_action(
-                operators, request, timedelta(seconds=self.settings.operator_signature_max_age_seconds)
+                operators, request, timedelta(seconds=self.settings.operator_signature_max_age_seconds), now
             )
         except ActionRefused as refused:
             raise ApplicationError(str(refused), type="ActionRefused", non_retryable=True) from None

@@ -39,6 +39,9 @@ class VerifyActionRequest:
     keys: int
     keys_sha256: str
     signed: SignedAction | None
+    # When Temporal took the action (ISO 8601): a signature is as fresh as it was then, however long
+    # the check waited for a worker.
+    received_at: str = ""
 
     @classmethod
     def of(
@@ -49,9 +52,10 @@ class VerifyActionRequest:
         venue: str = "",
         reason: str = "",
         key_ids: Iterable[str] = (),
+        received_at: str = "",
     ) -> VerifyActionRequest:
         distinct = set(key_ids)
-        return cls(incident_id, action, venue, reason, len(distinct), keys_digest(distinct), signed)
+        return cls(incident_id, action, venue, reason, len(distinct), keys_digest(distinct), signed, received_at)
 
 
 @dataclass(frozen=True)

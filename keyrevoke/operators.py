@@ -40,7 +40,7 @@ from keyrevoke.settings import Settings
 NAMESPACE = "keyrevoke"
 #: What a message says it is, so that no other signed JSON passes for an action.
 MESSAGE_KIND = "keyrevoke-control-action/1"
-ACTIONS = ("start", "approve", "cancel", "narrow", "pause", "resume", "confirm")
+ACTIONS = ("start", "approve", "cancel", "narrow", "pause", "resume", "confirm", "close")
 ED25519 = "ssh-ed25519"
 # A clock a little ahead of the verifier's is not an attack; a message from further ahead is refused.
 CLOCK_SKEW = timedelta(seconds=60)

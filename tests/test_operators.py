@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
+from activities.operators import OperatorActivities
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.models import SignedAction, VerifyActionRequest
 from keyrevoke.operators import (
@@ -52,9 +54,14 @@ def ssh_sign(key: Path, message: str, folder: Path, name: str = "action") -> Sig
 
 
 def request(
-    signed: SignedAction | None, action: str = "pause", venue: str = "", reason: str = "", keys: tuple[str, ...] = ()
+    signed: SignedAction | None,
+    action: str = "pause",
+    venue: str = "",
+    reason: str = "",
+    keys: tuple[str, ...] = (),
+    received_at: str = "",
 ) -> VerifyActionRequest:
-    return VerifyActionRequest.of("inc-1", action, signed, venue, reason, keys)
+    return VerifyActionRequest.of("inc-1", action, signed, venue, reason, keys, received_at)
 
 
 @pytest.fixture
@@ -196,3 +203,22 @@ def test_a_passphrase_protected_key_is_named_with_what_to_do(tmp_path: Path) -> 
     settings = Settings(state_dir=tmp_path, operators_file=tmp_path / "ops", operator_key_file=key)
     with pytest.raises(ConfigurationError, match="passphrase-protected: sign with `ssh-keygen -Y sign"):
         sign_action(settings, "inc-1", "pause")
+
+
+async def test_freshness_is_judged_when_temporal_took_the_action(tmp_path: Path, alice: Path) -> None:
+    """A start taken while no worker ran is checked later, still fresh; an old signature is not made fresh."""
+    operators = register(tmp_path / "operators", ("alice", alice))
+    activities = OperatorActivities(Settings(state_dir=tmp_path, operators_file=operators))
+    now = datetime.now(UTC)
+    signed_then = ssh_sign(alice, action_message("inc-1", "pause", at=now - timedelta(minutes=21)), tmp_path)
+    taken = now - timedelta(minutes=20)
+    operator = await activities.verify_action(request(signed_then, received_at=taken.isoformat()))
+    assert operator.name == "alice"
+    with pytest.raises(ApplicationError, match="stale"):
+        await activities.verify_action(request(signed_then))
+    # A server clock far ahead (the time-skipping test server) ages nothing: the worker's clock is used.
+    fresh = ssh_sign(alice, action_message("inc-1", "pause"), tmp_path, "fresh")
+    ahead = (now + timedelta(hours=5)).isoformat()
+    assert (await activities.verify_action(request(fresh, received_at=ahead))).name == "alice"
+    with pytest.raises(ApplicationError, match="not a registered operator"):
+        await activities.verify_action(request(ssh_sign(make_key(tmp_path, "eve"), fresh.message, tmp_path, "e")))

@@ -89,6 +89,7 @@ class IncidentWorkflow:
                     params.scope_owners,
                     params.scope_owners_sha256 or keys_digest(()),
                     params.start_signed,
+                    workflow.info().workflow_start_time.isoformat(),
                 )
             )
         self._plan = await workflow.execute_activity(
@@ -205,7 +206,15 @@ class IncidentWorkflow:
         assert self._params is not None
         reason = request.reason if isinstance(request, ControlRequest) else ""
         operator = await self._verified(
-            VerifyActionRequest.of(self._params.incident_id, action, request.signed, request.venue, reason, key_ids)
+            VerifyActionRequest.of(
+                self._params.incident_id,
+                action,
+                request.signed,
+                request.venue,
+                reason,
+                key_ids,
+                workflow.now().isoformat(),
+            )
         )
         try:
             validate(request)
