@@ -17,17 +17,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 from commander.incidents import control, incident_state, start_incident
 from keyrevoke.errors import InputError
-from keyrevoke.models import ControlRequest
-from keyrevoke.operators import action_message, load_operators, operators_for
+from keyrevoke.models import ControlRequest, IncidentInput
+from keyrevoke.operators import action_message, load_operators, operators_for, sign_action
 from keyrevoke.states import FINAL_STATES, KeyState
 from keyrevoke.temporal_client import connect
 from tests.harness import Stage, address_of, running_workers, stage, until
 from tests.test_operators import make_key, register
-from workflows.incident import incident_workflow_id
+from workflows.incident import IncidentWorkflow, incident_workflow_id
 
 KEYREVOKE = str(Path(sysconfig.get_path("scripts")) / "keyrevoke")
 
@@ -243,13 +243,25 @@ async def test_replayed_stale_and_mismatched_signatures_are_refused(keyed, tmp_p
     written = await _cli(frank, "incident", "pause", "rp", "--write-message", str(pause))
     assert written.returncode == 0, written.stderr
     _ssh_sign(keys["frank"], pause)
-    assert (await _cli(erin, "incident", "start", "--id", "rp")).returncode == 0
+    # Erin signs the start with ssh-keygen too; what it names (approval asked) is what it starts.
+    start = tmp_path / "start-rp"
+    written = await _cli(erin, "incident", "start", "--id", "rp", "--require-approval", "--write-message", str(start))
+    assert written.returncode == 0, written.stderr
+    _ssh_sign(keys["erin"], start)
+    _refused(
+        await _cli(erin, "incident", "start", "--id", "rp", "--signature", f"{start}.sig"),
+        "the signed message is for reason 'approval required', not ''",
+    )
+    assert st.ledger.get_incident("rp") is None  # a refused start records nothing
+    started = await _cli(erin, "incident", "start", "--id", "rp", "--require-approval", "--signature", f"{start}.sig")
+    assert started.returncode == 0, started.stderr
 
-    async def running() -> bool:
+    # While it waits for approval, nothing runs: every refusal below is about the signature alone.
+    async def awaiting() -> bool:
         state = await incident_state(client, "rp")
-        return state is not None and state.phase == "running"
+        return state is not None and state.phase == "awaiting_approval"
 
-    await until(running)
+    await until(awaiting)
     paused = await _cli(erin, "incident", "pause", "rp", "--signature", f"{pause}.sig")
     assert paused.returncode == 0, paused.stderr
     # The same signed pause, sent again: a replay.
@@ -274,8 +286,10 @@ async def test_replayed_stale_and_mismatched_signatures_are_refused(keyed, tmp_p
         await _cli(_cli_env(st, keys["mallory"]), "incident", "start", "--id", "rogue"), "is not a registered operator"
     )
     assert st.ledger.get_incident("rogue") is None
+    assert (await _cli(frank, "incident", "approve", "rp")).returncode == 0
     assert (await _cli(erin, "incident", "resume", "rp")).returncode == 0
     await _result(client, "rp")
+    assert st.ledger.counts("rp") == {"binance": {"confirmed": 12}, "bybit": {"confirmed": 12}}
     fingerprints = {op.name: op.fingerprint for op in load_operators(st.settings.operators_file)}
     assert [e["actor"] for e in _kinds(st, "rp", "incident.paused")] == [f"frank ({fingerprints['frank']})"]
     assert [e["actor"] for e in _kinds(st, "rp", "incident.resumed")] == [f"erin ({fingerprints['erin']})"]
@@ -285,3 +299,36 @@ def _ssh_sign(key: Path, message: Path) -> None:
     subprocess.run(
         ["ssh-keygen", "-Y", "sign", "-n", "keyrevoke", "-f", str(key), str(message)], check=True, capture_output=True
     )
+
+
+async def test_the_workflow_acts_only_on_signed_actions(paced: Stage, dev_client: Client) -> None:
+    """Whoever reaches Temporal without the command line: an unsigned or borrowed start or action does nothing."""
+    st = paced
+    for incident_id, signed in (("bare", None), ("borrowed", sign_action(st.settings, "elsewhere", "start"))):
+        st.ledger.create_incident(incident_id, [], [], "intruder")
+        handle = await dev_client.start_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(incident_id, st.settings.task_queue_prefix, start_signed=signed),
+            id=incident_workflow_id(incident_id),
+            task_queue=st.settings.control_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        reason = str(getattr(failed.value.cause, "message", failed.value.cause))
+        assert ("start is not signed" if signed is None else "for incident 'elsewhere', not 'borrowed'") in reason
+        assert st.ledger.counts(incident_id) == {}  # not even planned
+
+    await start_incident(dev_client, st.ledger, st.settings, "ctl-unsigned", [], [])
+
+    async def running() -> bool:
+        state = await incident_state(dev_client, "ctl-unsigned")
+        return state is not None and state.phase == "running"
+
+    await until(running)
+    handle = dev_client.get_workflow_handle(incident_workflow_id("ctl-unsigned"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("cancel", ControlRequest("root", reason="no signature"), result_type=str)
+    assert "cancel is not signed" in str(getattr(refused.value.cause, "message", refused.value.cause))
+    await _result(dev_client, "ctl-unsigned")
+    assert _kinds(st, "ctl-unsigned", "incident.cancelled") == []
+    assert sum(per.get("confirmed", 0) for per in st.ledger.counts("ctl-unsigned").values()) == 24
