@@ -262,9 +262,11 @@ class VenueWorkflow:
             confirmation.key_ids[i : i + params.batch_size]
             for i in range(0, len(confirmation.key_ids), params.batch_size)
         ]
+        # Each batch names its own keys: the whole list need not travel with every one of them.
+        per_batch = ExchangeConfirmation(confirmation.actor)
         for first in range(0, len(chunks), params.batches_in_flight):
             window = chunks[first : first + params.batches_in_flight]
-            await asyncio.gather(*(self._accept_and_verify(params, keys, confirmation) for keys in window))
+            await asyncio.gather(*(self._accept_and_verify(params, keys, per_batch) for keys in window))
 
     async def _probe_escalated(self, keys: tuple[str, ...]) -> None:
         assert self._input is not None
