@@ -110,13 +110,9 @@ async def start_incident(
     unknown = [v for v in venues if v.lower() not in SUPPORTED_VENUES]
     if unknown:
         raise InputError(f"--venue: unknown venue(s) {', '.join(unknown)} (known: {', '.join(SUPPORTED_VENUES)})")
-    venue_field, reason = start_fields(venues, require_approval)
-    if signed is None:
-        signed = await asyncio.to_thread(sign_action, settings, incident_id, "start", venue_field, reason, owners)
-    starter = await asyncio.to_thread(
-        _verify_here,
-        settings,
-        VerifyActionRequest.of(incident_id, "start", signed, venue_field, reason, owners),
+    venue_field, _ = start_fields(venues, require_approval)
+    signed, starter = await asyncio.to_thread(
+        signed_start, settings, incident_id, venues, owners, require_approval, signed
     )
     _, created = await asyncio.to_thread(ledger.create_incident, incident_id, venues, owners, starter.actor)
     workflow_id = incident_workflow_id(incident_id)
@@ -155,14 +151,36 @@ async def start_incident(
     return StartOutcome(incident_id, workflow_id, created)
 
 
-def _verify_here(settings: Settings, request: VerifyActionRequest) -> Operator:
-    """The commander's own check of a signed start, so that a refused one records nothing."""
-    return verify_action(
-        operators_for(settings), request, timedelta(seconds=settings.operator_signature_max_age_seconds)
-    )
-
-
 CONTROL_ACTIONS = ("pause", "resume", "cancel", "narrow", "approve", "confirm")
+
+
+def sign_request(
+    settings: Settings, incident_id: str, action: str, request: ControlRequest | ConfirmRequest
+) -> ControlRequest | ConfirmRequest:
+    """``request`` signed with the CLI's operator key, unless it carries a signature already."""
+    if request.signed is not None:
+        return request
+    reason = request.reason if isinstance(request, ControlRequest) else ""
+    key_ids = request.key_ids if isinstance(request, ConfirmRequest) else ()
+    return replace(request, signed=sign_action(settings, incident_id, action, request.venue, reason, key_ids))
+
+
+def signed_start(
+    settings: Settings,
+    incident_id: str,
+    venues: list[str],
+    owners: list[str],
+    require_approval: bool,
+    signed: SignedAction | None = None,
+) -> tuple[SignedAction, Operator]:
+    """The start signed (with the CLI's key unless ``signed`` is given) and the registered operator who
+    signed it, checked here so that a refused start records nothing."""
+    venue_field, reason = start_fields(venues, require_approval)
+    if signed is None:
+        signed = sign_action(settings, incident_id, "start", venue_field, reason, owners)
+    request = VerifyActionRequest.of(incident_id, "start", signed, venue_field, reason, owners)
+    age = timedelta(seconds=settings.operator_signature_max_age_seconds)
+    return signed, verify_action(operators_for(settings), request, age)
 
 
 async def control(
@@ -179,11 +197,7 @@ async def control(
     """
     if action not in CONTROL_ACTIONS:
         raise InputError(f"unknown action {action!r}")
-    if request.signed is None:
-        reason = request.reason if isinstance(request, ControlRequest) else ""
-        key_ids = request.key_ids if isinstance(request, ConfirmRequest) else ()
-        signed = await asyncio.to_thread(sign_action, settings, incident_id, action, request.venue, reason, key_ids)
-        request = replace(request, signed=signed)
+    request = await asyncio.to_thread(sign_request, settings, incident_id, action, request)
     handle = client.get_workflow_handle(incident_workflow_id(incident_id))
     try:
         answer: str = await handle.execute_update(action, request, result_type=str)

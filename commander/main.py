@@ -134,7 +134,14 @@ def _write_message(path: Path, message: str, again: str) -> int:
 
 
 async def cmd_incident_start(args: argparse.Namespace) -> int:
-    from commander.incidents import follow, new_incident_id, read_owners, start_incident, start_message
+    from commander.incidents import (
+        follow,
+        new_incident_id,
+        read_owners,
+        signed_start,
+        start_incident,
+        start_message,
+    )
     from keyrevoke.ledger.setup import ledger_from_settings
     from keyrevoke.temporal_client import connect
 
@@ -144,7 +151,10 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
     if args.write_message:
         message = start_message(incident_id, args.venue or [], owners, args.require_approval)
         return _write_message(Path(args.write_message), message, f"keyrevoke incident start --id {incident_id} ...")
-    signed = _signature(args)
+    # Signed and checked before anything else: a refused start records nothing and needs no server.
+    signed, _ = await asyncio.to_thread(
+        signed_start, settings, incident_id, args.venue or [], owners, args.require_approval, _signature(args)
+    )
     ledger = ledger_from_settings(settings)
     try:
         client = await connect(settings)
@@ -183,7 +193,7 @@ async def _show_plan(client: Any, incident_id: str) -> None:
 
 
 async def cmd_incident_control(args: argparse.Namespace) -> int:
-    from commander.incidents import control, operator_identity
+    from commander.incidents import control, operator_identity, sign_request
     from keyrevoke.models import ControlRequest
     from keyrevoke.operators import action_message
     from keyrevoke.temporal_client import connect
@@ -194,14 +204,15 @@ async def cmd_incident_control(args: argparse.Namespace) -> int:
     if args.write_message:
         message = action_message(args.id, args.action, venue, reason)
         return _write_message(Path(args.write_message), message, f"keyrevoke incident {args.action} {args.id} ...")
-    request = ControlRequest(operator_identity(settings), venue, reason, _signature(args))
+    unsigned = ControlRequest(operator_identity(settings), venue, reason, _signature(args))
+    request = await asyncio.to_thread(sign_request, settings, args.id, args.action, unsigned)
     client = await connect(settings)
     print(await control(client, settings, args.id, args.action, request))
     return 0
 
 
 async def cmd_incident_confirm(args: argparse.Namespace) -> int:
-    from commander.incidents import control, operator_identity, read_owners
+    from commander.incidents import control, operator_identity, read_owners, sign_request
     from keyrevoke.models import ConfirmRequest
     from keyrevoke.operators import action_message
     from keyrevoke.temporal_client import connect
@@ -213,7 +224,8 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     if args.write_message:
         message = action_message(args.id, "confirm", venue, "", key_ids)
         return _write_message(Path(args.write_message), message, f"keyrevoke incident confirm {args.id} ...")
-    request = ConfirmRequest(operator_identity(settings), venue, key_ids, _signature(args))
+    unsigned = ConfirmRequest(operator_identity(settings), venue, key_ids, _signature(args))
+    request = await asyncio.to_thread(sign_request, settings, args.id, "confirm", unsigned)
     client = await connect(settings)
     print(await control(client, settings, args.id, "confirm", request))
     return 0
