@@ -12,6 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from temporalio.exceptions import ApplicationError
 
 from activities.operators import OperatorActivities
@@ -24,6 +29,7 @@ from keyrevoke.operators import (
     operators_for,
     read_signed_action,
     sign_action,
+    sign_message,
     verify_action,
 )
 from keyrevoke.settings import Settings
@@ -222,3 +228,23 @@ async def test_freshness_is_judged_when_temporal_took_the_action(tmp_path: Path,
     assert (await activities.verify_action(request(fresh, received_at=ahead))).name == "alice"
     with pytest.raises(ApplicationError, match="not a registered operator"):
         await activities.verify_action(request(ssh_sign(make_key(tmp_path, "eve"), fresh.message, tmp_path, "e")))
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    field=st.sampled_from(["incident", "action", "venue", "reason", "keys", "keys_sha256", "at", "nonce", "kind"]),
+    value=st.one_of(st.text(max_size=12), st.integers()),
+)
+def test_any_change_to_a_signed_message_is_refused(tmp_path: Path, field: str, value: object) -> None:
+    """Whatever one field of a signed action is changed to, its signature no longer verifies."""
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    (tmp_path / "ops").write_text(f"alice {public.decode()}\n")
+    operators = load_operators(tmp_path / "ops")
+    message = action_message("inc-1", "confirm", "binance", "why", ("k1", "k2"))
+    body = json.loads(message)
+    assume(body[field] != value)
+    edited = json.dumps({**body, field: value}, sort_keys=True, separators=(",", ":")) + "\n"
+    signed = SignedAction(edited, sign_message(key, message))
+    with pytest.raises(ActionRefused, match="does not verify"):
+        verify_action(operators, request(signed, "confirm", "binance", "why", ("k1", "k2")), FIFTEEN_MINUTES)
