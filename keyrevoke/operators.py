@@ -98,6 +98,9 @@ def load_operators(path: Path) -> list[RegisteredOperator]:
         name = signer.principals.split(",")[0].strip()
         if not name:
             raise ConfigurationError(f"{where}: the operator has no name")
+        if not name.isprintable():
+            # The name is shown in the event log, the report and on terminals.
+            raise ConfigurationError(f"{where}: the operator's name holds control characters")
         operator = RegisteredOperator(name, key.sha256_str(), key, number)
         first = by_fingerprint.get(operator.fingerprint)
         if first is not None:

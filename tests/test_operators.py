@@ -173,6 +173,7 @@ def test_operators_file_errors_name_the_line(tmp_path: Path, alice: Path) -> Non
         f"alice cert-authority {public}\n": "operators:1: cert-authority",
         "alice ssh-ed25519 AAAAnotakey\n": "operators:1: the public key does not decode",
         "# nobody yet\n": "registers no operator key",
+        f'"al\x1b[2Jice" {public}\n': "operators:1: the operator's name holds control characters",
     }
     for text, expected in cases.items():
         (tmp_path / "operators").write_text(text)
