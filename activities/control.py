@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from keyrevoke.ledger import Ledger
 from keyrevoke.models import (
+    ConfirmationCheckRequest,
     IncidentEvent,
     IncidentPlan,
     IncidentSummary,
@@ -20,6 +22,9 @@ from keyrevoke.models import (
 )
 from keyrevoke.states import KeyState
 from workflows import options
+
+#: How many refused keys a confirm's refusal names before it counts the rest.
+NAMED_KEYS = 10
 
 
 class ControlActivities:
@@ -67,3 +72,44 @@ class ControlActivities:
         counts = await asyncio.to_thread(self.ledger.counts, incident_id)
         head, length = await asyncio.to_thread(self.ledger.chain_head, incident_id)
         return IncidentSummary(incident_id, tuple(VenueSummary(v, c) for v, c in counts.items()), length, head)
+
+    @activity.defn(name=options.CHECK_CONFIRMATION)
+    async def check_confirmation(self, request: ConfirmationCheckRequest) -> int:
+        """Refuse a confirm unless its venue waits for the exchange and every listed key is escalated there.
+
+        Returns how many keys the confirm covers; a refusal is a non-retryable ``ConfirmRefused``
+        error naming the keys and why, so nothing reaches the venue workflow.
+        """
+        return await asyncio.to_thread(self._check_confirmation, request)
+
+    def _check_confirmation(self, request: ConfirmationCheckRequest) -> int:
+        venue = request.venue
+        if not self.ledger.has_event(request.incident_id, "venue.escalated", venue):
+            raise _refused(f"{venue} has escalated no keys to the exchange (yet): nothing to confirm")
+        if not request.key_ids:
+            waiting = self.ledger.page_in_state(request.incident_id, venue, KeyState.ESCALATED, 0, 1)
+            if not waiting:
+                raise _refused(f"{venue} has no escalated keys left: nothing to confirm")
+            return 0
+        states = self.ledger.incident_key_states(request.incident_id, request.key_ids)
+        problems = []
+        for key_id in sorted(set(request.key_ids)):
+            found = states.get(key_id)
+            if found is None:
+                problems.append(f"{key_id} (not in this incident)")
+            elif found[0] != venue:
+                problems.append(f"{key_id} (a {found[0]} key)")
+            elif found[1] is not KeyState.ESCALATED:
+                problems.append(f"{key_id} ({found[1].value}, not escalated)")
+        if problems:
+            named = ", ".join(problems[:NAMED_KEYS])
+            more = f" and {len(problems) - NAMED_KEYS} more" if len(problems) > NAMED_KEYS else ""
+            raise _refused(
+                f"{len(problems)} of {len(set(request.key_ids))} listed keys are not escalated {venue} keys "
+                f"of this incident: {named}{more}"
+            )
+        return len(set(request.key_ids))
+
+
+def _refused(message: str) -> ApplicationError:
+    return ApplicationError(message, type="ConfirmRefused", non_retryable=True)

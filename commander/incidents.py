@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -24,7 +24,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from commander.progress import progress_line, progress_table
 from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
-from keyrevoke.models import ConfirmRequest, ControlRequest, IncidentInput, IncidentState, IncidentSummary
+from keyrevoke.models import (
+    START_WITH_APPROVAL,
+    ConfirmRequest,
+    ControlRequest,
+    IncidentInput,
+    IncidentState,
+    IncidentSummary,
+    Operator,
+    SignedAction,
+    VerifyActionRequest,
+    keys_digest,
+)
+from keyrevoke.operators import action_message, operators_for, sign_action, verify_action
 from keyrevoke.settings import Settings
 from keyrevoke.text_lines import text_lines
 from keyrevoke.venues import SUPPORTED_VENUES
@@ -32,7 +44,7 @@ from workflows.incident import IncidentWorkflow, incident_workflow_id
 
 
 def operator_identity(settings: Settings) -> str:
-    """Who is acting: the configured operator, else the OS user."""
+    """The name this commander claims (shown only: the signing key decides who acts)."""
     if settings.operator:
         return settings.operator
     try:
@@ -73,6 +85,17 @@ class StartOutcome:
     new: bool  # False: the incident already existed and this start joined it
 
 
+def start_fields(venues: list[str], require_approval: bool) -> tuple[str, str]:
+    """What a signed start names besides the incident and its owners: its venues, and whether it waits."""
+    return ",".join(sorted({v.lower() for v in venues})), START_WITH_APPROVAL if require_approval else ""
+
+
+def start_message(incident_id: str, venues: list[str], owners: list[str], require_approval: bool) -> str:
+    """The message an operator signs (``ssh-keygen -Y sign -n keyrevoke``) to start this incident."""
+    venue, reason = start_fields(venues, require_approval)
+    return action_message(incident_id, "start", venue, reason, owners)
+
+
 async def start_incident(
     client: Client,
     ledger: Ledger,
@@ -81,17 +104,23 @@ async def start_incident(
     venues: list[str],
     owners: list[str],
     require_approval: bool = False,
+    signed: SignedAction | None = None,
 ) -> StartOutcome:
     """Record the incident's scope and start (or join) its workflow.
 
-    With ``require_approval`` the incident plans, then waits for another person's ``approve``.
+    The start is signed with the CLI's operator key, or ``signed`` comes from ``ssh-keygen -Y sign``;
+    it is verified here against the registered operators before anything is recorded (and again by
+    the workflow). With ``require_approval`` the incident plans, then waits for another operator's
+    ``approve``.
     """
     unknown = [v for v in venues if v.lower() not in SUPPORTED_VENUES]
     if unknown:
         raise InputError(f"--venue: unknown venue(s) {', '.join(unknown)} (known: {', '.join(SUPPORTED_VENUES)})")
-    _, created = await asyncio.to_thread(
-        ledger.create_incident, incident_id, venues, owners, operator_identity(settings)
+    venue_field, _ = start_fields(venues, require_approval)
+    signed, starter = await asyncio.to_thread(
+        signed_start, settings, incident_id, venues, owners, require_approval, signed
     )
+    _, created = await asyncio.to_thread(ledger.create_incident, incident_id, venues, owners, starter.actor)
     workflow_id = incident_workflow_id(incident_id)
     try:
         await client.start_workflow(
@@ -103,11 +132,15 @@ async def start_incident(
                 batches_in_flight=settings.batches_in_flight,
                 verify_interval_seconds=settings.verify_interval_seconds,
                 verify_deadline_seconds=settings.verify_deadline_seconds,
-                started_by=operator_identity(settings),
+                started_by=starter.actor,
                 require_approval=require_approval,
                 escalation_wait_seconds=settings.escalation_wait_seconds,
                 escalation_probe_interval_seconds=settings.escalation_probe_interval_seconds,
                 first_batch_size=settings.first_batch_size,
+                start_signed=signed,
+                scope_venues=venue_field,
+                scope_owners=len(set(owners)),
+                scope_owners_sha256=keys_digest(owners),
             ),
             id=workflow_id,
             task_queue=settings.control_queue,
@@ -120,17 +153,57 @@ async def start_incident(
             f"incident {incident_id} has already run to its end; see `keyrevoke incident status {incident_id}`"
         ) from None
     if not created:
-        await asyncio.to_thread(ledger.append_event, incident_id, operator_identity(settings), "incident.start.joined")
+        await asyncio.to_thread(ledger.append_event, incident_id, starter.actor, "incident.start.joined")
     return StartOutcome(incident_id, workflow_id, created)
 
 
 CONTROL_ACTIONS = ("pause", "resume", "cancel", "narrow", "approve", "confirm")
 
 
-async def control(client: Client, incident_id: str, action: str, request: ControlRequest | ConfirmRequest) -> str:
-    """Send one of the commander's updates; a refusal comes back as an ``InputError`` with its reason."""
+def sign_request(
+    settings: Settings, incident_id: str, action: str, request: ControlRequest | ConfirmRequest
+) -> ControlRequest | ConfirmRequest:
+    """``request`` signed with the CLI's operator key, unless it carries a signature already."""
+    if request.signed is not None:
+        return request
+    reason = request.reason if isinstance(request, ControlRequest) else ""
+    key_ids = request.key_ids if isinstance(request, ConfirmRequest) else ()
+    return replace(request, signed=sign_action(settings, incident_id, action, request.venue, reason, key_ids))
+
+
+def signed_start(
+    settings: Settings,
+    incident_id: str,
+    venues: list[str],
+    owners: list[str],
+    require_approval: bool,
+    signed: SignedAction | None = None,
+) -> tuple[SignedAction, Operator]:
+    """The start signed (with the CLI's key unless ``signed`` is given) and the registered operator who
+    signed it, checked here so that a refused start records nothing."""
+    venue_field, reason = start_fields(venues, require_approval)
+    if signed is None:
+        signed = sign_action(settings, incident_id, "start", venue_field, reason, owners)
+    request = VerifyActionRequest.of(incident_id, "start", signed, venue_field, reason, owners)
+    age = timedelta(seconds=settings.operator_signature_max_age_seconds)
+    return signed, verify_action(operators_for(settings), request, age)
+
+
+async def control(
+    client: Client,
+    settings: Settings,
+    incident_id: str,
+    action: str,
+    request: ControlRequest | ConfirmRequest,
+) -> str:
+    """Send one of the commander's updates, signed; a refusal comes back as an ``InputError`` with its reason.
+
+    A request without a signature is signed here with the CLI's operator key (``operator_key_file``,
+    or the embedded set-up's key); one signed by ``ssh-keygen -Y sign`` carries it already.
+    """
     if action not in CONTROL_ACTIONS:
         raise InputError(f"unknown action {action!r}")
+    request = await asyncio.to_thread(sign_request, settings, incident_id, action, request)
     handle = client.get_workflow_handle(incident_workflow_id(incident_id))
     try:
         answer: str = await handle.execute_update(action, request, result_type=str)

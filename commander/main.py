@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from keyrevoke.errors import ConfigurationError, InputError, KeyrevokeError
+from keyrevoke.errors import InputError as KeyrevokeInputError
 from keyrevoke.safe_text import terminal_text
 from keyrevoke.settings import Settings
 
@@ -115,19 +116,56 @@ async def cmd_ledger_rekey(args: argparse.Namespace) -> int:
 # --- incidents --------------------------------------------------------------------------------
 
 
+def _signature(args: argparse.Namespace) -> Any:
+    """The action signed outside keyrevoke (``--signature FILE``, ``--message FILE``), if given."""
+    from keyrevoke.operators import read_signed_action
+
+    if not getattr(args, "signature", None):
+        if getattr(args, "message", None):
+            raise KeyrevokeInputError("--message goes with --signature (the signature of that message)")
+        return None
+    return read_signed_action(Path(args.signature), Path(args.message) if args.message else None)
+
+
+def _write_message(path: Path, message: str, again: str) -> int:
+    """``--write-message FILE``: the message to sign with ssh-keygen, and how to send it once signed."""
+    try:
+        path.write_text(message, encoding="utf-8")
+    except OSError as error:
+        raise KeyrevokeInputError(f"{path}: cannot write the message ({error.strerror})") from None
+    print(path)
+    print(f"sign it: ssh-keygen -Y sign -n keyrevoke -f YOUR_KEY {path}", file=sys.stderr)
+    print(f"then, within the signature's lifetime: {again} --signature {path}.sig", file=sys.stderr)
+    return 0
+
+
 async def cmd_incident_start(args: argparse.Namespace) -> int:
-    from commander.incidents import follow, new_incident_id, read_owners, start_incident
+    from commander.incidents import (
+        follow,
+        new_incident_id,
+        read_owners,
+        signed_start,
+        start_incident,
+        start_message,
+    )
     from keyrevoke.ledger.setup import ledger_from_settings
     from keyrevoke.temporal_client import connect
 
     settings = _settings(args)
     owners = read_owners(Path(args.owners)) if args.owners else []
     incident_id = args.id or new_incident_id()
+    if args.write_message:
+        message = start_message(incident_id, args.venue or [], owners, args.require_approval)
+        return _write_message(Path(args.write_message), message, f"keyrevoke incident start --id {incident_id} ...")
+    # Signed and checked before anything else: a refused start records nothing and needs no server.
+    signed, _ = await asyncio.to_thread(
+        signed_start, settings, incident_id, args.venue or [], owners, args.require_approval, _signature(args)
+    )
     ledger = ledger_from_settings(settings)
     try:
         client = await connect(settings)
         outcome = await start_incident(
-            client, ledger, settings, incident_id, args.venue or [], owners, args.require_approval
+            client, ledger, settings, incident_id, args.venue or [], owners, args.require_approval, signed
         )
         print(outcome.incident_id)
         if not outcome.new:
@@ -161,29 +199,41 @@ async def _show_plan(client: Any, incident_id: str) -> None:
 
 
 async def cmd_incident_control(args: argparse.Namespace) -> int:
-    from commander.incidents import control, operator_identity
+    from commander.incidents import control, operator_identity, sign_request
     from keyrevoke.models import ControlRequest
+    from keyrevoke.operators import action_message
     from keyrevoke.temporal_client import connect
 
     settings = _settings(args)
-    venue = getattr(args, "venue", None) or ""
-    request = ControlRequest(operator_identity(settings), venue.lower(), getattr(args, "reason", None) or "")
+    venue = (getattr(args, "venue", None) or "").lower()
+    reason = getattr(args, "reason", None) or ""
+    if args.write_message:
+        message = action_message(args.id, args.action, venue, reason)
+        return _write_message(Path(args.write_message), message, f"keyrevoke incident {args.action} {args.id} ...")
+    unsigned = ControlRequest(operator_identity(settings), venue, reason, _signature(args))
+    request = await asyncio.to_thread(sign_request, settings, args.id, args.action, unsigned)
     client = await connect(settings)
-    print(terminal_text(await control(client, args.id, args.action, request)))
+    print(terminal_text(await control(client, settings, args.id, args.action, request)))
     return 0
 
 
 async def cmd_incident_confirm(args: argparse.Namespace) -> int:
-    from commander.incidents import control, operator_identity, read_owners
+    from commander.incidents import control, operator_identity, read_owners, sign_request
     from keyrevoke.models import ConfirmRequest
+    from keyrevoke.operators import action_message
     from keyrevoke.temporal_client import connect
 
     settings = _settings(args)
     # A key file has one key_id per line, like an owners file.
     key_ids = tuple(read_owners(Path(args.keys), "key list")) if args.keys else ()
-    request = ConfirmRequest(operator_identity(settings), args.venue.lower(), key_ids)
+    venue = args.venue.lower()
+    if args.write_message:
+        message = action_message(args.id, "confirm", venue, "", key_ids)
+        return _write_message(Path(args.write_message), message, f"keyrevoke incident confirm {args.id} ...")
+    unsigned = ConfirmRequest(operator_identity(settings), venue, key_ids, _signature(args))
+    request = await asyncio.to_thread(sign_request, settings, args.id, "confirm", unsigned)
     client = await connect(settings)
-    print(terminal_text(await control(client, args.id, "confirm", request)))
+    print(terminal_text(await control(client, settings, args.id, "confirm", request)))
     return 0
 
 
@@ -387,6 +437,15 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------
 
 
+def _signing_options(sub: argparse.ArgumentParser) -> None:
+    """How an action is signed: by default with KEYREVOKE_OPERATOR_KEY_FILE; or by ssh-keygen, in two steps."""
+    sub.add_argument(
+        "--write-message", metavar="FILE", help="write the message to sign with `ssh-keygen -Y sign -n keyrevoke`"
+    )
+    sub.add_argument("--signature", metavar="FILE", help="the ssh-keygen signature of the message (FILE.sig)")
+    sub.add_argument("--message", metavar="FILE", help="the signed message (default: the signature's name less .sig)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keyrevoke", description="Revoke leaked exchange API keys, provably.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
@@ -424,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--require-approval", action="store_true", help="plan, show the plan, and wait for another person's approval"
     )
+    _signing_options(sub)
     for action, help_text, venue_help in (
         ("pause", "hold new work, at one venue or everywhere", "only this venue"),
         ("resume", "release a pause", "only this venue"),
@@ -438,10 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--venue", required=action == "narrow", help=venue_help)
         if action in ("cancel", "narrow", "pause"):
             sub.add_argument("--reason", help="why: goes into the event log")
+        _signing_options(sub)
     sub = verb(incident, "confirm", cmd_incident_confirm, "the exchange revoked a venue's escalated keys in bulk")
     sub.add_argument("id")
     sub.add_argument("--venue", required=True)
     sub.add_argument("--keys", help="file with one key_id per line (default: every escalated key of the venue)")
+    _signing_options(sub)
     sub = verb(incident, "status", cmd_incident_status, "keys by state per venue")
     sub.add_argument("id")
     sub.add_argument("--watch", action="store_true", help="live view until the incident ends")

@@ -7,7 +7,100 @@ workflow code can import it inside the sandbox.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SignedAction:
+    """A commander's action as an operator signed it: the message (text) and its SSHSIG signature.
+
+    The message names the incident, the action, the venue, the reason, a digest of the keys, a time
+    and a nonce (see ``keyrevoke.operators``); the signature is ``ssh-keygen -Y sign -n keyrevoke``'s
+    armored output. Neither is a secret.
+    """
+
+    message: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class VerifyActionRequest:
+    """What the verifying activity checks: the signed action against the request it comes with.
+
+    The keys an action lists (a confirm's keys, a start's owners) travel as their count and digest.
+    """
+
+    incident_id: str
+    action: str
+    venue: str
+    reason: str
+    keys: int
+    keys_sha256: str
+    signed: SignedAction | None
+    # When Temporal took the action (ISO 8601): a signature is as fresh as it was then, however long
+    # the check waited for a worker.
+    received_at: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        incident_id: str,
+        action: str,
+        signed: SignedAction | None,
+        venue: str = "",
+        reason: str = "",
+        key_ids: Iterable[str] = (),
+        received_at: str = "",
+    ) -> VerifyActionRequest:
+        distinct = set(key_ids)
+        return cls(incident_id, action, venue, reason, len(distinct), keys_digest(distinct), signed, received_at)
+
+
+@dataclass(frozen=True)
+class Operator:
+    """An operator whose signature verified: the registered name (shown) and key fingerprint (decides)."""
+
+    name: str
+    fingerprint: str
+
+    @property
+    def actor(self) -> str:
+        """How the event log names the operator: the name, with the key that decided."""
+        return f"{self.name} ({self.fingerprint})"
+
+    def is_same_person(self, other: Operator) -> bool:
+        """The same key, or the same registered name however it is written ('Alice', 'alice ')."""
+        return self.fingerprint == other.fingerprint or same_person(self.name, other.name)
+
+
+#: The reason a signed start gives when it asks for a second person's approval.
+START_WITH_APPROVAL = "approval required"
+
+
+def same_person(a: str, b: str) -> bool:
+    """Names compared as people write them: 'Alice', 'alice' and 'alice ' are one person."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def keys_digest(key_ids: Iterable[str]) -> str:
+    """Listed keys (or owners) as a signed message names them: SHA-256 over the sorted distinct ids."""
+    return hashlib.sha256("\n".join(sorted(set(key_ids))).encode()).hexdigest()
+
+
+def signature_digest(signed: SignedAction) -> str:
+    """Names one signed action: the same message and signature sent again have the same digest."""
+    return hashlib.sha256((signed.message + "\0" + signed.signature).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ConfirmationCheckRequest:
+    """Are these keys (none: every one) escalated keys of the venue, waiting for the exchange?"""
+
+    incident_id: str
+    venue: str
+    key_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -25,6 +118,11 @@ class IncidentInput:
     escalation_wait_seconds: float = 86_400.0
     escalation_probe_interval_seconds: float = 300.0
     first_batch_size: int = 8  # each venue's first batch, alone until probed; >= batch_size: no small first
+    start_signed: SignedAction | None = None  # the starter's signed start (None in inputs recorded before it)
+    # What the signed start names besides the incident: its venues (joined by commas) and owners.
+    scope_venues: str = ""
+    scope_owners: int = 0
+    scope_owners_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,6 +248,7 @@ class ConfirmRequest:
     actor: str
     venue: str
     key_ids: tuple[str, ...] = ()
+    signed: SignedAction | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +304,7 @@ class ControlRequest:
     actor: str
     venue: str = ""
     reason: str = ""
+    signed: SignedAction | None = None
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,17 @@ def _csv_line(values: Any) -> str:
     return buffer.getvalue()
 
 
-_KEY_COLUMNS = ("key_id", "venue", "owner", "account_id", "account_name", "fingerprint", "state", "revoked_at", "detail")
+_KEY_COLUMNS = (
+    "key_id",
+    "venue",
+    "owner",
+    "account_id",
+    "account_name",
+    "fingerprint",
+    "state",
+    "revoked_at",
+    "detail",
+)
 
 
 def _write_html(out: _HashingFile, header: dict[str, Any], keys: Any) -> None:

@@ -176,7 +176,28 @@ class Settings(BaseSettings):
         description="Platform hook file sink (JSON lines of freeze and notify requests); empty means "
         "<state_dir>/platform-hook.jsonl.",
     )
-    operator: str = Field(default="", description="The commander's identity; empty means the OS user.")
+    operator: str = Field(
+        default="",
+        description="The name the embedded set-up registers its generated operator key under; empty means the "
+        "OS user. Names are only shown: the operator's key decides (see operators_file).",
+    )
+    operators_file: Path | None = Field(
+        default=None,
+        description="The registered operators: an ssh-keygen allowed_signers file, one line per operator "
+        "('name ssh-ed25519 AAAA...'). Every control action must be signed by one of these keys. Empty means "
+        "the embedded set-up: <state_dir>/operators, made once with one generated key (<state_dir>/operator.key).",
+    )
+    operator_key_file: Path | None = Field(
+        default=None,
+        description="The OpenSSH Ed25519 private key (unencrypted) the CLI signs control actions with; empty "
+        "means <state_dir>/operator.key in the embedded set-up. Passphrase-protected keys: sign with "
+        "`ssh-keygen -Y sign -n keyrevoke` and pass --signature.",
+    )
+    operator_signature_max_age_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A signed control action older than this (or dated this far in the future) is refused as stale.",
+    )
 
     @field_validator("temporal_address")
     @classmethod
@@ -213,6 +234,12 @@ class Settings(BaseSettings):
 
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.state_dir / "signing.key"
+
+    def resolved_operators_file(self) -> Path:
+        return self.operators_file or self.state_dir / "operators"
+
+    def resolved_operator_key_file(self) -> Path:
+        return self.operator_key_file or self.state_dir / "operator.key"
 
     def resolved_hook_file(self) -> Path:
         return self.hook_file or self.state_dir / "platform-hook.jsonl"

@@ -21,6 +21,7 @@ from keyrevoke.inventory import InventoryRow, read_inventory
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.setup import ledger_from_settings
 from keyrevoke.models import IncidentInput, IncidentSummary
+from keyrevoke.operators import sign_action
 from keyrevoke.settings import Settings
 from venuesim import Scenario, VenueSimulator
 from workers.runner import CONTROL, workers_for
@@ -132,7 +133,9 @@ async def run_incident(client: Client, stage: Stage, incident_id: str, **timing:
         "escalation_wait_seconds": 600,
         "escalation_probe_interval_seconds": 120,
     }
-    params = IncidentInput(incident_id, stage.settings.task_queue_prefix, **{**values, **timing})
+    # Signed with the stage's own operator key (the embedded set-up makes and registers one).
+    signed = sign_action(stage.settings, incident_id, "start")
+    params = IncidentInput(incident_id, stage.settings.task_queue_prefix, **{**values, **timing}, start_signed=signed)
     async with running_workers(client, stage):
         summary: IncidentSummary = await client.execute_workflow(
             IncidentWorkflow.run,

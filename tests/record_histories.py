@@ -7,7 +7,8 @@ these files, guarding nothing else) so that the replay test can read them.
 
 Record again, into a new folder, when a workflow changes on purpose, and keep the old folders while
 incidents started by the old code may still be running: the replay test then proves the new code can
-carry them on. v1: before the small first batch; v2: with it.
+carry them on. v1: before the small first batch; v2: with it; v3 (to record): signed actions, checked
+confirmations, taken in two batches.
 """
 
 from __future__ import annotations
@@ -55,13 +56,19 @@ async def record(out: Path) -> list[Path]:
                 await start_incident(client, st.ledger, st.settings, INCIDENT, [], [])
                 while not [e for e in st.ledger.events(INCIDENT) if e["kind"] == "key.revoked"]:
                     await asyncio.sleep(0.1)
-                await control(client, INCIDENT, "pause", ControlRequest("recorder"))
+                await control(client, st.settings, INCIDENT, "pause", ControlRequest("recorder"))
                 await asyncio.sleep(0.5)
-                await control(client, INCIDENT, "resume", ControlRequest("recorder"))
+                await control(client, st.settings, INCIDENT, "resume", ControlRequest("recorder"))
                 packet = st.settings.resolved_escalation_dir() / INCIDENT / "binance.json"
                 while not packet.exists():
                     await asyncio.sleep(0.1)
-                await control(client, INCIDENT, "confirm", ConfirmRequest("recorder", "binance"))
+                # The exchange confirms in two batches: two listed keys, then every key still escalated.
+                escalated = [k.key_id for k in st.ledger.key_statuses(INCIDENT) if k.state == "escalated"]
+                first = tuple(escalated[:2])
+                await control(client, st.settings, INCIDENT, "confirm", ConfirmRequest("recorder", "binance", first))
+                while {k.key_id for k in st.ledger.key_statuses(INCIDENT) if k.state == "escalated"} & set(first):
+                    await asyncio.sleep(0.1)
+                await control(client, st.settings, INCIDENT, "confirm", ConfirmRequest("recorder", "binance"))
                 await client.get_workflow_handle(incident_workflow_id(INCIDENT)).result()
                 out.mkdir(parents=True, exist_ok=True)
                 written = []

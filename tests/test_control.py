@@ -1,26 +1,44 @@
-"""The commander in control: pause, resume, cancel, narrow and a two-person start, on the dev server."""
+"""The commander in control: pause, resume, cancel, narrow and a two-person start, on the dev server.
+
+Every action is signed: with the stage's own operator key (the embedded set-up's), or, through the
+``keyrevoke`` command, with real OpenSSH keys registered in an operators file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sysconfig
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 from commander.incidents import control, incident_state, start_incident
 from keyrevoke.errors import InputError
-from keyrevoke.models import ControlRequest
+from keyrevoke.models import ControlRequest, IncidentInput
+from keyrevoke.operators import action_message, load_operators, operators_for, sign_action
 from keyrevoke.states import FINAL_STATES, KeyState
+from keyrevoke.temporal_client import connect
 from tests.harness import Stage, address_of, running_workers, stage, until
-from workflows.incident import incident_workflow_id
+from tests.test_operators import make_key, register
+from workflows.incident import IncidentWorkflow, incident_workflow_id
+
+KEYREVOKE = str(Path(sysconfig.get_path("scripts")) / "keyrevoke")
 
 # Slow enough to act in the middle of the incident, small enough to stay quick.
 PACED = {"venues": {"binance": {"latency_ms": 40}, "bybit": {"latency_ms": 40}}}
 SLOW = {"batch_size": 4, "batches_in_flight": 1, "keys_in_flight_per_batch": 2, "verify_interval_seconds": 0.3}
+
+
+def _embedded_actor(st: Stage) -> str:
+    (operator,) = operators_for(st.settings)
+    return f"{operator.name} ({operator.fingerprint})"
 
 
 def _kinds(st: Stage, incident_id: str, kind: str) -> list[dict[str, object]]:
@@ -57,9 +75,9 @@ async def test_pause_holds_the_work_and_resume_finishes_it(paced: Stage, dev_cli
     st = paced
     await start_incident(dev_client, st.ledger, st.settings, "ctl-pause", [], [])
     await until(lambda: len(_kinds(st, "ctl-pause", "key.revoked")) >= 2)
-    assert await control(dev_client, "ctl-pause", "pause", ControlRequest("alice")) == "paused every venue"
+    assert await control(dev_client, st.settings, "ctl-pause", "pause", ControlRequest("alice")) == "paused every venue"
     with pytest.raises(InputError, match="already paused"):
-        await control(dev_client, "ctl-pause", "pause", ControlRequest("alice", "binance"))
+        await control(dev_client, st.settings, "ctl-pause", "pause", ControlRequest("alice", "binance"))
     held = await _settled(lambda: len(_kinds(st, "ctl-pause", "key.revoked")))  # requests already sent finish
     await asyncio.sleep(1.5)  # a window in which a paused incident must revoke nothing more
     assert len(_kinds(st, "ctl-pause", "key.revoked")) == held
@@ -67,22 +85,24 @@ async def test_pause_holds_the_work_and_resume_finishes_it(paced: Stage, dev_cli
     state = await incident_state(dev_client, "ctl-pause")
     assert state is not None
     assert state.paused_all
-    await control(dev_client, "ctl-pause", "resume", ControlRequest("bob"))
+    await control(dev_client, st.settings, "ctl-pause", "resume", ControlRequest("bob"))
     await _result(dev_client, "ctl-pause")
     counts = st.ledger.counts("ctl-pause")
     assert sum(per.get("confirmed", 0) for per in counts.values()) == 24
+    # Names are shown, keys decide: the log names who acted by the registered name and key fingerprint.
+    actor = _embedded_actor(st)
     actors = {(e["kind"], e["actor"]) for e in st.ledger.events("ctl-pause")}
-    assert ("incident.paused", "alice") in actors
-    assert ("incident.resumed", "bob") in actors
+    assert ("incident.paused", actor) in actors
+    assert ("incident.resumed", actor) in actors
     with pytest.raises(InputError, match="not running"):
-        await control(dev_client, "ctl-pause", "pause", ControlRequest("alice"))
+        await control(dev_client, st.settings, "ctl-pause", "pause", ControlRequest("alice"))
 
 
 async def test_cancel_hands_back_what_was_not_revoked(paced: Stage, dev_client: Client) -> None:
     st = paced
     await start_incident(dev_client, st.ledger, st.settings, "ctl-cancel", [], [])
     await until(lambda: len(_kinds(st, "ctl-cancel", "key.revoked")) >= 2)
-    await control(dev_client, "ctl-cancel", "cancel", ControlRequest("carol", reason="false alarm"))
+    await control(dev_client, st.settings, "ctl-cancel", "cancel", ControlRequest("carol", reason="false alarm"))
     await _result(dev_client, "ctl-cancel")
     statuses = {k.key_id: k for k in st.ledger.key_statuses("ctl-cancel")}
     assert all(KeyState(k.state) in FINAL_STATES for k in statuses.values())
@@ -99,7 +119,7 @@ async def test_cancel_hands_back_what_was_not_revoked(paced: Stage, dev_client: 
     frozen_then_released = {h["key_id"] for h in hook if h["action"] == "unfreeze"}
     frozen = {h["key_id"] for h in hook if h["action"] == "freeze"}
     assert frozen_then_released == frozen - {k.key_id for k in revoked}
-    assert [e["actor"] for e in _kinds(st, "ctl-cancel", "incident.cancelled")] == ["carol"]
+    assert [e["actor"] for e in _kinds(st, "ctl-cancel", "incident.cancelled")] == [_embedded_actor(st)]
 
 
 async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> None:
@@ -107,8 +127,8 @@ async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> N
     await start_incident(dev_client, st.ledger, st.settings, "ctl-narrow", [], [])
     await until(lambda: len(_kinds(st, "ctl-narrow", "key.revoked")) >= 1)
     with pytest.raises(InputError, match="no keys in this incident"):
-        await control(dev_client, "ctl-narrow", "narrow", ControlRequest("dave", "kraken"))
-    await control(dev_client, "ctl-narrow", "narrow", ControlRequest("dave", "bybit", "not affected"))
+        await control(dev_client, st.settings, "ctl-narrow", "narrow", ControlRequest("dave", "kraken"))
+    await control(dev_client, st.settings, "ctl-narrow", "narrow", ControlRequest("dave", "bybit", "not affected"))
     await _result(dev_client, "ctl-narrow")
     counts = st.ledger.counts("ctl-narrow")
     assert counts["binance"] == {"confirmed": 12}
@@ -116,30 +136,199 @@ async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> N
     assert set(counts["bybit"]) <= {"confirmed", "unfrozen"}
 
 
-async def test_two_person_start(tmp_path: Path, queue_prefix: str, dev_client: Client) -> None:
-    async with (
-        stage(tmp_path, 6, queue_prefix, address_of(dev_client), operator="erin") as st,
-        running_workers(dev_client, st),
-    ):
-        await start_incident(dev_client, st.ledger, st.settings, "ctl-approve", [], [], require_approval=True)
-        await until(lambda: st.ledger.counts("ctl-approve") != {})
+# --- through the command line, with real OpenSSH keys --------------------------------------------
 
-        async def awaiting_approval() -> bool:
-            found = await incident_state(dev_client, "ctl-approve")
-            return found is not None and found.phase == "awaiting_approval"
 
-        await until(awaiting_approval)
-        state = await incident_state(dev_client, "ctl-approve")
-        assert state is not None
-        assert state.phase == "awaiting_approval"
-        assert state.plan is not None
-        assert state.plan.total_keys == 6
-        await asyncio.sleep(0.5)  # a window in which an unapproved incident must start nothing
-        assert st.ledger.counts("ctl-approve") == {"binance": {"pending": 3}, "bybit": {"pending": 3}}
-        with pytest.raises(InputError, match="another person"):
-            await control(dev_client, "ctl-approve", "approve", ControlRequest("erin"))
-        await control(dev_client, "ctl-approve", "approve", ControlRequest("frank"))
-        await _result(dev_client, "ctl-approve")
-        counts = st.ledger.counts("ctl-approve")
-        assert counts == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}
-        assert [e["actor"] for e in _kinds(st, "ctl-approve", "incident.approved")] == ["frank"]
+def _cli_env(st: Stage, key: Path) -> dict[str, str]:
+    """The commander's shell: the stage's settings, its registered operators, and one operator's key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYREVOKE_")}
+    s = st.settings
+    env.update(
+        {
+            "KEYREVOKE_STATE_DIR": str(s.state_dir),
+            "KEYREVOKE_LEDGER_URL": s.resolved_ledger_url(),
+            "KEYREVOKE_TEMPORAL_ADDRESS": s.temporal_address,
+            "KEYREVOKE_TASK_QUEUE_PREFIX": s.task_queue_prefix,
+            "KEYREVOKE_OPERATORS_FILE": str(s.operators_file),
+            "KEYREVOKE_OPERATOR_KEY_FILE": str(key),
+            # The incident's pace is the start's: as slow as the other tests here.
+            "KEYREVOKE_BATCH_SIZE": str(s.batch_size),
+            "KEYREVOKE_BATCHES_IN_FLIGHT": str(s.batches_in_flight),
+            "KEYREVOKE_VERIFY_INTERVAL_SECONDS": str(s.verify_interval_seconds),
+            "KEYREVOKE_VERIFY_DEADLINE_SECONDS": str(s.verify_deadline_seconds),
+        }
+    )
+    return env
+
+
+async def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [KEYREVOKE, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _refused(result: subprocess.CompletedProcess[str], reason: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    assert reason in lines[0], lines[0]
+
+
+@pytest.fixture
+async def keyed(tmp_path: Path, queue_prefix: str, dev_client: Client):  # type: ignore[no-untyped-def]
+    """A stage whose operators are erin, frank and 'Erin ' (a second key of erin's), by real OpenSSH keys.
+
+    The workers run here on a client of the stage's own settings, so that they read the payloads the
+    command line writes.
+    """
+    keys = {name: make_key(tmp_path, name) for name in ("erin", "erin2", "frank", "mallory")}
+    operators = register(
+        tmp_path / "operators", ("erin", keys["erin"]), ('"Erin "', keys["erin2"]), ("frank", keys["frank"])
+    )
+    async with stage(
+        tmp_path, 24, queue_prefix, address_of(dev_client), scenario=PACED, operators_file=operators, **SLOW
+    ) as st:
+        client = await connect(st.settings)
+        async with running_workers(client, st):
+            yield st, client, keys
+
+
+async def test_two_person_rule_needs_two_registered_keys(keyed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    st, client, keys = keyed
+    erin, erin2, frank, mallory = (_cli_env(st, keys[n]) for n in ("erin", "erin2", "frank", "mallory"))
+    started = await _cli(erin, "incident", "start", "--id", "two", "--require-approval")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "two"
+    assert "waiting for approval" in started.stderr
+    fingerprints = {op.name.strip(): op.fingerprint for op in load_operators(st.settings.operators_file)}
+
+    await asyncio.sleep(0.5)  # a window in which an unapproved incident must start nothing
+    assert st.ledger.counts("two") == {"binance": {"pending": 12}, "bybit": {"pending": 12}}
+    # The starter's own key, and a second key registered under the same name however written: refused.
+    _refused(await _cli(erin, "incident", "approve", "two"), "the approval must come from another registered operator")
+    _refused(await _cli(erin2, "incident", "approve", "two"), "the approval must come from another registered operator")
+    # A key nobody registered, whatever name it claims.
+    _refused(
+        await _cli({**mallory, "KEYREVOKE_OPERATOR": "frank"}, "incident", "approve", "two"),
+        "is not a registered operator",
+    )
+    state = await incident_state(client, "two")
+    assert state is not None
+    assert state.phase == "awaiting_approval"
+
+    # Frank approves with ssh-keygen: keyrevoke writes the message, ssh-keygen signs it, keyrevoke sends it.
+    message = tmp_path / "approve-two"
+    written = await _cli(frank, "incident", "approve", "two", "--write-message", str(message))
+    assert written.returncode == 0, written.stderr
+    subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-n", "keyrevoke", "-f", str(keys["frank"]), str(message)],
+        check=True,
+        capture_output=True,
+    )
+    approved = await _cli(erin, "incident", "approve", "two", "--signature", f"{message}.sig")
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == "approved by frank"
+    await _result(client, "two")
+    assert st.ledger.counts("two") == {"binance": {"confirmed": 12}, "bybit": {"confirmed": 12}}
+    # The log names each operator with the key that decided.
+    assert _kinds(st, "two", "incident.created")[0]["actor"] == f"erin ({fingerprints['erin']})"
+    assert [e["actor"] for e in _kinds(st, "two", "incident.approved")] == [f"frank ({fingerprints['frank']})"]
+
+
+async def test_replayed_stale_and_mismatched_signatures_are_refused(keyed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    st, client, keys = keyed
+    erin, frank = _cli_env(st, keys["erin"]), _cli_env(st, keys["frank"])
+    # Frank prepares a signed pause with ssh-keygen: keyrevoke writes the message, ssh-keygen signs it.
+    pause = tmp_path / "pause-rp"
+    written = await _cli(frank, "incident", "pause", "rp", "--write-message", str(pause))
+    assert written.returncode == 0, written.stderr
+    _ssh_sign(keys["frank"], pause)
+    # Erin signs the start with ssh-keygen too; what it names (approval asked) is what it starts.
+    start = tmp_path / "start-rp"
+    written = await _cli(erin, "incident", "start", "--id", "rp", "--require-approval", "--write-message", str(start))
+    assert written.returncode == 0, written.stderr
+    _ssh_sign(keys["erin"], start)
+    _refused(
+        await _cli(erin, "incident", "start", "--id", "rp", "--signature", f"{start}.sig"),
+        "the signed message is for reason 'approval required', not ''",
+    )
+    assert st.ledger.get_incident("rp") is None  # a refused start records nothing
+    started = await _cli(erin, "incident", "start", "--id", "rp", "--require-approval", "--signature", f"{start}.sig")
+    assert started.returncode == 0, started.stderr
+
+    # While it waits for approval, nothing runs: every refusal below is about the signature alone.
+    async def awaiting() -> bool:
+        state = await incident_state(client, "rp")
+        return state is not None and state.phase == "awaiting_approval"
+
+    await until(awaiting)
+    paused = await _cli(erin, "incident", "pause", "rp", "--signature", f"{pause}.sig")
+    assert paused.returncode == 0, paused.stderr
+    # The same signed pause, sent again: a replay.
+    _refused(await _cli(erin, "incident", "pause", "rp", "--signature", f"{pause}.sig"), "already used (a replay)")
+    # A resume signed 16 minutes ago is stale; one signed for another incident does not pass for this one.
+    stale = tmp_path / "stale"
+    stale.write_text(action_message("rp", "resume", at=datetime.now(UTC) - timedelta(minutes=16)))
+    _ssh_sign(keys["frank"], stale)
+    _refused(await _cli(frank, "incident", "resume", "rp", "--signature", f"{stale}.sig"), "the signature is stale")
+    other = tmp_path / "other"
+    other.write_text(action_message("rp2", "resume"))
+    _ssh_sign(keys["frank"], other)
+    _refused(
+        await _cli(frank, "incident", "resume", "rp", "--signature", f"{other}.sig"),
+        "the signed message is for incident 'rp2', not 'rp'",
+    )
+    state = await incident_state(client, "rp")
+    assert state is not None
+    assert state.paused_all
+    # A start signed by nobody registered records nothing.
+    _refused(
+        await _cli(_cli_env(st, keys["mallory"]), "incident", "start", "--id", "rogue"), "is not a registered operator"
+    )
+    assert st.ledger.get_incident("rogue") is None
+    assert (await _cli(frank, "incident", "approve", "rp")).returncode == 0
+    assert (await _cli(erin, "incident", "resume", "rp")).returncode == 0
+    await _result(client, "rp")
+    assert st.ledger.counts("rp") == {"binance": {"confirmed": 12}, "bybit": {"confirmed": 12}}
+    fingerprints = {op.name: op.fingerprint for op in load_operators(st.settings.operators_file)}
+    assert [e["actor"] for e in _kinds(st, "rp", "incident.paused")] == [f"frank ({fingerprints['frank']})"]
+    assert [e["actor"] for e in _kinds(st, "rp", "incident.resumed")] == [f"erin ({fingerprints['erin']})"]
+
+
+def _ssh_sign(key: Path, message: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-n", "keyrevoke", "-f", str(key), str(message)], check=True, capture_output=True
+    )
+
+
+async def test_the_workflow_acts_only_on_signed_actions(paced: Stage, dev_client: Client) -> None:
+    """Whoever reaches Temporal without the command line: an unsigned or borrowed start or action does nothing."""
+    st = paced
+    for incident_id, signed in (("bare", None), ("borrowed", sign_action(st.settings, "elsewhere", "start"))):
+        st.ledger.create_incident(incident_id, [], [], "intruder")
+        handle = await dev_client.start_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(incident_id, st.settings.task_queue_prefix, start_signed=signed),
+            id=incident_workflow_id(incident_id),
+            task_queue=st.settings.control_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        reason = str(getattr(failed.value.cause, "message", failed.value.cause))
+        assert ("start is not signed" if signed is None else "for incident 'elsewhere', not 'borrowed'") in reason
+        assert st.ledger.counts(incident_id) == {}  # not even planned
+
+    await start_incident(dev_client, st.ledger, st.settings, "ctl-unsigned", [], [])
+
+    async def running() -> bool:
+        state = await incident_state(dev_client, "ctl-unsigned")
+        return state is not None and state.phase == "running"
+
+    await until(running)
+    handle = dev_client.get_workflow_handle(incident_workflow_id("ctl-unsigned"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("cancel", ControlRequest("root", reason="no signature"), result_type=str)
+    assert "cancel is not signed" in str(getattr(refused.value.cause, "message", refused.value.cause))
+    await _result(dev_client, "ctl-unsigned")
+    assert _kinds(st, "ctl-unsigned", "incident.cancelled") == []
+    assert sum(per.get("confirmed", 0) for per in st.ledger.counts("ctl-unsigned").values()) == 24

@@ -573,3 +573,19 @@ def test_rekey_reseals_every_secret_under_the_new_key(tmp_path: Path) -> None:
     with pytest.raises(SecretStoreError):
         stale.open_secret(stale.load_keys("rk", ["r1"])[0], "secret")
     stale.close()
+
+
+def test_the_states_a_confirm_is_checked_against(ledger: Ledger) -> None:
+    """What ``incident confirm`` reads: each listed key's venue and state, and whether a packet went out."""
+    planned(ledger, [row("k1"), row("k2"), row("k3", venue="bybit")])
+    assert ledger.apply("inc-1", [freeze("k1")]) == ["k1"]
+    listed = ["k1", "k3", "nope", *(f"filler-{n}" for n in range(600))]  # more than one query's worth
+    assert ledger.incident_key_states("inc-1", listed) == {
+        "k1": ("binance", KeyState.FROZEN),
+        "k3": ("bybit", KeyState.PENDING),
+    }
+    assert ledger.incident_key_states("other", ["k1"]) == {}
+    assert not ledger.has_event("inc-1", "venue.escalated", "binance")
+    ledger.append_event("inc-1", "keyrevoke", "venue.escalated", "binance", "", "2 keys escalated")
+    assert ledger.has_event("inc-1", "venue.escalated", "binance")
+    assert not ledger.has_event("inc-1", "venue.escalated", "bybit")

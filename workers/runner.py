@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.batches import BatchActivities, BatchLimits
 from activities.control import ControlActivities
 from activities.ledger_writer import GroupCommitWriter
+from activities.operators import OperatorActivities
 from activities.platform_hook import FileHook, HttpHook, PlatformHook
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import ADAPTERS, build_adapter, load_master_credentials
@@ -81,6 +82,7 @@ async def workers_for(
         built: list[Worker] = []
         if CONTROL in queues:
             control = ControlActivities(ledger)
+            operators = OperatorActivities(settings)
             built.append(
                 Worker(
                     client,
@@ -92,6 +94,8 @@ async def workers_for(
                         control.load_state_page,
                         control.record_event,
                         control.summarize_incident,
+                        control.check_confirmation,
+                        operators.verify_action,
                     ],
                     graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
                 )

@@ -15,6 +15,8 @@ LOAD_PAGE = "load_page"
 LOAD_STATE_PAGE = "load_state_page"
 SUMMARIZE_INCIDENT = "summarize_incident"
 RECORD_EVENT = "record_event"
+VERIFY_ACTION = "verify_action"  # a control action's signature, against the registered operators
+CHECK_CONFIRMATION = "check_confirmation"  # are the keys a confirm lists escalated keys of its venue?
 
 # Batch activities: a bounded set of keys, on the venue's own task queue.
 PREPARE_BATCH = "prepare_batch"  # freeze, then the baseline probe

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -35,13 +35,11 @@ with workflow.unsafe.imports_passed_through():
         VerifyRequest,
     )
     from workflows import options
+    from workflows.patches import BATCHED_CONFIRMATIONS, PATCHES, SMALL_FIRST_BATCH
 
 COMPENSATION_PAGE = 200
 
-#: Patch ids (``workflow.patched``): the server stores them in plain text, as markers and in the
-#: ``TemporalChangeVersion`` search attribute; they name code paths and carry nothing of a key.
-SMALL_FIRST_BATCH = "small-first-batch"
-PATCHES = (SMALL_FIRST_BATCH,)
+__all__ = ["PATCHES", "VenueWorkflow"]
 
 
 @workflow.defn
@@ -58,6 +56,7 @@ class VenueWorkflow:
         self._stop_reason = ""
         self._awaiting_exchange = 0
         self._confirmation: ExchangeConfirmation | None = None
+        self._confirmations: list[ExchangeConfirmation] = []  # received, not yet worked on
         self._prepared_batches = 0
 
     @workflow.run
@@ -219,6 +218,9 @@ class VenueWorkflow:
         self._awaiting_exchange = packet.ended
         deadline = workflow.now() + timedelta(seconds=params.escalation_wait_seconds)
         interval = params.escalation_probe_interval_seconds
+        if workflow.patched(BATCHED_CONFIRMATIONS):
+            await self._confirmations_in_batches(params, deadline, interval)
+            return
         while self._confirmation is None and not self._stop_reason and workflow.now() < deadline:
             if not await self._each_page(params, "escalated", self._probe_escalated):
                 break  # the exchange revoked every escalated key, and the probes saw it
@@ -230,6 +232,41 @@ class VenueWorkflow:
             confirmation = self._confirmation
             await self._each_page(params, "escalated", lambda keys: self._accept_and_verify(params, keys, confirmation))
         self._awaiting_exchange = 0
+
+    async def _confirmations_in_batches(self, params: VenueInput, deadline: datetime, interval: float) -> None:
+        """Wait for the exchange, which confirms its revokes in batches: each confirmation is worked on
+        as it comes, until no key is escalated any more, the wait ends, or the venue is stopped."""
+        while not self._stop_reason and workflow.now() < deadline:
+            while self._confirmations:
+                await self._accept_confirmation(params, self._confirmations.pop(0))
+            self._awaiting_exchange = await self._each_page(params, "escalated", self._probe_escalated)
+            if not self._awaiting_exchange:
+                break  # the exchange revoked every escalated key: confirmed, or seen by the probes
+            if self._confirmations:
+                continue
+            with contextlib.suppress(TimeoutError):  # the probe interval passed: probe again
+                await workflow.wait_condition(
+                    lambda: bool(self._confirmations) or bool(self._stop_reason), timeout=interval
+                )
+        # A confirmation that came as the wait ended is the exchange's word all the same.
+        while self._confirmations:
+            await self._accept_confirmation(params, self._confirmations.pop(0))
+        self._awaiting_exchange = 0
+
+    async def _accept_confirmation(self, params: VenueInput, confirmation: ExchangeConfirmation) -> None:
+        """Move the confirmed keys (the listed ones, or every escalated one) on to verification."""
+        if not confirmation.key_ids:
+            await self._each_page(params, "escalated", lambda keys: self._accept_and_verify(params, keys, confirmation))
+            return
+        chunks = [
+            confirmation.key_ids[i : i + params.batch_size]
+            for i in range(0, len(confirmation.key_ids), params.batch_size)
+        ]
+        # Each batch names its own keys: the whole list need not travel with every one of them.
+        per_batch = ExchangeConfirmation(confirmation.actor)
+        for first in range(0, len(chunks), params.batches_in_flight):
+            window = chunks[first : first + params.batches_in_flight]
+            await asyncio.gather(*(self._accept_and_verify(params, keys, per_batch) for keys in window))
 
     async def _probe_escalated(self, keys: tuple[str, ...]) -> None:
         assert self._input is not None
@@ -297,6 +334,7 @@ class VenueWorkflow:
     def exchange_confirmed(self, confirmation: ExchangeConfirmation) -> None:
         """The commander relays the exchange's word that it revoked the escalated keys (or some)."""
         self._confirmation = confirmation
+        self._confirmations.append(confirmation)
 
     @workflow.signal
     def stop(self, reason: str) -> None:

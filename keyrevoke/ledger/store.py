@@ -589,6 +589,27 @@ class Ledger:
         )
         return map(_key_status, rows)
 
+    def incident_key_states(self, incident_id: str, key_ids: Iterable[str]) -> dict[str, tuple[str, KeyState]]:
+        """Venue and state of each listed key that is in the incident (a key not in it is absent)."""
+        wanted = sorted(set(key_ids))
+        found: dict[str, tuple[str, KeyState]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.db.query(
+                "SELECT key_id, venue, state FROM incident_keys WHERE incident_id = ?"  # noqa: S608
+                f" AND key_id IN ({', '.join('?' for _ in chunk)})",
+                (incident_id, *chunk),
+            )
+            found.update({str(key_id): (str(venue), KeyState(state)) for key_id, venue, state in rows})
+        return found
+
+    def has_event(self, incident_id: str, kind: str, venue: str) -> bool:
+        """Whether the incident's log holds an event of this kind for this venue."""
+        rows = self.db.query(
+            "SELECT 1 FROM events WHERE incident_id = ? AND kind = ? AND venue = ? LIMIT 1", (incident_id, kind, venue)
+        )
+        return bool(rows)
+
     def venue_key_statuses(self, incident_id: str, venue: str, state: KeyState) -> list[KeyStatus]:
         """The keys of one venue in one state: read in SQL, so a few escalated keys cost only themselves."""
         rows = self.db.query(

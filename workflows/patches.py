@@ -1,0 +1,18 @@
+"""Patch ids (``workflow.patched``) of every workflow, named once.
+
+The server stores them in plain text, as markers and in the ``TemporalChangeVersion`` search
+attribute; they name code paths and carry nothing of a key.
+"""
+
+from __future__ import annotations
+
+#: Each venue's first batch is small and runs alone until probed.
+SMALL_FIRST_BATCH = "small-first-batch"
+#: Every control action (the start too) is verified against the registered operators by an activity.
+SIGNED_ACTIONS = "signed-actions"
+#: A confirm is checked against the ledger (escalated keys of its venue, venue waiting) before it is relayed.
+CHECKED_CONFIRMATIONS = "checked-confirmations"
+#: A venue waiting for the exchange takes confirmations for subsets of its keys, one after another.
+BATCHED_CONFIRMATIONS = "batched-confirmations"
+
+PATCHES = (SMALL_FIRST_BATCH, SIGNED_ACTIONS, CHECKED_CONFIRMATIONS, BATCHED_CONFIRMATIONS)
