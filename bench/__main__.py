@@ -1,96 +1,73 @@
-"""``python -m bench run [--quick]``: run the benchmarks and write docs/benchmarks.md.
+"""``python -m bench run [--only SECTIONS] [--quick]``: measure the current code against its baselines, side by
+side, and write ``bench/results/<run>.json`` and the document (docs/benchmarks.md).
 
-``python -m bench report [--quick]`` rewrites the document from the last saved results.
+``python -m bench report RESULTS.json`` writes the document again from a saved run.
+
+Sections: throughput (keyrevoke, the plain script, a workflow per key), rate (keyrevoke at each venue's full
+limit), workers (three workers at one venue's full limit), scale (the million-key ledger stages and the
+workflows at a size that finishes, with every process's peak RSS).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-#: where the source runs from (a snapshot while benchmarking) and where results and the document go
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = Path(os.environ.get("BENCH_OUTPUT_ROOT") or ROOT)
-
-
-def merge(previous: dict[str, Any], results: dict[str, Any], partial_command: str) -> dict[str, Any]:
-    """A partial run's results (``--only``) merged into the saved ones: its sections replace theirs.
-
-    The saved plan, machine and command stay; the scale runs are kept per size; the time adds up.
-    """
-    scales = dict(previous.get("scales", {}))
-    if previous.get("scale"):
-        scales.setdefault(str(previous["scale"]["keys"]), previous["scale"])
-    scales.update(results.get("scales", {}))
-    partial = [*previous.get("partial_runs", []), {"command": partial_command, "plan": results["plan"]}]
-    merged = {**previous, **results, "scales": scales, "partial_runs": partial}
-    merged["plan"] = previous.get("plan", results["plan"])
-    merged["machine"] = previous.get("machine", results["machine"])
-    if scales:
-        merged["scale"] = max(scales.values(), key=lambda r: r["keys"])
-    merged["elapsed_seconds"] = previous.get("elapsed_seconds", 0) + results.get("elapsed_seconds", 0)
-    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     verbs = parser.add_subparsers(dest="verb", required=True)
-    run = verbs.add_parser("run", help="run the benchmarks, then write the document")
-    run.add_argument("--quick", action="store_true", help="small sizes, one or two runs each (about 5 minutes)")
-    run.add_argument("--reps", type=int, help="repetitions of the side-by-side throughput runs")
-    run.add_argument("--scale-keys", type=int, help="size of the scale/memory run (full mode; default 100000, 0 skips)")
-    run.add_argument(
-        "--scale-minutes", type=float, help="stop the scale run after this long, keeping what it did (default 90)"
-    )
-    run.add_argument("--only", help="comma list: throughput,big,rate,recovery,profile,scale")
-    run.add_argument("--out", default=str(OUTPUT / "docs" / "benchmarks.md"), help="the document to write")
-    report = verbs.add_parser("report", help="rewrite the document from saved results")
-    report.add_argument("--quick", action="store_true")
-    report.add_argument("--out", default=str(OUTPUT / "docs" / "benchmarks.md"))
+    run = verbs.add_parser("run", help="run the benchmarks, then write the results and the document")
+    run.add_argument("--quick", action="store_true", help="fewer repetitions and smaller runs (about 20 minutes)")
+    run.add_argument("--tiny", action="store_true", help="every section at sizes that only show it works")
+    run.add_argument("--only", help="comma list of sections: throughput,rate,workers,scale (default: all)")
+    run.add_argument("--no-postgres", action="store_true", help="the million-key stages on SQLite only")
+    run.add_argument("--results", default=str(ROOT / "bench" / "results"), help="folder for <run>.json")
+    run.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="the document to write")
+    report = verbs.add_parser("report", help="write the document from a saved run")
+    report.add_argument("results", help="a bench/results/<run>.json")
+    report.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)  # the benchmark's own processes import bench and keyrevoke's packages from here
     from bench.report import render
 
-    mode = "quick" if args.quick else "full"
-    results_file = OUTPUT / "bench" / "results" / f"{mode}.json"
-    command = "python -m bench run" + (" --quick" if args.quick else "")
-    if args.verb == "run":
-        from bench.snapshot import reexec_from_snapshot
-
-        reexec_from_snapshot(ROOT)  # from here on, this process runs from a snapshot of the source
-        from bench.suite import plan_for
-        from bench.suite import run as run_suite
-
-        if args.scale_keys is not None:
-            command += f" --scale-keys {args.scale_keys}"
-        from bench.provenance import record, run_entry
-
-        only = set(args.only.split(",")) if args.only else None
-        previous = json.loads(results_file.read_text()) if only and results_file.exists() else {}
-        results = run_suite(plan_for(args.quick, args.scale_keys, args.reps, args.scale_minutes), results_file, only)
-        # which run produced which section, on which code: kept per section through later partial runs
-        this_run = run_entry(command + (f" --only {args.only}" if only else ""), results)
-        if only:
-            results = merge(previous, results, command + f" --only {args.only}")
-            command = previous.get("command", command)
-        record(previous or None, results, this_run)
-        results["command"] = command
-        results_file.write_text(json.dumps(results, indent=1, default=str))
+    if args.verb == "report":
+        results = json.loads(Path(args.results).read_text())
     else:
-        results = json.loads(results_file.read_text())
-        command = results.get("command", command)
-    Path(args.out).write_text(render(results, command))
-    print(f"wrote {Path(args.out).relative_to(OUTPUT) if Path(args.out).is_relative_to(OUTPUT) else args.out}")
-    snapshot = os.environ.get("BENCH_SNAPSHOT")
-    if snapshot and args.verb == "run":
-        import shutil
+        from bench.suite import SECTIONS, plan_for, run_suite
 
-        shutil.rmtree(snapshot, ignore_errors=True)
+        only = set(args.only.split(",")) if args.only else set(SECTIONS)
+        if only - set(SECTIONS):
+            parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}")
+        plan = plan_for(args.quick, args.tiny)
+        if args.no_postgres:
+            plan = type(plan)(**{**plan.__dict__, "postgres": False})
+        flags = {"--quick": args.quick, "--tiny": args.tiny, "--no-postgres": args.no_postgres}
+        command = " ".join(["python -m bench run", *(flag for flag, on in flags.items() if on)])
+        command += f" --only {args.only}" if args.only else ""
+        mode = "-quick" if args.quick else "-tiny" if args.tiny else ""
+        name = time.strftime("%Y-%m-%dT%H%M", time.gmtime()) + mode
+        target = Path(args.results) / f"{name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+        def save(results: dict[str, Any]) -> None:
+            target.write_text(json.dumps({**results, "name": name, "command": command}, indent=1, default=str))
+
+        asyncio.run(run_suite(plan, only, save))
+        results = json.loads(target.read_text())
+        print(f"wrote {target}")
+    Path(args.out).write_text(render(results, results["command"]))
+    print(f"wrote {args.out}")
     sys.stdout.flush()
     # The Temporal SDK's runtime can abort the interpreter at exit (sdk-python issue 300): leave without it.
     os._exit(0)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def keyrevoke_cli() -> list[str]:
-    """The ``keyrevoke`` command (its entry point, ``commander.main``) as this Python runs it.
-
-    Run as a module rather than through the installed console script, so that it imports the code the
-    benchmark runs from (see ``bench.snapshot``), whatever the editable install points at.
-    """
+    """The ``keyrevoke`` command (its entry point, ``commander.main``) as this Python runs it: the code of
+    this checkout, whatever the installed console script points at."""
     return [sys.executable, "-m", "commander.main"]
 
 
-#: the source root the benchmark runs from (a snapshot of the repository, see ``bench.snapshot``)
+#: the checkout the benchmark measures
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -150,49 +147,26 @@ class SimProcess:
 
 @dataclass
 class WorkerProcess:
-    """A worker as its own process (``keyrevoke worker`` or the per-key baseline's), killable and restartable.
-
-    While it runs, a sampler keeps the largest VmRSS seen; ``VmHWM`` (the kernel's own peak) is read
-    before each stop.
-    """
+    """A worker as its own process (``keyrevoke worker`` or the per-key baseline's)."""
 
     command: list[str]
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
-    peak_rss_kib: int = 0
-    peak_hwm_kib: int = 0
-    cpu_before_kill: float = 0.0
-    _sampler: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 self.command, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        self._sampler = asyncio.get_running_loop().create_task(self._sample())
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
-    async def _sample(self) -> None:
-        pid = self.pid
-        while True:
-            self.peak_rss_kib = max(self.peak_rss_kib, status_kib(pid, "VmRSS"))
-            await asyncio.sleep(0.25)
-
-    def _end_sampling(self) -> None:
-        if self.process is not None:
-            self.peak_hwm_kib = max(self.peak_hwm_kib, status_kib(self.pid, "VmHWM"))
-            self.cpu_before_kill += cpu_seconds(self.pid)
-        if self._sampler is not None:
-            self._sampler.cancel()
-            self._sampler = None
-
     async def died(self) -> str:
-        """Return (with the tail of its log) once the current process has exited by itself."""
+        """Return (with the tail of its log) once the process has exited by itself."""
         while True:
             process = self.process
             if process is not None and process.poll() is not None:
@@ -201,23 +175,11 @@ class WorkerProcess:
             await asyncio.sleep(1.0)
 
     def cpu(self) -> float:
-        """CPU seconds of this worker so far, over every process it was (restarts included)."""
-        live = cpu_seconds(self.pid) if self.process is not None and self.process.poll() is None else 0.0
-        return self.cpu_before_kill + live
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        self._end_sampling()
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.process = None
+        """CPU seconds of this worker so far."""
+        return cpu_seconds(self.pid) if self.process is not None else 0.0
 
     async def stop(self) -> None:
-        if self.process is None:
-            return
-        self._end_sampling()
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             await end_process(self.process, signal.SIGTERM)
         self.process = None
 
@@ -240,23 +202,31 @@ async def wait_for_pollers(client: Client, queues: list[tuple[str, bool]], withi
             await asyncio.sleep(0.2)
 
 
-class Profiler:
-    """A sampling profiler attached to a running process (py-spy, if installed), writing collapsed stacks."""
+@dataclass(frozen=True)
+class Measured:
+    """A command run to its end: exit code, wall time, its own peak RSS, what it printed."""
 
-    def __init__(self, pid: int, out: Path, rate: int = 97) -> None:
-        self.out = out
-        exe = Path(sys.executable).parent / "py-spy"
-        self.command = [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-                        "--gil", "--output", str(out)]  # fmt: skip
-        self.available = exe.is_file()
-        self.process: subprocess.Popen[bytes] | None = None
+    returncode: int
+    seconds: float
+    peak_rss_mib: float
+    stdout: str
+    stderr: str
 
-    def start(self) -> None:
-        if self.available:
-            self.process = subprocess.Popen(
-                self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-            )
 
-    async def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            await end_process(self.process, signal.SIGINT)  # py-spy writes its output on SIGINT
+async def run_measured(command: list[str], env: dict[str, str], folder: Path) -> Measured:
+    """Run ``command`` through ``bench.peak``, which reports the child's own peak RSS (see there)."""
+    out, err, peak = folder / "out.txt", folder / "err.txt", folder / "peak.json"
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.peak", str(peak), *command, stdout=stdout, stderr=stderr, env=env
+        )
+        await process.wait()
+    figures = json.loads(peak.read_text())
+    return Measured(
+        figures["returncode"],
+        figures["seconds"],
+        figures["peak_rss_kib"] / 1024,
+        out.read_text(errors="replace"),
+        err.read_text(errors="replace"),
+    )
