@@ -104,7 +104,7 @@ class Writer:
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if not isinstance(self.connection, sqlite3.Connection):
-            sql = sql.replace("?", "%s")
+            sql = sql.replace("%", "%%").replace("?", "%s")
         cursor = self.connection.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
 
