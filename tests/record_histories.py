@@ -58,8 +58,12 @@ async def record(out: Path) -> list[Path]:
                 await control(client, INCIDENT, "pause", ControlRequest("recorder"))
                 await asyncio.sleep(0.5)
                 await control(client, INCIDENT, "resume", ControlRequest("recorder"))
-                packet = st.settings.resolved_escalation_dir() / INCIDENT / "binance.json"
-                while not packet.exists():
+                # The packet's turn has come once its event is in the log (sent, or why not).
+                while not [
+                    e
+                    for e in st.ledger.events(INCIDENT)
+                    if e["kind"].startswith(("venue.escalated", "escalation.packet"))
+                ]:
                     await asyncio.sleep(0.1)
                 await control(client, INCIDENT, "confirm", ConfirmRequest("recorder", "binance"))
                 await client.get_workflow_handle(incident_workflow_id(INCIDENT)).result()

@@ -6,7 +6,6 @@ test server skips the verify timers, so a verify deadline of minutes passes in n
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
@@ -84,13 +83,12 @@ async def test_refused_revoke_is_escalated(
         for row in st.rows:
             if row.venue == "binance":
                 assert st.simulator.is_live("binance", row.api_key)
-        # The exchange's security team gets a packet: fingerprints and accounts, never a secret.
-        packet = json.loads((st.settings.resolved_escalation_dir() / "wf-refused" / "binance.json").read_text())
-        assert sorted(k["key_id"] for k in packet["keys"]) == sorted(binance)
-        assert all(k["fingerprint"].startswith("sha256:") for k in packet["keys"])
-        text = (st.settings.resolved_escalation_dir() / "wf-refused" / "binance.csv").read_text() + json.dumps(packet)
-        for secret in st.secrets():
-            assert secret not in text
+        # No contact and no key for the exchange's security team: no packet on disk (it would be plaintext),
+        # and the event log says nobody was sent anything.
+        assert not (st.settings.resolved_escalation_dir() / "wf-refused").exists()
+        unsent = [e for e in st.ledger.events("wf-refused") if e["kind"] == "escalation.packet.unsent"]
+        assert [e["venue"] for e in unsent] == ["binance"]
+        assert "nobody was sent anything" in unsent[0]["detail"]
 
 
 async def test_the_first_batch_is_small_and_revoked_before_any_other_is_probed(

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.batches import BatchActivities, BatchLimits
 from activities.control import ControlActivities
+from activities.escalation import EscalationActivities, EscalationDesk, PacketSettings
 from activities.ledger_writer import GroupCommitWriter
 from activities.platform_hook import FileHook, HttpHook, PlatformHook
 from activities.venues.exchanges import ExchangeFactory
@@ -24,9 +25,11 @@ from activities.venues.registry import ADAPTERS, build_adapter, load_master_cred
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.mail import mailer_from_settings
 from keyrevoke.observability.metrics import Observability, for_process
 from keyrevoke.observability.tracing import flush_traces
 from keyrevoke.settings import Settings
+from keyrevoke.signing import load_signing_key
 from workers.health import HealthServer
 from workflows.incident import IncidentWorkflow
 from workflows.venue import VenueWorkflow
@@ -42,6 +45,20 @@ def platform_hook(settings: Settings) -> PlatformHook:
         secret = settings.hook_secret.get_secret_value() if settings.hook_secret else None
         return HttpHook(settings.hook_url, secret, settings.venue_request_timeout_seconds)
     return FileHook(settings.resolved_hook_file())
+
+
+def packet_settings(settings: Settings) -> PacketSettings:
+    """What escalation packets take from the settings."""
+    return PacketSettings(
+        platform_name=settings.platform_name,
+        platform_contact=settings.platform_contact,
+        broker_ids={venue.lower(): broker for venue, broker in settings.broker_ids.items()},
+        egress_ips=tuple(settings.egress_ips),
+        contacts_file=settings.resolved_contacts_file(),
+        fallback_key_file=settings.packet_fallback_key_file,
+        keys_per_part=settings.packet_keys_per_part,
+        folder=settings.resolved_escalation_dir(),
+    )
 
 
 def parse_queues(text: str) -> list[str]:
@@ -76,6 +93,7 @@ async def workers_for(
     unwatch = observability.watch_ledger(ledger) if observability and CONTROL in queues else None
     exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
     hook = platform_hook(settings)
+    mailer = mailer_from_settings(settings)
     writer = GroupCommitWriter(ledger)
     try:
         built: list[Worker] = []
@@ -110,8 +128,10 @@ async def workers_for(
                     settings.request_attempts,
                 ),
                 telemetry=observability.serve_venues(venues, settings) if observability else None,
-                escalation_dir=settings.resolved_escalation_dir(),
                 writer=writer,
+            )
+            escalation = EscalationActivities(
+                EscalationDesk(ledger, packet_settings(settings), load_signing_key(settings), mailer)
             )
             for venue in venues:
                 built.append(
@@ -123,7 +143,7 @@ async def workers_for(
                             batches.revoke_batch,
                             batches.verify_batch,
                             batches.compensate_batch,
-                            batches.write_escalation_packet,
+                            escalation.write_escalation_packet,
                             batches.probe_escalated_batch,
                             batches.accept_exchange_confirmation,
                         ],
