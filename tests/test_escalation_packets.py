@@ -7,17 +7,27 @@ team's secret key through gpg itself, then checks every escalated key's API key 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import os
 import stat
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.escalation import EscalationDesk
+from commander.inventory_import import import_inventory
+from commander.sample import write_sample
+from keyrevoke.inventory import read_inventory
+from keyrevoke.ledger import Ledger
+from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.mail import mailer_from_settings
+from keyrevoke.settings import Settings
 from keyrevoke.signing import load_signing_key, public_key_from_text, public_key_text
 from keyrevoke.states import KeyState
 from tests.harness import run_incident, stage
@@ -135,12 +145,126 @@ async def test_packet_reaches_the_exchange_encrypted_and_decrypts_to_every_escal
         assert sent[0]["at"]
 
         # Sending again (a retried activity) sends nothing twice.
-        from activities.escalation import EscalationDesk
-        from keyrevoke.mail import mailer_from_settings
-
-        desk = EscalationDesk(
-            st.ledger, packet_settings(st.settings), load_signing_key(st.settings), mailer_from_settings(st.settings)
-        )
-        assert await desk.escalate("pk1", "binance") == 5
+        assert await _desk(st.settings, st.ledger).escalate("pk1", "binance") == 5
         assert len(smtp.to(binance_team.address)) == 1
         assert len([e for e in st.ledger.events("pk1") if e["kind"] == "escalation.packet.sent"]) == 1
+
+
+def _escalated_ledger(tmp_path: Path, keys: int, **overrides: object) -> tuple[Settings, Ledger, list[str]]:
+    """A ledger whose incident ``big`` holds ``keys`` Kraken keys, all escalated (written directly)."""
+    inventory, _ = write_sample(tmp_path / "sample", keys, venues=("kraken",))
+    settings = Settings(state_dir=tmp_path / "state", **overrides)  # type: ignore[arg-type]
+    ledger = ledger_from_settings(settings)
+    result = import_inventory(ledger, inventory)
+    assert not result.errors
+    ledger.create_incident("big", [], [], "tester")
+    ledger.plan_incident("big")
+    with ledger.db.transaction() as tx:
+        tx.execute(
+            "UPDATE incident_keys SET state = ?, permissions = 'read,trade' WHERE incident_id = 'big'",
+            (KeyState.ESCALATED.value,),
+        )
+    api_keys = [row.api_key for row in read_inventory(inventory)[0]]
+    return settings, ledger, api_keys
+
+
+def _desk(settings: Settings, ledger: Ledger) -> EscalationDesk:
+    return EscalationDesk(ledger, packet_settings(settings), load_signing_key(settings), mailer_from_settings(settings))
+
+
+async def test_a_venue_without_a_contact_gets_its_file_and_a_line_that_nobody_was_sent_anything(
+    tmp_path: Path, binance_team: SecurityTeam, smtp: SmtpSink
+) -> None:
+    """The platform's own key stands in: the packet waits, encrypted, to be forwarded by hand."""
+    settings, ledger, api_keys = _escalated_ledger(
+        tmp_path, 6, smtp_url=smtp.url, packet_fallback_key_file=binance_team.public_key_file
+    )
+    try:
+        # Misconfigured keys (our own set-up lacks something) never go to an exchange.
+        with ledger.db.transaction() as tx:
+            tx.execute(
+                "UPDATE incident_keys SET state = ? WHERE incident_id = 'big' AND key_id = 'k000000'",
+                (KeyState.MISCONFIGURED.value,),
+            )
+        assert await _desk(settings, ledger).escalate("big", "kraken") == 5
+        assert smtp.received == []
+        sealed = settings.resolved_escalation_dir() / "big" / "kraken-packet-1-of-1.json.asc"
+        packet = json.loads(binance_team.decrypt(sealed.read_bytes()))
+        assert sorted(k["api_key"] for k in packet["keys"]) == sorted(api_keys[1:])
+        assert all(k["ip_restricted"] is None for k in packet["keys"])  # no baseline probe said
+        unsent = [e for e in ledger.events("big") if e["kind"] == "escalation.packet.unsent"]
+        assert len(unsent) == 1
+        assert "no address for kraken" in unsent[0]["detail"]
+        assert "nobody was sent anything" in unsent[0]["detail"]
+        assert str(sealed) in unsent[0]["detail"]
+    finally:
+        ledger.close()
+
+
+async def test_without_any_key_to_encrypt_to_no_packet_touches_the_disk(tmp_path: Path) -> None:
+    settings, ledger, _ = _escalated_ledger(tmp_path, 4)
+    try:
+        assert await _desk(settings, ledger).escalate("big", "kraken") == 4
+        assert not (settings.resolved_escalation_dir() / "big").exists()
+        unsent = [e["detail"] for e in ledger.events("big") if e["kind"] == "escalation.packet.unsent"]
+        assert len(unsent) == 1
+        assert "4 keys escalated to Kraken; no OpenPGP key for its security team" in unsent[0]
+        assert "no packet written, nobody was sent anything" in unsent[0]
+    finally:
+        ledger.close()
+
+
+async def test_a_large_packet_is_written_in_parts_each_mailed_on_its_own(
+    tmp_path: Path, binance_team: SecurityTeam, smtp: SmtpSink
+) -> None:
+    contacts = write_contacts(
+        tmp_path / "contacts.json",
+        {"kraken": {"address": "security@kraken.test", "public_key_file": str(binance_team.public_key_file)}},
+    )
+    settings, ledger, api_keys = _escalated_ledger(
+        tmp_path, 25, smtp_url=smtp.url, contacts_file=contacts, packet_keys_per_part=10
+    )
+    try:
+        assert await _desk(settings, ledger).escalate("big", "kraken") == 25
+        mails = smtp.to("security@kraken.test")
+        assert len(mails) == 3
+        found = []
+        for mail in mails:
+            packet = json.loads(binance_team.decrypt(mail.attachment(".json.asc")))
+            assert packet["parts"] == 3
+            found += [k["api_key"] for k in packet["keys"]]
+        assert sorted(found) == sorted(api_keys)
+        sent = [e for e in ledger.events("big") if e["kind"] == "escalation.packet.sent"]
+        assert [e["detail"].split(" (")[0] for e in sent] == ["part 1 of 3", "part 2 of 3", "part 3 of 3"]
+    finally:
+        ledger.close()
+
+
+def _peak_while_escalating(tmp_path: Path, keys: int, team: SecurityTeam) -> int:
+    settings, ledger, _ = _escalated_ledger(
+        tmp_path, keys, packet_fallback_key_file=team.public_key_file, packet_keys_per_part=1_000_000
+    )
+    try:
+        desk = _desk(settings, ledger)
+        tracemalloc.start()
+        try:
+            assert asyncio.run(desk.escalate("big", "kraken")) == keys
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        sealed = settings.resolved_escalation_dir() / "big" / "kraken-packet-1-of-1.json.asc"
+        assert len(json.loads(team.decrypt(sealed.read_bytes()))["keys"]) == keys
+        return peak
+    finally:
+        ledger.close()
+
+
+def test_a_packet_of_many_keys_is_streamed_in_bounded_memory(tmp_path: Path, binance_team: SecurityTeam) -> None:
+    """Sixteen times the keys, in one part, take no more memory: the packet is never whole in memory."""
+    small = _peak_while_escalating(tmp_path / "small", 1_000, binance_team)
+    large = _peak_while_escalating(tmp_path / "large", 16_000, binance_team)
+    print(f"peak traced memory: {small} B at 1,000 keys, {large} B at 16,000 keys")
+    # 16,000 keys' packet is about 3.5 MB of JSON (their records as Python objects, about 20 MB); a
+    # page of keys is what the stream holds at a time.
+    assert large < 2_000_000
+    assert large < small * 1.3
