@@ -26,6 +26,7 @@ from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
 from keyrevoke.models import ConfirmRequest, ControlRequest, IncidentInput, IncidentState
 from keyrevoke.settings import Settings
+from keyrevoke.text_lines import text_lines
 from keyrevoke.venues import SUPPORTED_VENUES
 from workflows.incident import IncidentWorkflow, incident_workflow_id
 
@@ -44,20 +45,24 @@ def new_incident_id() -> str:
     return "inc-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")[:-3]
 
 
-def read_owners(path: Path) -> list[str]:
-    """One owner per line; blank lines and lines starting with # are skipped."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such owners file")
+def read_owners(path: Path, what: str = "owners file") -> list[str]:
+    """One owner (or key id) per line; blank lines and lines starting with # are skipped.
+
+    A line that is not text (binary, Latin-1) is refused with the file and its line.
+    """
     owners = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        owner = line.strip()
+    for line in text_lines(path, what, max_line_bytes=1024):
+        number = line.number
+        if line.error:
+            raise InputError(f"{path}:{number}: {line.error}")
+        owner = line.text.strip()
         if not owner or owner.startswith("#"):
             continue
-        if any(ch.isspace() for ch in owner) or len(owner) > 256:
-            raise InputError(f"{path}:{number}: an owner is one token of at most 256 characters")
+        if any(ch.isspace() or not ch.isprintable() for ch in owner) or len(owner) > 256:
+            raise InputError(f"{path}:{number}: one entry per line, one token of at most 256 printable characters")
         owners.append(owner)
     if not owners:
-        raise InputError(f"{path}: lists no owner")
+        raise InputError(f"{path}: lists nothing (one entry per line)")
     return owners
 
 

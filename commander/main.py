@@ -174,7 +174,7 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     # A key file has one key_id per line, like an owners file.
-    key_ids = tuple(read_owners(Path(args.keys))) if args.keys else ()
+    key_ids = tuple(read_owners(Path(args.keys), "key list")) if args.keys else ()
     request = ConfirmRequest(operator_identity(settings), args.venue.lower(), key_ids)
     client = await connect(settings)
     print(await control(client, args.id, "confirm", request))

@@ -91,12 +91,16 @@ def write_sample(folder: Path, keys: int, seed: int = 2022, venues: Sequence[str
         for number in range(keys):
             venue = chosen[number % len(chosen)]
             api_key, secret = _credentials(rng, venue)
+            owner = f"user{rng.randrange(max(1, keys // 2)):05d}"
+            account_id = str(rng.randrange(10**8, 10**9))
             writer.writerow(
                 {
                     "key_id": f"k{number:06d}",
                     "venue": venue.venue,
-                    "owner": f"user{rng.randrange(max(1, keys // 2)):05d}",
-                    "account": str(rng.randrange(10**8, 10**9)),
+                    "owner": owner,
+                    # every sub-account has both: a numeric user id and a name (venues need one or the other)
+                    "account_id": account_id,
+                    "account_name": f"sub{account_id}",
                     "api_key": api_key,
                     "secret": secret,
                     "passphrase": _token(rng, PASSPHRASE_LENGTH) if venue.needs_passphrase else "",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from keyrevoke.errors import InputError
 from keyrevoke.inventory import InventoryRow, read_inventory
+from keyrevoke.text_lines import read_json
 from venuesim import Scenario, SimKey, SimMaster, VenueSimulator
 
 # What a leaked key may do at its venue; sample keys get a stable mix of these.
@@ -41,10 +41,7 @@ def sim_key(row: InventoryRow) -> SimKey:
 def read_masters(path: Path | None) -> list[SimMaster]:
     if path is None or not path.exists():
         return []
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    raw = read_json(path, "master credentials file")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a JSON object of venue -> credentials")
     masters = []

@@ -17,6 +17,7 @@ from keyrevoke.errors import InputError
 from keyrevoke.evidence import ChainBreak, verify_chain
 from keyrevoke.ledger import KeyStatus, Ledger
 from keyrevoke.states import DISPLAY_ORDER, NEEDS_HUMAN
+from keyrevoke.text_lines import read_json
 
 
 def build_report(ledger: Ledger, incident_id: str) -> dict[str, Any]:
@@ -112,10 +113,7 @@ Event log: {report["chain"]["length"]} events, chain head <code>{esc(report["cha
 
 def verify_report(path: Path) -> ChainBreak | None:
     """Re-check the event chain of a ``report.json``; None when it holds end to end."""
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not a readable report ({type(error).__name__})") from None
+    report = read_json(path, "report")
     if not isinstance(report, dict) or not isinstance(report.get("events"), list):
         raise InputError(f"{path}: not a keyrevoke report (no event list)")
     events = report["events"]

@@ -44,7 +44,8 @@ def row(
         "key_id": key_id,
         "venue": venue,
         "owner": owner,
-        "account": f"acct-{key_id}",
+        "account_id": "4242",
+        "account_name": f"acct-{key_id}",
         "api_key": api_key_of(key_id),
         "secret": secret_of(key_id),
         "passphrase": passphrase_of(key_id) if venue == "bybit" else "",
@@ -377,7 +378,13 @@ def test_load_keys_returns_sealed_keys_in_the_order_asked(ledger: Ledger) -> Non
 
     assert [k.key_id for k in keys] == ["k3", "k2"]
     k3, k2 = keys
-    assert (k2.venue, k2.method, k2.account, k2.state, k2.baseline_ok) == ("bybit", "sub", "acct-k2", "pending", None)
+    assert (k2.venue, k2.method, k2.account_name, k2.state, k2.baseline_ok) == (
+        "bybit",
+        "sub",
+        "acct-k2",
+        "pending",
+        None,
+    )
     assert k3.fingerprint == row("k3").fingerprint
     assert ledger.open_secret(k2, "passphrase") == passphrase_of("k2")
     assert ledger.open_secret(k3, "passphrase") == ""
@@ -525,7 +532,7 @@ def test_key_statuses_carry_the_evidence_and_no_secret(ledger: Ledger) -> None:
     statuses = {s.key_id: s for s in ledger.key_statuses("inc-1")}
 
     k1, k2 = statuses["k1"], statuses["k2"]
-    assert (k1.venue, k1.owner, k1.account, k1.method, k1.priority) == ("binance", "alice", "acct-k1", "broker", 3)
+    assert (k1.venue, k1.owner, k1.account_name, k1.method, k1.priority) == ("binance", "alice", "acct-k1", "broker", 3)
     assert (k1.state, k1.baseline_ok, k1.revoked_at, k1.detail) == ("pending", None, None, "")
     assert k1.fingerprint.startswith("sha256:")
     assert k1.key_hint == "APIK…0c5a"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from activities.venues.base import Credentials, VenueAdapter
@@ -15,7 +14,8 @@ from activities.venues.kraken import KrakenAdapter
 from activities.venues.kucoin import KucoinAdapter
 from activities.venues.mexc import MexcAdapter
 from activities.venues.okx import OkxAdapter
-from keyrevoke.errors import ConfigurationError, UnsupportedVenue
+from keyrevoke.errors import ConfigurationError, InputError, UnsupportedVenue
+from keyrevoke.text_lines import read_json
 
 ADAPTERS: dict[str, type[VenueAdapter]] = {
     adapter.venue: adapter
@@ -38,9 +38,9 @@ def load_master_credentials(path: Path) -> dict[str, Credentials]:
     if not path.exists():
         return {}
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigurationError(f"{path}: cannot read master credentials ({type(error).__name__})") from None
+        raw = read_json(path, "master credentials file")
+    except InputError as error:
+        raise ConfigurationError(str(error)) from None
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{path}: expected a JSON object of venue -> credentials")
     masters: dict[str, Credentials] = {}

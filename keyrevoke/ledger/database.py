@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from keyrevoke.errors import ConfigurationError
+from keyrevoke.ledger.migrations import migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -17,6 +18,9 @@ CREATE TABLE IF NOT EXISTS keys (
     venue TEXT NOT NULL,
     owner TEXT NOT NULL,
     account TEXT NOT NULL,
+    account_id TEXT NOT NULL DEFAULT '',
+    account_name TEXT NOT NULL DEFAULT '',
+    email TEXT NOT NULL DEFAULT '',
     method TEXT NOT NULL,
     priority INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -141,6 +145,7 @@ class Database:
             for statement in SCHEMA.format(serial=serial).split(";"):
                 if statement.strip():
                     cursor.execute(statement)
+            migrate(self.kind, cursor)
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.kind == "postgresql" else sql

@@ -21,6 +21,7 @@ from keyrevoke.evidence import GENESIS, event_hash
 from keyrevoke.inventory import InventoryRow
 from keyrevoke.ledger.database import Database
 from keyrevoke.states import FINAL_STATES, KeyState
+from keyrevoke.venue_fields import account_of, legacy_field
 
 
 def utc_now() -> str:
@@ -40,7 +41,8 @@ class SealedKey:
 
     key_id: str
     venue: str
-    account: str
+    account_id: str  # the numeric user id (uid) of the key's account
+    account_name: str  # the sub-account's name
     method: str
     fingerprint: str
     api_key_sealed: str
@@ -55,6 +57,11 @@ class SealedKey:
     def __repr__(self) -> str:
         return f"SealedKey(key_id={self.key_id!r}, state={self.state.value})"
 
+    @property
+    def account(self) -> str:
+        """The account as the venue knows it (keyrevoke.venue_fields)."""
+        return account_of(self.venue, self.method, self.account_id, self.account_name)
+
 
 @dataclass(frozen=True)
 class KeyStatus:
@@ -63,7 +70,8 @@ class KeyStatus:
     key_id: str
     venue: str
     owner: str
-    account: str
+    account_id: str
+    account_name: str
     method: str
     priority: int
     fingerprint: str
@@ -76,6 +84,12 @@ class KeyStatus:
     ended_at: str | None
     detail: str
     updated_at: str
+    email: str = ""
+
+    @property
+    def account(self) -> str:
+        """The account as the venue knows it (keyrevoke.venue_fields)."""
+        return account_of(self.venue, self.method, self.account_id, self.account_name)
 
 
 @dataclass(frozen=True)
@@ -114,9 +128,13 @@ class Ledger:
 
     def _digest(self, row: InventoryRow, box: SecretBox | None = None) -> str:
         # Keyed, so the digest of a secret is no oracle for guessing it.
-        material = "\x1f".join(
-            [row.venue, row.owner, row.account, row.method, str(row.priority), row.api_key, row.secret, row.passphrase]
-        )
+        parts = [row.venue, row.owner, row.account, row.method, str(row.priority)]
+        parts += [row.api_key, row.secret, row.passphrase]
+        if (row.account_id, row.account_name) != _legacy_split(row) or row.email:
+            # Only what an old single-``account`` row could not say extends the material: a row of an
+            # old file, imported again after the ledger's migration, is still "unchanged".
+            parts += [row.account_id, row.account_name, row.email]
+        material = "\x1f".join(parts)
         return hmac.new((box or self.box).current.material, material.encode(), hashlib.sha256).hexdigest()
 
     def rekey(self, new_box: SecretBox) -> int:
@@ -129,22 +147,24 @@ class Ledger:
         count = 0
         with self.db.transaction() as tx:
             rows = tx.fetchall(
-                "SELECT key_id, venue, owner, account, method, priority, api_key_sealed, secret_sealed,"
-                " passphrase_sealed FROM keys ORDER BY key_id"
+                "SELECT key_id, venue, owner, account_id, account_name, email, method, priority, api_key_sealed,"
+                " secret_sealed, passphrase_sealed FROM keys ORDER BY key_id"
             )
-            for key_id, venue, owner, account, method, priority, *sealed in rows:
+            for key_id, venue, owner, account_id, account_name, email, method, priority, *sealed in rows:
                 plain = {n: self.box.open(value, f"{key_id}/{n}") for n, value in zip(names, sealed, strict=True)}
                 row = InventoryRow(
                     0,
                     key_id,
                     venue,
                     owner,
-                    account,
+                    account_id,
+                    account_name,
                     plain["api_key"],
                     plain["secret"],
                     plain["passphrase"],
                     method,
                     int(priority),
+                    email,
                 )
                 tx.execute(
                     "UPDATE keys SET api_key_sealed = ?, secret_sealed = ?, passphrase_sealed = ?,"
@@ -185,14 +205,18 @@ class Ledger:
                     errors.append(InventoryRowError(source, row.line, reason))
                     continue
                 tx.execute(
-                    "INSERT INTO keys (key_id, venue, owner, account, method, priority, fingerprint, key_hint,"
-                    " content_digest, api_key_sealed, secret_sealed, passphrase_sealed, imported_at, source)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO keys (key_id, venue, owner, account, account_id, account_name, email, method,"
+                    " priority, fingerprint, key_hint, content_digest, api_key_sealed, secret_sealed,"
+                    " passphrase_sealed, imported_at, source)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         row.key_id,
                         row.venue,
                         row.owner,
-                        row.account,
+                        row.account,  # the old single column, kept for older readers of the ledger
+                        row.account_id,
+                        row.account_name,
+                        row.email,
                         row.method,
                         row.priority,
                         row.fingerprint,
@@ -209,13 +233,30 @@ class Ledger:
         return ImportResult(added=added, unchanged=unchanged, errors=errors)
 
     def list_keys(self, venue: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT key_id, venue, owner, account, method, priority, fingerprint, key_hint FROM keys"
+        sql = (
+            "SELECT key_id, venue, owner, account_id, account_name, email, method, priority, fingerprint, key_hint"
+            " FROM keys"
+        )
         params: tuple[Any, ...] = ()
         if venue:
             sql += " WHERE venue = ?"
             params = (venue,)
-        names = ("key_id", "venue", "owner", "account", "method", "priority", "fingerprint", "key_hint")
-        return [dict(zip(names, row, strict=True)) for row in self.db.query(sql + " ORDER BY venue, key_id", params)]
+        names = (
+            "key_id",
+            "venue",
+            "owner",
+            "account_id",
+            "account_name",
+            "email",
+            "method",
+            "priority",
+            "fingerprint",
+            "key_hint",
+        )
+        listed = [dict(zip(names, row, strict=True)) for row in self.db.query(sql + " ORDER BY venue, key_id", params)]
+        for entry in listed:
+            entry["account"] = account_of(entry["venue"], entry["method"], entry["account_id"], entry["account_name"])
+        return listed
 
     def open_secret(self, key: SealedKey, name: str) -> str:
         """Decrypt one sealed field (``api_key``, ``secret``, ``passphrase``) of ``key``."""
@@ -357,8 +398,9 @@ class Ledger:
             return []
         marks = ", ".join("?" for _ in key_ids)
         rows = self.db.query(
-            "SELECT k.key_id, k.venue, k.account, k.method, k.fingerprint, k.api_key_sealed, k.secret_sealed,"  # noqa: S608
-            " k.passphrase_sealed, ik.state, ik.baseline_ok, ik.revoked_at, ik.permissions, k.priority"
+            "SELECT k.key_id, k.venue, k.account_id, k.account_name, k.method, k.fingerprint, k.api_key_sealed,"  # noqa: S608
+            " k.secret_sealed, k.passphrase_sealed, ik.state, ik.baseline_ok, ik.revoked_at, ik.permissions,"
+            " k.priority"
             " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
             f" WHERE ik.incident_id = ? AND ik.key_id IN ({marks})",
             (incident_id, *key_ids),
@@ -367,17 +409,18 @@ class Ledger:
             row[0]: SealedKey(
                 key_id=row[0],
                 venue=row[1],
-                account=row[2],
-                method=row[3],
-                fingerprint=row[4],
-                api_key_sealed=row[5],
-                secret_sealed=row[6],
-                passphrase_sealed=row[7],
-                state=KeyState(row[8]),
-                baseline_ok=None if row[9] is None else bool(row[9]),
-                revoked_at=row[10],
-                permissions=row[11],
-                priority=int(row[12]),
+                account_id=row[2],
+                account_name=row[3],
+                method=row[4],
+                fingerprint=row[5],
+                api_key_sealed=row[6],
+                secret_sealed=row[7],
+                passphrase_sealed=row[8],
+                state=KeyState(row[9]),
+                baseline_ok=None if row[10] is None else bool(row[10]),
+                revoked_at=row[11],
+                permissions=row[12],
+                priority=int(row[13]),
             )
             for row in rows
         }
@@ -557,9 +600,9 @@ def open_ledger(url: str, box: SecretBox) -> Ledger:
 
 #: The columns ``_key_status`` reads, in its order.
 _KEY_STATUS_SELECT = (
-    "SELECT k.key_id, k.venue, k.owner, k.account, k.method, k.priority, k.fingerprint, k.key_hint,"
-    " ik.state, ik.baseline_ok, ik.permissions, ik.baseline_at, ik.revoked_at, ik.ended_at,"
-    " ik.detail, ik.updated_at"
+    "SELECT k.key_id, k.venue, k.owner, k.account_id, k.account_name, k.method, k.priority, k.fingerprint,"
+    " k.key_hint, ik.state, ik.baseline_ok, ik.permissions, ik.baseline_at, ik.revoked_at, ik.ended_at,"
+    " ik.detail, ik.updated_at, k.email"
     " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
 )
 
@@ -569,17 +612,25 @@ def _key_status(row: Sequence[Any]) -> KeyStatus:
         key_id=row[0],
         venue=row[1],
         owner=row[2],
-        account=row[3],
-        method=row[4],
-        priority=int(row[5]),
-        fingerprint=row[6],
-        key_hint=row[7],
-        state=row[8],
-        baseline_ok=None if row[9] is None else bool(row[9]),
-        permissions=row[10],
-        baseline_at=row[11],
-        revoked_at=row[12],
-        ended_at=row[13],
-        detail=row[14],
-        updated_at=row[15],
+        account_id=row[3],
+        account_name=row[4],
+        method=row[5],
+        priority=int(row[6]),
+        fingerprint=row[7],
+        key_hint=row[8],
+        state=row[9],
+        baseline_ok=None if row[10] is None else bool(row[10]),
+        permissions=row[11],
+        baseline_at=row[12],
+        revoked_at=row[13],
+        ended_at=row[14],
+        detail=row[15],
+        updated_at=row[16],
+        email=row[17],
     )
+
+
+def _legacy_split(row: InventoryRow) -> tuple[str, str]:
+    """``(account_id, account_name)`` as an old file's single ``account`` column would have filled them."""
+    value = row.account
+    return (value, "") if legacy_field(row.venue) == "account_id" else ("", value)
