@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.outreach import EscalatedKey, escalated_page
+from keyrevoke.venue_fields import account_of
 from keyrevoke.venues import display_name
 
 PAGE = 500
@@ -126,7 +127,9 @@ class PartStream:
         api_key = self.ledger.box.open(key.api_key_sealed, f"{key.key_id}/api_key")
         return {
             "api_key": api_key,
-            "account": key.account,
+            "account": account_of(self.header.venue, key.method, key.account_id, key.account_name),
+            "account_id": key.account_id,
+            "account_name": key.account_name,
             "permissions": [p for p in key.permissions.split(",") if p],
             "ip_restricted": ip_restricted(key.baseline_detail),
             "state": key.state,

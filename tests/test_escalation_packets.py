@@ -110,7 +110,8 @@ async def test_packet_reaches_the_exchange_encrypted_and_decrypts_to_every_escal
         for key_id, row in binance.items():
             listed = by_key[key_id]
             assert listed["api_key"] == row.api_key
-            assert listed["account"] == row.account
+            assert (listed["account_id"], listed["account_name"]) == (row.account_id, row.account_name)
+            assert listed["account"] == row.account_id  # Binance's broker names the sub-account by its id
             assert listed["state"] == "escalated"
             assert listed["permissions"] == [p for p in statuses[key_id].permissions.split(",") if p]
             assert listed["permissions"]  # the baseline probe found them

@@ -21,7 +21,8 @@ class EscalatedKey:
     seq: int
     key_id: str
     owner: str
-    account: str
+    account_id: str  # the account's numeric user id (uid)
+    account_name: str  # the sub-account's name
     method: str
     key_hint: str
     api_key_sealed: str
@@ -54,7 +55,8 @@ def count_in_state(ledger: Ledger, incident_id: str, venue: str, state: KeyState
 def escalated_page(ledger: Ledger, incident_id: str, venue: str, after_seq: int, limit: int) -> list[EscalatedKey]:
     """The next ``limit`` escalated keys of a venue after ``after_seq``, with their baseline probe's line."""
     rows = ledger.db.query(
-        "SELECT ik.seq, k.key_id, k.owner, k.account, k.method, k.key_hint, k.api_key_sealed, ik.state,"
+        "SELECT ik.seq, k.key_id, k.owner, k.account_id, k.account_name, k.method, k.key_hint, k.api_key_sealed,"
+        " ik.state,"
         " ik.permissions,"
         " COALESCE((SELECT e.detail FROM events e WHERE e.incident_id = ik.incident_id AND e.key_id = ik.key_id"
         "  AND e.kind = 'key.baseline' ORDER BY e.n DESC LIMIT 1), '')"
