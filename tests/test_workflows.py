@@ -6,6 +6,7 @@ test server skips the verify timers, so a verify deadline of minutes passes in n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
@@ -66,8 +67,13 @@ async def test_key_still_working_at_the_deadline_is_reported_live(
         assert all(states[k] == KeyState.LIVE for k in bybit)
         assert summary.total(KeyState.LIVE) == len(bybit)
         assert summary.total(KeyState.CONFIRMED) == 6 - len(bybit)
-        hook = (st.settings.resolved_hook_file()).read_text()
-        assert hook.count('"state": "live"') == len(bybit)  # owners told to revoke by hand
+        hook = [json.loads(line) for line in st.settings.resolved_hook_file().read_text().splitlines()]
+        told_live = [h for h in hook if h["action"] == "notify" and h["state"] == "live"]
+        assert len(told_live) == len(bybit)  # owners told to revoke by hand
+        notices = {h["owner"]: h for h in hook if h["action"] == "owner_notice"}
+        for key_id in bybit:  # and in their owner's notice, with the exchange's page to do it at
+            owner = next(r.owner for r in st.rows if r.key_id == key_id)
+            assert {k["key_id"]: k["outcome"] for k in notices[owner]["keys"]}[key_id] == "still_working"
 
 
 async def test_refused_revoke_is_escalated(

@@ -19,6 +19,7 @@ from activities.batches import BatchActivities, BatchLimits
 from activities.control import ControlActivities
 from activities.escalation import EscalationActivities, EscalationDesk, PacketSettings
 from activities.ledger_writer import GroupCommitWriter
+from activities.owner_notices import NoticeSettings, OwnerNoticeActivities, OwnerNoticeDesk
 from activities.platform_hook import FileHook, HttpHook, PlatformHook
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import ADAPTERS, build_adapter, load_master_credentials
@@ -99,12 +100,23 @@ async def workers_for(
         built: list[Worker] = []
         if CONTROL in queues:
             control = ControlActivities(ledger)
+            notices = OwnerNoticeActivities(
+                OwnerNoticeDesk(
+                    ledger,
+                    hook,
+                    mailer,
+                    NoticeSettings(
+                        settings.platform_name, {v.lower(): u for v, u in settings.api_management_urls.items()}
+                    ),
+                )
+            )
             built.append(
                 Worker(
                     client,
                     task_queue=settings.control_queue,
                     workflows=[IncidentWorkflow, VenueWorkflow],
                     activities=[
+                        notices.notify_owners,
                         control.plan_incident,
                         control.load_page,
                         control.load_state_page,

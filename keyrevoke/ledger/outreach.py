@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from keyrevoke.ledger.store import Ledger, utc_now
 from keyrevoke.states import KeyState
@@ -140,22 +141,50 @@ def owner_emails(ledger: Ledger, owners: Sequence[str]) -> dict[str, str]:
     return {str(owner): str(email) for owner, email in rows if email}
 
 
-def notice_sent(ledger: Ledger, incident_id: str, owner: str, digest: str) -> bool:
-    rows = ledger.db.query(
-        "SELECT 1 FROM owner_notices WHERE incident_id = ? AND owner = ? AND digest = ?",
-        (incident_id, owner, digest),
+def claim_notice(ledger: Ledger, incident_id: str, owner: str, digest: str, stale_seconds: float = 300.0) -> bool:
+    """Claim the sending of this notice; False if it was sent, or another sender holds it.
+
+    Two venues ending at once may compose the same notice for one owner: the claim makes it one. A
+    claim never completed (its sender died) may be taken again after ``stale_seconds``.
+    """
+    now = utc_now()
+    stale = datetime.fromtimestamp(datetime.now(UTC).timestamp() - stale_seconds, UTC).isoformat(
+        timespec="milliseconds"
     )
-    return bool(rows)
+    with ledger.db.transaction() as tx:
+        taken = tx.execute(
+            "INSERT INTO owner_notices (incident_id, owner, digest, channels, sent_at) VALUES (?, ?, ?, '', ?)"
+            " ON CONFLICT DO NOTHING",
+            (incident_id, owner, digest, now),
+        )
+        if taken:
+            return True
+        return bool(
+            tx.execute(
+                "UPDATE owner_notices SET sent_at = ? WHERE incident_id = ? AND owner = ? AND digest = ?"
+                " AND channels = '' AND sent_at < ?",
+                (now, incident_id, owner, digest, stale),
+            )
+        )
+
+
+def release_notice(ledger: Ledger, incident_id: str, owner: str, digest: str) -> None:
+    """Give a claim back (nothing was delivered): the owner's next round tries again."""
+    with ledger.db.transaction() as tx:
+        tx.execute(
+            "DELETE FROM owner_notices WHERE incident_id = ? AND owner = ? AND digest = ? AND channels = ''",
+            (incident_id, owner, digest),
+        )
 
 
 def record_notice(
     ledger: Ledger, incident_id: str, owner: str, digest: str, channels: str, venue: str, detail: str
 ) -> None:
-    """Record an owner notice and its event (``owner.notified``) in one transaction."""
+    """Record a claimed notice as sent, and its event (``owner.notified``), in one transaction."""
     now = utc_now()
     with ledger.db.transaction() as tx:
         tx.execute(
-            "INSERT INTO owner_notices (incident_id, owner, digest, channels, sent_at) VALUES (?, ?, ?, ?, ?)",
-            (incident_id, owner, digest, channels, now),
+            "UPDATE owner_notices SET channels = ?, sent_at = ? WHERE incident_id = ? AND owner = ? AND digest = ?",
+            (channels, now, incident_id, owner, digest),
         )
         ledger._event(tx, incident_id, "keyrevoke", "owner.notified", venue, "", detail, now)

@@ -1,0 +1,208 @@
+"""One notice per owner: all their keys by venue and key hint, and what to do, by hook and by mail.
+
+The flow runs on the dev server in real time: Bybit revokes its keys, Binance refuses (escalated);
+each owner hears at the end of each venue's work, again when the exchange revokes escalated keys
+(the probes see it), and not again when nothing changed for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from temporalio.client import Client
+
+from activities.platform_hook import HttpHook
+from commander.devserver import free_port
+from commander.incidents import control, start_incident
+from keyrevoke.crypto import key_hint
+from keyrevoke.ledger.outreach import OwnerKey
+from keyrevoke.models import ConfirmRequest
+from keyrevoke.owner_notices import compose
+from keyrevoke.venues import API_MANAGEMENT_URLS
+from tests.harness import running_workers, stage, until
+from tests.outreach import SmtpSink
+from workflows.incident import incident_workflow_id
+
+REFUSING = {"venues": {"binance": {"master_lacks_permission": True}}}
+QUICK = {
+    "escalation_wait_seconds": 60,
+    "escalation_probe_interval_seconds": 0.5,
+    "verify_interval_seconds": 0.3,
+    "verify_deadline_seconds": 2,
+}
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def _notices(hook_file: Path) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in hook_file.read_text().splitlines()]
+    return [line for line in lines if line["action"] == "owner_notice"]
+
+
+def _latest(notices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for notice in notices:
+        latest[notice["owner"]] = notice
+    return latest
+
+
+async def test_each_owner_hears_once_per_change_by_hook_and_mail(
+    tmp_path: Path, queue_prefix: str, dev_client: Client, smtp: SmtpSink
+) -> None:
+    address = dev_client.service_client.config.target_host
+    async with (
+        stage(
+            tmp_path,
+            12,
+            queue_prefix,
+            address,
+            scenario=REFUSING,
+            smtp_url=smtp.url,
+            smtp_from="incident@platform.test",
+            platform_name="Example Bots",
+            **QUICK,
+        ) as st,
+        running_workers(dev_client, st),
+    ):
+        owners = defaultdict(list)
+        for row in st.rows:
+            owners[row.owner].append(row)
+        # Half the owners left an address in the inventory.
+        with_email = sorted(owners)[::2]
+        with st.ledger.db.transaction() as tx:
+            for owner in with_email:
+                tx.execute("UPDATE keys SET email = ? WHERE owner = ?", (f"{owner}@users.test", owner))
+        hook_file = st.settings.resolved_hook_file()
+
+        await start_incident(dev_client, st.ledger, st.settings, "own", [], [])
+
+        # Both venues' work ends (Binance's keys escalated): every owner's latest notice lists every key.
+        def everyone_told() -> bool:
+            if not hook_file.exists():
+                return False
+            latest = _latest(_notices(hook_file))
+            return set(latest) == set(owners) and all(
+                {k["outcome"] for k in latest[o]["keys"]} <= {"dead", "sent_to_exchange"} for o in owners
+            )
+
+        await until(everyone_told, 60)
+        latest = _latest(_notices(hook_file))
+        for owner, rows in owners.items():
+            notice = latest[owner]
+            listed = {k["key_id"]: k for k in notice["keys"]}
+            assert sorted(listed) == sorted(r.key_id for r in rows)
+            for row in rows:
+                key = listed[row.key_id]
+                assert key["key_hint"] == key_hint(row.api_key)
+                if row.venue == "bybit":
+                    assert key["outcome"] == "dead"
+                else:
+                    assert key["outcome"] == "sent_to_exchange"
+                    assert key["manage_url"] == API_MANAGEMENT_URLS["binance"]
+                    assert f"Delete it yourself now at {API_MANAGEMENT_URLS['binance']}" in notice["message"]
+            for row in rows:  # a notice never holds a key, a secret or a passphrase
+                for value in (row.api_key, row.secret, row.passphrase):
+                    if value:
+                        assert value not in json.dumps(notice)
+
+        # The same content is never sent twice to an owner.
+        sent = _notices(hook_file)
+        assert len({(n["owner"], n["digest"]) for n in sent}) == len(sent)
+
+        # Binance's security team revokes one owner's escalated keys; the probes see it, and that owner hears.
+        target = next(o for o in sorted(owners) if any(r.venue == "binance" for r in owners[o]))
+        revoked = [r.key_id for r in owners[target] if r.venue == "binance"]
+        st.simulator.revoke_by_exchange("binance", revoked)
+
+        def target_told_dead() -> bool:
+            keys = _latest(_notices(hook_file))[target]["keys"]
+            return all(k["outcome"] == "dead" for k in keys if k["key_id"] in revoked)
+
+        await until(target_told_dead, 60)
+
+        # The commander relays the exchange's word for the rest; they still work, so they end live.
+        await control(dev_client, "own", "confirm", ConfirmRequest("grace", "binance"))
+        await dev_client.get_workflow_handle(incident_workflow_id("own")).result()
+
+        latest = _latest(_notices(hook_file))
+        for owner, rows in owners.items():
+            outcomes = {k["key_id"]: k["outcome"] for k in latest[owner]["keys"]}
+            for row in rows:
+                expected = "dead" if row.venue == "bybit" or row.key_id in revoked else "still_working"
+                assert outcomes[row.key_id] == expected, (owner, row.key_id)
+            if any(o == "still_working" for o in outcomes.values()):
+                assert f"MAY STILL WORK. Delete it now at {API_MANAGEMENT_URLS['binance']}" in latest[owner]["message"]
+                assert "reissue it with an IP allow-list" in latest[owner]["message"]
+        sent = _notices(hook_file)
+        assert len({(n["owner"], n["digest"]) for n in sent}) == len(sent)
+
+        # Mail went to the owners with an address, the same notices; nobody else was mailed.
+        mailed = {r.recipients[0] for r in smtp.received}
+        assert mailed == {f"{o}@users.test" for o in with_email}
+        for owner in with_email:
+            mails = smtp.to(f"{owner}@users.test")
+            assert len(mails) == len([n for n in sent if n["owner"] == owner])
+            assert mails[-1].body().replace("\r\n", "\n") == latest[owner]["message"]
+            assert mails[-1].sender == "incident@platform.test"
+
+        # The event log says who was told what, when and how.
+        told = [e for e in st.ledger.events("own") if e["kind"] == "owner.notified"]
+        assert len(told) == len(sent)
+        for owner in with_email:
+            mine = [e for e in told if e["detail"].startswith(f"owner {owner} told")]
+            assert mine
+            assert all(f"mail to {owner}@users.test" in e["detail"] and "platform hook" in e["detail"] for e in mine)
+            assert all(e["at"] for e in mine)
+
+
+async def test_the_owner_notice_hook_call_is_signed_idempotent_and_retried() -> None:
+    """The platform's webhook answers 503 once: the call is retried with the same body and key."""
+    secret = "hook-shared-secret"
+    seen: list[tuple[bytes, dict[str, str]]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        seen.append((await request.read(), dict(request.headers)))
+        return web.Response(status=503 if len(seen) == 1 else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    hook = HttpHook(f"http://127.0.0.1:{port}/hook", secret)
+    try:
+        notice = compose(
+            "inc-7",
+            "user00042",
+            [OwnerKey("binance", "k1", "AbCd…wXyZ", "live"), OwnerKey("okx", "k2", "QrSt…uVwX", "confirmed")],
+            "Example Bots",
+        )
+        await hook.send_owner_notice(notice)
+    finally:
+        await hook.close()
+        await runner.cleanup()
+    assert len(seen) == 2
+    (first, first_headers), (body, headers) = seen
+    assert json.loads(first)["idempotency_key"] == json.loads(body)["idempotency_key"]
+    assert headers["Idempotency-Key"] == first_headers["Idempotency-Key"] == notice.idempotency_key
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Keyrevoke-Signature"] == expected
+    document = json.loads(body)
+    assert document["action"] == "owner_notice"
+    assert document["owner"] == "user00042"
+    assert [(k["venue"], k["outcome"]) for k in document["keys"]] == [("binance", "still_working"), ("okx", "dead")]
