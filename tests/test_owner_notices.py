@@ -7,9 +7,11 @@ each owner hears at the end of each venue's work, again when the exchange revoke
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +21,18 @@ import pytest
 from aiohttp import web
 from temporalio.client import Client
 
-from activities.platform_hook import HttpHook
+from activities.owner_notices import NoticeSettings, OwnerNoticeDesk
+from activities.platform_hook import FileHook, HttpHook
 from commander.devserver import free_port
 from commander.incidents import control, start_incident
+from commander.inventory_import import import_inventory
+from commander.sample import write_sample
 from keyrevoke.crypto import key_hint
 from keyrevoke.ledger.outreach import OwnerKey
+from keyrevoke.ledger.setup import ledger_from_settings
 from keyrevoke.models import ConfirmRequest
 from keyrevoke.owner_notices import compose
+from keyrevoke.settings import Settings
 from keyrevoke.venues import API_MANAGEMENT_URLS
 from tests.harness import running_workers, stage, until
 from tests.outreach import SmtpSink
@@ -206,3 +213,40 @@ async def test_the_owner_notice_hook_call_is_signed_idempotent_and_retried() -> 
     assert document["action"] == "owner_notice"
     assert document["owner"] == "user00042"
     assert [(k["venue"], k["outcome"]) for k in document["keys"]] == [("binance", "still_working"), ("okx", "dead")]
+
+
+def _peak_while_notifying(tmp_path: Path, keys: int) -> tuple[int, int]:
+    """Peak traced memory of one round of owner notices over ``keys`` confirmed keys, and notices written."""
+    inventory, _ = write_sample(tmp_path / "sample", keys, venues=("okx",))
+    settings = Settings(state_dir=tmp_path / "state")
+    ledger = ledger_from_settings(settings)
+    hook = FileHook(settings.resolved_hook_file())
+    try:
+        assert not import_inventory(ledger, inventory).errors
+        ledger.create_incident("big", [], [], "tester")
+        ledger.plan_incident("big")
+        with ledger.db.transaction() as tx:
+            tx.execute("UPDATE incident_keys SET state = 'confirmed' WHERE incident_id = 'big'")
+        desk = OwnerNoticeDesk(ledger, hook, None, NoticeSettings("Example Bots", {}))
+        tracemalloc.start()
+        try:
+            counts = asyncio.run(desk.notify("big", "okx"))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        asyncio.run(hook.close())
+        return peak, counts.sent
+    finally:
+        ledger.close()
+
+
+def test_a_round_of_owner_notices_runs_in_bounded_memory(tmp_path: Path) -> None:
+    """Sixteen times the keys (and owners) take about the same memory: a page of owners at a time."""
+    small, small_sent = _peak_while_notifying(tmp_path / "small", 500)
+    large, large_sent = _peak_while_notifying(tmp_path / "large", 8_000)
+    print(f"peak traced memory: {small} B for {small_sent} owners, {large} B for {large_sent} owners")
+    assert large_sent > 10 * small_sent
+    # 3,000-odd notices held at once would take several MB. What grows a little is garbage of finished
+    # thread hand-offs (asyncio.to_thread makes reference cycles) waiting for the cyclic collector.
+    assert large < 2_000_000
+    assert large < small * 2.5

@@ -112,33 +112,47 @@ def owner_page(ledger: Ledger, incident_id: str, venue: str, after_seq: int, lim
     return list(dict.fromkeys(str(row[1]) for row in rows)), int(rows[-1][0])
 
 
+#: Owners per ``IN (...)`` list: always this many marks (the last owner repeated), so that the database's
+#: statement cache holds one statement, not one per list length.
+OWNERS_AT_ONCE = 50
+
+
+def _owner_chunks(owners: Sequence[str]) -> list[tuple[str, ...]]:
+    chunks = []
+    for start in range(0, len(owners), OWNERS_AT_ONCE):
+        chunk = tuple(owners[start : start + OWNERS_AT_ONCE])
+        chunks.append(chunk + (chunk[-1],) * (OWNERS_AT_ONCE - len(chunk)))
+    return chunks
+
+
+_OWNER_MARKS = ", ".join("?" for _ in range(OWNERS_AT_ONCE))
+
+
 def owner_keys(ledger: Ledger, incident_id: str, owners: Sequence[str]) -> dict[str, list[OwnerKey]]:
     """Every key of these owners in the incident, by owner, in venue and plan order."""
-    if not owners:
-        return {}
-    marks = ", ".join("?" for _ in owners)
-    rows = ledger.db.query(
-        "SELECT k.owner, ik.venue, k.key_id, k.key_hint, ik.state"  # noqa: S608 - placeholders only
-        " FROM keys k JOIN incident_keys ik ON ik.key_id = k.key_id AND ik.incident_id = ?"
-        f" WHERE k.owner IN ({marks}) ORDER BY k.owner, ik.venue, ik.seq",
-        (incident_id, *owners),
-    )
     found: dict[str, list[OwnerKey]] = {}
-    for owner, venue, key_id, hint, state in rows:
-        found.setdefault(str(owner), []).append(OwnerKey(str(venue), str(key_id), str(hint), str(state)))
+    for chunk in _owner_chunks(owners):
+        rows = ledger.db.query(
+            "SELECT k.owner, ik.venue, k.key_id, k.key_hint, ik.state"  # noqa: S608 - placeholders only
+            " FROM keys k JOIN incident_keys ik ON ik.key_id = k.key_id AND ik.incident_id = ?"
+            f" WHERE k.owner IN ({_OWNER_MARKS}) ORDER BY k.owner, ik.venue, ik.seq",
+            (incident_id, *chunk),
+        )
+        for owner, venue, key_id, hint, state in rows:
+            found.setdefault(str(owner), []).append(OwnerKey(str(venue), str(key_id), str(hint), str(state)))
     return found
 
 
 def owner_emails(ledger: Ledger, owners: Sequence[str]) -> dict[str, str]:
     """The mail address the inventory holds for each of these owners (owners without one are left out)."""
-    if not owners:
-        return {}
-    marks = ", ".join("?" for _ in owners)
-    rows = ledger.db.query(
-        f"SELECT owner, MAX(email) FROM keys WHERE owner IN ({marks}) AND email <> '' GROUP BY owner",  # noqa: S608
-        tuple(owners),
-    )
-    return {str(owner): str(email) for owner, email in rows if email}
+    found: dict[str, str] = {}
+    for chunk in _owner_chunks(owners):
+        rows = ledger.db.query(
+            f"SELECT owner, MAX(email) FROM keys WHERE owner IN ({_OWNER_MARKS}) AND email <> '' GROUP BY owner",  # noqa: S608
+            chunk,
+        )
+        found.update({str(owner): str(email) for owner, email in rows if email})
+    return found
 
 
 def claim_notice(ledger: Ledger, incident_id: str, owner: str, digest: str, stale_seconds: float = 300.0) -> bool:
