@@ -100,6 +100,7 @@ class SmtpSink:
     """An SMTP server on loopback keeping every message it accepts."""
 
     port: int = field(default_factory=free_port)
+    options: dict[str, Any] = field(default_factory=dict)  # aiosmtpd's: TLS contexts, authenticator, ...
     received: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
@@ -116,7 +117,7 @@ class SmtpSink:
         return "250 OK"
 
     def start(self) -> None:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **self.options)
         self._controller.start()
 
     def stop(self) -> None:
