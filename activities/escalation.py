@@ -19,7 +19,6 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -31,6 +30,7 @@ from keyrevoke.contacts import ExchangeContact, load_contacts
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.outreach import count_in_state, packet_sent, record_packet_sent
+from keyrevoke.ledger.store import utc_now
 from keyrevoke.mail import Mailer, MailError
 from keyrevoke.models import BatchRequest, BatchResult
 from keyrevoke.openpgp import Recipient, encrypt_stream, read_recipient
@@ -108,7 +108,7 @@ class EscalationDesk:
             incident_id=incident_id,
             venue=venue,
             opened_at=record.created_at,
-            written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            written_at=utc_now(),
             total_keys=total,
             broker_id=self.settings.broker_ids.get(venue, ""),
             egress_ips=self.settings.egress_ips,

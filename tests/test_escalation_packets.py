@@ -216,14 +216,15 @@ async def test_without_any_key_to_encrypt_to_no_packet_touches_the_disk(tmp_path
 
 
 async def test_a_large_packet_is_written_in_parts_each_mailed_on_its_own(
-    tmp_path: Path, binance_team: SecurityTeam, smtp: SmtpSink
+    tmp_path: Path, binance_team: SecurityTeam, smtp: SmtpSink, ledger_url: str
 ) -> None:
+    """On both ledgers; sending again sends no part twice."""
     contacts = write_contacts(
         tmp_path / "contacts.json",
         {"kraken": {"address": "security@kraken.test", "public_key_file": str(binance_team.public_key_file)}},
     )
     settings, ledger, api_keys = _escalated_ledger(
-        tmp_path, 25, smtp_url=smtp.url, contacts_file=contacts, packet_keys_per_part=10
+        tmp_path, 25, smtp_url=smtp.url, contacts_file=contacts, packet_keys_per_part=10, ledger_url=ledger_url
     )
     try:
         assert await _desk(settings, ledger).escalate("big", "kraken") == 25
@@ -237,6 +238,8 @@ async def test_a_large_packet_is_written_in_parts_each_mailed_on_its_own(
         assert sorted(found) == sorted(api_keys)
         sent = [e for e in ledger.events("big") if e["kind"] == "escalation.packet.sent"]
         assert [e["detail"].split(" (")[0] for e in sent] == ["part 1 of 3", "part 2 of 3", "part 3 of 3"]
+        assert await _desk(settings, ledger).escalate("big", "kraken") == 25
+        assert len(smtp.to("security@kraken.test")) == 3
     finally:
         ledger.close()
 

@@ -250,3 +250,62 @@ def test_a_round_of_owner_notices_runs_in_bounded_memory(tmp_path: Path) -> None
     # thread hand-offs (asyncio.to_thread makes reference cycles) waiting for the cyclic collector.
     assert large < 2_000_000
     assert large < small * 2.5
+
+
+async def test_a_notice_is_sent_once_and_one_the_platform_refused_goes_again(tmp_path: Path, ledger_url: str) -> None:
+    """On both ledgers: the hook refuses a round (nothing recorded as told), takes the next, and a round
+    with nothing new sends nothing; two rounds at once (two venues ending together) send each notice once."""
+    answers: list[int] = []
+    received: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        status = answers.pop(0) if answers else 200
+        if status == 200:
+            received.append(await request.json())
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    inventory, _ = write_sample(tmp_path / "sample", 8, venues=("okx", "gate"))
+    settings = Settings(state_dir=tmp_path / "state", ledger_url=ledger_url)
+    ledger = ledger_from_settings(settings)
+    hook = HttpHook(f"http://127.0.0.1:{port}/hook", None)
+    try:
+        assert not import_inventory(ledger, inventory).errors
+        ledger.create_incident("n1", [], [], "tester")
+        ledger.plan_incident("n1")
+        with ledger.db.transaction() as tx:
+            tx.execute("UPDATE incident_keys SET state = 'confirmed' WHERE incident_id = 'n1'")
+        okx_owners = {row[0] for row in ledger.db.query("SELECT DISTINCT owner FROM keys WHERE venue = 'okx'")}
+        desk = OwnerNoticeDesk(ledger, hook, None, NoticeSettings("Example Bots", {}))
+
+        answers.extend([400] * len(okx_owners))  # the platform refuses every call of the first round
+        first = await desk.notify("n1", "okx")
+        assert (first.sent, first.failed) == (0, len(okx_owners))
+        failed = [e for e in ledger.events("n1") if e["kind"] == "owner.notice.failed"]
+        assert len(failed) == len(okx_owners)
+        assert "platform hook answered HTTP 400 to owner_notice" in failed[0]["detail"]
+
+        second = await desk.notify("n1", "okx")
+        assert second.sent == len(okx_owners)
+        assert {n["owner"] for n in received} == okx_owners
+        assert (await desk.notify("n1", "okx")).sent == 0  # nothing changed
+
+        # Gate's keys change; both venues' rounds run at once: each owner is told once.
+        with ledger.db.transaction() as tx:
+            tx.execute("UPDATE incident_keys SET state = 'live' WHERE incident_id = 'n1' AND venue = 'gate'")
+        received.clear()
+        rounds = await asyncio.gather(desk.notify("n1", "okx"), desk.notify("n1", "gate"))
+        gate_owners = {row[0] for row in ledger.db.query("SELECT DISTINCT owner FROM keys WHERE venue = 'gate'")}
+        assert sorted(n["owner"] for n in received) == sorted(gate_owners)
+        assert sum(r.sent for r in rounds) == len(gate_owners)
+        told = [e for e in ledger.events("n1") if e["kind"] == "owner.notified"]
+        assert len(told) == len(okx_owners) + len(gate_owners)
+    finally:
+        await hook.close()
+        await runner.cleanup()
+        ledger.close()
