@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 PAGE = 200  # keys read per page: their owners' notices go out together
 SENDING_AT_ONCE = 8  # owners whose notices are in flight at once
+# A claim older than this whose notice was never recorded as sent belonged to a sender that died: a
+# retried attempt (after the 60 s heartbeat timeout) takes it over. A repeat reaches the platform with
+# the same idempotency key and the mail with the same Message-ID.
+CLAIM_STALE_SECONDS = 45.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,10 @@ class OwnerNoticeDesk:
         """Send one owner's notice by every channel; returns ``sent``, ``unchanged`` or ``failed``."""
         if not notice.lines:
             return "unchanged"
-        if not await asyncio.to_thread(claim_notice, self.ledger, notice.incident_id, notice.owner, notice.digest):
+        claimed = await asyncio.to_thread(
+            claim_notice, self.ledger, notice.incident_id, notice.owner, notice.digest, CLAIM_STALE_SECONDS
+        )
+        if not claimed:
             return "unchanged"
         told: list[str] = []
         failures: list[str] = []
