@@ -65,6 +65,7 @@ class SealedPart:
     """A part written to disk: its file, what it holds, and its digests."""
 
     path: Path
+    pending: Path  # where it is written first: it replaces ``path`` unless that one was mailed already
     part: int
     parts: int
     keys: int
@@ -118,8 +119,18 @@ class EscalationDesk:
         cursor = 0
         for part in range(1, parts + 1):
             sealed, cursor = await asyncio.to_thread(self._seal_part, header, recipient, part, parts, cursor)
-            if sealed is not None:
-                written.append(sealed)
+            if sealed is None:
+                continue
+            earlier = await asyncio.to_thread(packet_sent, self.ledger, incident_id, venue, sealed.content_digest)
+            if earlier is not None and sealed.path.is_file():
+                # Mailed already: the file on disk stays the one that was sent.
+                sealed.pending.unlink(missing_ok=True)
+                log.info("%s: packet part %d already mailed to %s (%s)", venue, part, earlier[0], earlier[1])
+                continue
+            await asyncio.to_thread(self._publish, sealed)
+            written.append(sealed)
+        if not written:
+            return total
         files = ", ".join(str(p.path) for p in written)
         await asyncio.to_thread(
             self.ledger.append_event,
@@ -162,23 +173,29 @@ class EscalationDesk:
     def _seal_part(
         self, header: PacketHeader, recipient: Recipient, part: int, parts: int, after_seq: int
     ) -> tuple[SealedPart | None, int]:
-        """Stream one part from the ledger into gpg, then sign the file; returns it and the new cursor."""
+        """Stream one part from the ledger into gpg, to a pending file; returns it and the new cursor."""
         stream = PartStream(self.ledger, header, part, parts, after_seq, self.settings.keys_per_part)
         path = self.settings.folder / header.incident_id / part_name(header.venue, part, parts)
-        encrypt_stream(stream.chunks(), recipient, path)
+        pending = path.with_name(f".{path.name}.pending")
+        encrypt_stream(stream.chunks(), recipient, pending)
         if stream.keys == 0:
-            path.unlink(missing_ok=True)
+            pending.unlink(missing_ok=True)
             return None, after_seq
-        file_sha256 = _file_sha256(path)
-        signature = self.signing_key.sign(f"sha256:{file_sha256}".encode())
-        signature_file = path.with_name(path.name + ".sig")
+        sealed = SealedPart(path, pending, part, parts, stream.keys, stream.digest, _file_sha256(pending))
+        return sealed, stream.last_seq
+
+    def _publish(self, sealed: SealedPart) -> None:
+        """Move the pending file into place and sign it (``.sig`` beside it)."""
+        sealed.pending.replace(sealed.path)
+        signature = self.signing_key.sign(f"sha256:{sealed.file_sha256}".encode())
+        signature_file = sealed.path.with_name(sealed.path.name + ".sig")
         signature_file.write_text(
             json.dumps(
                 {
-                    "signed_file": path.name,
-                    "sha256": file_sha256,
+                    "signed_file": sealed.path.name,
+                    "sha256": sealed.file_sha256,
                     "algorithm": "Ed25519",
-                    "signed_text": f"sha256:{file_sha256}",
+                    "signed_text": f"sha256:{sealed.file_sha256}",
                     "signature": base64.b64encode(signature).decode(),
                     "public_key": public_key_text(self.signing_key.public_key()),
                 },
@@ -187,8 +204,6 @@ class EscalationDesk:
             + "\n",
             encoding="utf-8",
         )
-        sealed = SealedPart(path, part, parts, stream.keys, stream.digest, file_sha256)
-        return sealed, stream.last_seq
 
     # --- the mail ------------------------------------------------------------------------------
 
@@ -211,10 +226,6 @@ class EscalationDesk:
             return
         if self.mailer is None:
             await self._unsent(incident_id, venue, f"{where}; KEYREVOKE_SMTP_URL is not set: nobody was sent anything")
-            return
-        earlier = await asyncio.to_thread(packet_sent, self.ledger, incident_id, venue, sealed.content_digest)
-        if earlier is not None:
-            log.info("%s: packet part %d already mailed to %s (%s)", venue, sealed.part, earlier[0], earlier[1])
             return
         message = self._message(header, contact.address, recipient, sealed)
         try:

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
+import sysconfig
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,7 @@ from tests.harness import run_incident, stage
 from tests.outreach import SecurityTeam, SmtpSink, write_contacts
 from workers.runner import packet_settings
 
+KEYREVOKE = str(Path(sysconfig.get_path("scripts")) / "keyrevoke")
 REFUSING = {"venues": {"binance": {"master_lacks_permission": True}}}
 
 
@@ -148,6 +151,8 @@ async def test_packet_reaches_the_exchange_encrypted_and_decrypts_to_every_escal
         # Sending again (a retried activity) sends nothing twice.
         assert await _desk(st.settings, st.ledger).escalate("pk1", "binance") == 5
         assert len(smtp.to(binance_team.address)) == 1
+        assert (folder / "binance-packet-1-of-1.json.asc").read_bytes() == sealed  # still the one mailed
+        assert len(list(folder.iterdir())) == 2
         assert len([e for e in st.ledger.events("pk1") if e["kind"] == "escalation.packet.sent"]) == 1
 
 
@@ -272,3 +277,52 @@ def test_a_packet_of_many_keys_is_streamed_in_bounded_memory(tmp_path: Path, bin
     # page of keys is what the stream holds at a time.
     assert large < 2_000_000
     assert large < small * 1.3
+
+
+def _cli(state: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYREVOKE_")}
+    return subprocess.run(
+        [KEYREVOKE, "incident", "packets", *args, "--state-dir", str(state)],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_commander_sees_which_packets_went_and_sends_them_once_a_contact_is_added(
+    tmp_path: Path, binance_team: SecurityTeam, smtp: SmtpSink
+) -> None:
+    settings, ledger, api_keys = _escalated_ledger(tmp_path, 4)
+    ledger.close()
+    state = settings.state_dir
+    # No contact yet: nothing written, and the line says nobody was sent anything.
+    first = _cli(state, "big", "--send")
+    assert first.returncode == 0, first.stderr
+    assert "kraken: NOT SENT: 4 keys escalated to Kraken; no OpenPGP key" in first.stdout
+    assert "nobody was sent anything" in first.stdout
+    # The exchange's contact is added: the packet goes now, once.
+    contacts = write_contacts(
+        tmp_path / "contacts.json",
+        {"kraken": {"address": "security@kraken.test", "public_key_file": str(binance_team.public_key_file)}},
+    )
+    env = {"KEYREVOKE_CONTACTS_FILE": str(contacts), "KEYREVOKE_SMTP_URL": smtp.url}
+    second = _cli(state, "big", "--send", **env)
+    assert second.returncode == 0, second.stderr
+    assert "kraken: SENT: part 1 of 1 (4 keys" in second.stdout
+    assert "mailed to security@kraken.test, message id <" in second.stdout
+    packet = json.loads(binance_team.decrypt(smtp.to("security@kraken.test")[0].attachment(".json.asc")))
+    assert sorted(k["api_key"] for k in packet["keys"]) == sorted(api_keys)
+    third = _cli(state, "big", "--send", **env)
+    assert third.stdout.strip() == "nothing written now: every part of these packets was mailed already"
+    assert len(smtp.to("security@kraken.test")) == 1
+    # Without --send: the whole story from the event log.
+    story = _cli(state, "big").stdout.splitlines()
+    assert [line.split(" ", 1)[1].split(":")[0:2] for line in story] == [
+        ["kraken", " NOT SENT"],
+        ["kraken", " written"],
+        ["kraken", " SENT"],
+    ]
+    for key in api_keys:
+        assert key not in first.stdout + second.stdout + third.stdout + "\n".join(story)
