@@ -75,6 +75,11 @@ class NoticeLine:
             )
         if self.outcome is Outcome.IN_PROGRESS:
             return "being revoked now; you will hear from us again."
+        if self.state == KeyState.UNFROZEN.value:
+            return (
+                "NOT REVOKED: the response was called off before it, and the platform uses the key again. It may "
+                f"have leaked: to be safe, delete it {where} and reissue it with an IP allow-list."
+            )
         return f"MAY STILL WORK. Delete it now {where} and reissue it with an IP allow-list."
 
     def as_dict(self) -> dict[str, str]:

@@ -110,6 +110,8 @@ async def test_cancel_hands_back_what_was_not_revoked(paced: Stage, dev_client: 
             for r in st.rows
             if r.owner == owner
         }
+        if any(statuses[k].state == KeyState.UNFROZEN for k in outcomes):
+            assert "NOT REVOKED: the response was called off before it" in notice["message"]
 
 
 async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> None:
