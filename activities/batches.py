@@ -373,7 +373,7 @@ class BatchActivities:
             self.ledger.open_secret(key, "secret"),
             self.ledger.open_secret(key, "passphrase"),
         )
-        return KeyTarget(key.key_id, key.account, key.method, key.fingerprint, credentials)
+        return KeyTarget(key.key_id, key.account_id, key.account_name, key.method, key.fingerprint, credentials)
 
     async def _call(self, key: SealedKey, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """One request about ``key`` to its venue: through the circuit breaker, pacing and in-activity retries.

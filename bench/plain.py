@@ -44,7 +44,8 @@ async def run(
         adapter = adapters[row.venue]
         target = KeyTarget(
             row.key_id,
-            row.account,
+            row.account_id,
+            row.account_name,
             row.method,
             fingerprint(row.api_key),
             Credentials(row.api_key, row.secret, row.passphrase),

@@ -33,7 +33,8 @@ def sim_key(row: InventoryRow) -> SimKey:
         api_key=row.api_key,
         secret=row.secret,
         passphrase=row.passphrase,
-        account=row.account,
+        account_id=row.account_id,
+        account_name=row.account_name,
         permissions=permissions,
     )
 
@@ -70,8 +71,12 @@ def simulator_for(
     rows, errors = read_inventory(inventory)
     if not rows:
         raise InputError(f"{inventory}: no valid row to serve")
+    # read here, not by Scenario.from_file: a damaged file is named with its line, in one line
+    data = read_json(scenario, "scenario file") if scenario else None
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"{scenario}: a scenario is a JSON object")
     try:
-        loaded = Scenario.from_file(scenario) if scenario else None
+        loaded = Scenario.from_dict(data) if data is not None else None
         simulator = VenueSimulator((sim_key(row) for row in rows), read_masters(masters), loaded, port=port)
     except (OSError, ValueError) as error:
         # the simulator names the field or venue it cannot use; say which file it came from

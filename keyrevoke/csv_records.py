@@ -80,7 +80,8 @@ def csv_records(
         try:
             fields = _parse_lines([first])
         except _Unfinished:
-            record = _run_over(first, take, ahead, width, max_lines)
+            # a header runs over no line break: its width is what a longer record is checked against
+            record = _run_over(first, take, ahead, width, max_lines if width is not None else 1)
         except csv.Error:
             record = CsvRecord(first.number, error='a stray quote (") inside a cell')
         else:

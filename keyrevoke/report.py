@@ -117,10 +117,15 @@ def verify_report(path: Path) -> ChainBreak | None:
     if not isinstance(report, dict) or not isinstance(report.get("events"), list):
         raise InputError(f"{path}: not a keyrevoke report (no event list)")
     events = report["events"]
+    for number, event in enumerate(events, start=1):
+        if not isinstance(event, dict):
+            return ChainBreak(number, f"is a JSON {type(event).__name__}, not an event object")
     broken = verify_chain(events)
     if broken is not None:
         return broken
     chain = report.get("chain") or {}
+    if not isinstance(chain, dict):
+        return ChainBreak(len(events) + 1, "the report's chain summary is not an object")
     if chain.get("length") != len(events):
         return ChainBreak(
             len(events) + 1, f"the report lists {len(events)} events, its chain says {chain.get('length')}"

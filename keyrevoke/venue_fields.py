@@ -28,10 +28,11 @@ LEGACY_ACCOUNT_FIELD: Final[dict[str, AccountField]] = {
     "coinbase": "account_name",  # no revoke call: the portfolio's name
 }
 
-#: The field a revoke call sends, per (venue, method); a method absent here sends neither.
+#: The field a revoke call sends, per (venue, method); a method absent here sends neither. Bybit's
+#: master delete (``POST /v5/user/delete-sub-api``) names the key alone: the sub-account's uid
+#: (``subMemberId`` in Bybit's listing calls) is kept as ``account_id`` but not needed.
 _NEEDED: Final[dict[tuple[str, str], tuple[AccountField, str]]] = {
     ("binance", "broker"): ("account_id", "subAccountId"),
-    ("bybit", "sub"): ("account_id", "subMemberId"),
     ("gate", "sub"): ("account_id", "user_id"),
     ("okx", "sub"): ("account_name", "subAcct"),
     ("kucoin", "sub"): ("account_name", "subName"),

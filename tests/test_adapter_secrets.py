@@ -62,7 +62,7 @@ def creds(who: SimKey | SimMaster) -> Credentials:
 
 
 def target(key: SimKey) -> KeyTarget:
-    return KeyTarget(key.key_id, key.account, VENUES[key.venue][0], f"fp-{key.key_id}", creds(key))
+    return KeyTarget(key.key_id, key.account_id, key.account_name, VENUES[key.venue][0], f"fp-{key.key_id}", creds(key))
 
 
 def assert_secret_free(text: str) -> None:
@@ -108,7 +108,14 @@ async def test_nothing_secret_is_logged_even_at_debug(venue: str, debug_logs: py
         assert not rejected.accepted
         texts.append(rejected.detail)
         texts.append((await adapter.revoke(target(key))).detail)  # already gone
-        wrong = KeyTarget(other.key_id, other.account, VENUES[venue][0], "fp", Credentials(other.api_key, "x", "y"))
+        wrong = KeyTarget(
+            other.key_id,
+            other.account_id,
+            other.account_name,
+            VENUES[venue][0],
+            "fp",
+            Credentials(other.api_key, "x", "y"),
+        )
         with contextlib.suppress(VenueError):
             texts.append((await adapter.probe(wrong)).detail)
     texts += [record.getMessage() for record in debug_logs.records]

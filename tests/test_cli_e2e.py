@@ -308,9 +308,9 @@ def test_demo_confirms_every_key(tmp_path: Path) -> None:
     assert (state / "temporal.db").exists()
     assert (state / "ledger.sqlite").exists()
     inventory, _ = write_sample(tmp_path / "again", 200)  # the same sample: its secrets
-    for line in inventory.read_text().splitlines()[1:]:
-        secret = line.split(",")[5]
-        assert secret not in result.stdout + result.stderr
+    with inventory.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            assert row["secret"] not in result.stdout + result.stderr
 
 
 def _patch_ids(event: Any) -> list[str]:

@@ -488,6 +488,14 @@ def test_a_file_without_a_header_is_refused_without_repeating_its_first_row(tmp_
     assert_no_credentials([str(caught.value)], path.read_text())
 
 
+def test_a_stray_quote_in_the_header_does_not_swallow_the_rows(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, *GOOD_CSV_ROWS, header=HEADER.replace("owner", '"owner'))
+
+    with pytest.raises(InputError) as caught:
+        read_inventory(path)
+    assert str(caught.value) == f'{path}:1: header: a stray quote (") opens a cell that does not close on its line'
+
+
 def test_an_unknown_header_column_is_named_on_each_row(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "k1,binance,alice,AK-zq-1,SK-zq-1,x", header="key_id,venue,owner,api_key,secret,notes")
 
@@ -824,11 +832,6 @@ def test_the_old_account_column_fills_the_field_its_venue_uses(tmp_path: Path) -
             id="binance-no-id",
         ),
         pytest.param(
-            "x1,bybit,alice,,desk,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,sub,",
-            "key x1: venue bybit method sub needs account_id (sent as subMemberId)",
-            id="bybit-sub-no-id",
-        ),
-        pytest.param(
             "x1,gate,alice,,desk,,APIKEY-zq-x1-0123456789,SECRET-zq-x1,,,",
             "key x1: venue gate method sub needs account_id (sent as user_id)",
             id="gate-no-id",
@@ -1092,3 +1095,160 @@ def test_cli_a_bad_master_credentials_file_is_named_in_one_line(
     code, errors, _ = _cli(monkeypatch, tmp_path, "sim", "--inventory", str(inventory), "--masters", str(masters))
 
     assert (code, errors) == (2, [f"keyrevoke: error: {masters}:{reason}"])
+
+
+def test_cli_a_latin_1_scenario_file_is_named_with_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = write_csv(tmp_path, *GOOD_CSV_ROWS)
+    scenario = tmp_path / "scenario.json"
+    scenario.write_bytes(b'{"seed": 1,\n "venues": {"binance": {"note": "caf\xe9"}}}\n')
+
+    code, errors, _ = _cli(monkeypatch, tmp_path, "sim", "--inventory", str(inventory), "--scenario", str(scenario))
+
+    assert (code, errors) == (2, [f"keyrevoke: error: {scenario}:2: not UTF-8 text (byte 0xE9 at column 37)"])
+
+
+# --- the simulator knows each sub-account by id and by name, and checks the one each venue takes ----
+
+#: per venue: the master's delete call (ccxt's implicit method), its parameters given the account
+#: value, and which field the venue takes there
+SIM_DELETES: dict[str, tuple[str, Any, str]] = {
+    "binance": (
+        "sapiDeleteBrokerSubAccountApi",
+        lambda key, account: {"subAccountId": account, "subAccountApiKey": key.api_key},
+        "account_id",
+    ),
+    "gate": (
+        "privateSubAccountsDeleteSubAccountsUserIdKeysKey",
+        lambda key, account: {"user_id": account, "key": key.api_key},
+        "account_id",
+    ),
+    "okx": (
+        "privatePostUsersSubaccountDeleteApikey",
+        lambda key, account: {"subAcct": account, "apiKey": key.api_key},
+        "account_name",
+    ),
+    "kucoin": (
+        "privateDeleteSubApiKey",
+        lambda key, account: {"subName": account, "apiKey": key.api_key, "passphrase": key.passphrase},
+        "account_name",
+    ),
+    "mexc": (
+        "spotPrivateDeleteSubAccountApiKey",
+        lambda key, account: {"subAccount": account, "apiKey": key.api_key},
+        "account_name",
+    ),
+}
+
+
+@pytest.mark.parametrize("venue", sorted(SIM_DELETES))
+async def test_the_simulator_refuses_the_other_account_field_as_the_venue_does(venue: str) -> None:
+    """A sub-account's name where the venue takes its numeric id (or the id where it takes the name)
+    deletes nothing; the right field deletes the key."""
+    import ccxt
+
+    from activities.venues.base import Credentials
+    from tests.venue_stage import exchanges_for
+    from venuesim import SimKey, SimMaster, VenueSimulator
+
+    passphrase = "Pass7word" if venue in {"okx", "kucoin"} else ""
+    key = SimKey(
+        f"{venue}-1",
+        venue,
+        f"{venue}ApiKey1x",
+        f"{venue}Secret1x",
+        passphrase=passphrase,
+        account_id="90017",
+        account_name="desk90017",
+    )
+    master = SimMaster(venue, f"{venue}MasterKey", f"{venue}MasterSecret", passphrase=passphrase and "MasterPass9")
+    method, params, field = SIM_DELETES[venue]
+    wrong = key.account_name if field == "account_id" else key.account_id
+    right = getattr(key, field)
+    sim = VenueSimulator([key], [master])
+    async with exchanges_for(sim) as exchanges:
+        exchange = exchanges.master(venue, Credentials(master.api_key, master.secret, master.passphrase))
+        with pytest.raises(ccxt.BaseError):  # the venue's own error (at OKX: "APIKey does not exist")
+            await getattr(exchange, method)(params(key, wrong))
+        assert sim.is_live(venue, key.api_key), f"{venue} deleted a key named by its {field}'s counterpart"
+        await getattr(exchange, method)(params(key, right))
+        assert not sim.is_live(venue, key.api_key)
+
+
+def test_sample_inventory_rows_carry_both_account_fields_and_the_simulator_knows_both(tmp_path: Path) -> None:
+    from commander.sample import API_VENUES, write_sample
+    from commander.simulate import sim_key
+
+    inventory, _ = write_sample(tmp_path, 24)
+
+    rows, errors = read_inventory(inventory)
+
+    assert errors == []
+    assert {r.venue for r in rows} == set(API_VENUES)
+    for row in rows:
+        assert row.account_id.isdigit(), row
+        assert row.account_name, row
+        simulated = sim_key(row)
+        assert (simulated.account_id, simulated.account_name) == (row.account_id, row.account_name)
+
+
+def test_owner_emails_come_from_the_inventory_and_stay_out_of_the_report_rows(tmp_path: Path, ledger_url: str) -> None:
+    from dataclasses import fields
+
+    from keyrevoke.crypto import KeyEncryptionKey, SecretBox
+    from keyrevoke.ledger import KeyStatus, open_ledger
+
+    path = write_csv(
+        tmp_path,
+        "k1,binance,alice,5001,,alice@example.com,APIKEY-zq-k1-0123456789,SECRET-zq-k1,,,",
+        "k2,okx,alice,,desk-one,,APIKEY-zq-k2-0123456789,SECRET-zq-k2,PASS-zq-k2,,",
+        "k3,gate,bob,6001,,,APIKEY-zq-k3-0123456789,SECRET-zq-k3,,,",
+        header=SPLIT_HEADER,
+    )
+    rows, errors = read_inventory(path)
+    assert errors == []
+    ledger = open_ledger(ledger_url, SecretBox(KeyEncryptionKey(bytes(range(32)))))
+    try:
+        assert ledger.import_rows(rows, str(path)).added == 3
+        ledger.create_incident("inc-mail", [], [], "tester")
+        ledger.plan_incident("inc-mail")
+
+        assert ledger.owner_emails("inc-mail") == {"alice": "alice@example.com"}
+        statuses = {s.key_id: s for s in ledger.key_statuses("inc-mail")}
+        assert {k: (s.account_id, s.account_name, s.account) for k, s in statuses.items()} == {
+            "k1": ("5001", "", "5001"),
+            "k2": ("", "desk-one", "desk-one"),
+            "k3": ("6001", "", "6001"),
+        }
+        assert "email" not in {f.name for f in fields(KeyStatus)}
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"events": [5]}', "{path}: the event chain breaks at event 1: is a JSON int, not an event object"),
+        (
+            b'{"events": [], "chain": [1]}',
+            "{path}: the event chain breaks at event 1: the report's chain summary is not an object",
+        ),
+        (
+            b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "{path}: not valid JSON (a number too long or nesting too deep)",
+        ),
+        (b'{"events": [],\n "note": "caf\xe9"}', "{path}:2: not UTF-8 text (byte 0xE9 at column 14)"),
+    ],
+    ids=["event-number", "chain-list", "deep", "latin-1"],
+)
+def test_cli_verify_report_on_a_damaged_file_answers_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "report.json"
+    path.write_bytes(content)
+
+    code, errors, out = _cli(monkeypatch, tmp_path, "incident", "verify-report", str(path))
+
+    lines = [line for line in [*errors, *out.splitlines()] if line]
+    assert code != 0
+    assert len(lines) == 1, lines
+    assert reason.format(path=path) in lines[0]

@@ -57,7 +57,7 @@ def _incident(ledger: CountingLedger, incident_id: str, keys: int, prefix: str =
                 "key_id": f"{prefix}{n:04d}",
                 "venue": "binance",
                 "owner": f"owner-{prefix}",
-                "account": f"acct-{n}",
+                "account_id": str(1000 + n),
                 "api_key": f"APIKEY-{prefix}{n:04d}-4b8e6d0c5a",
                 "secret": f"SECRET-{prefix}{n:04d}-9f3c2a7d1e",
                 "passphrase": "",

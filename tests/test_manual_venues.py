@@ -93,7 +93,7 @@ REJECTED = {
 
 def target(key: SimKey, secret: str | None = None, method: str = "manual") -> KeyTarget:
     credentials = Credentials(key.api_key, key.secret if secret is None else secret)
-    return KeyTarget(key.key_id, key.account, method, f"fp-{key.key_id}", credentials)
+    return KeyTarget(key.key_id, key.account_id, key.account_name, method, f"fp-{key.key_id}", credentials)
 
 
 class Tampering(TamperingFactory):

@@ -20,7 +20,7 @@ from activities.venues.base import Credentials, KeyTarget, ProbeAnswer, VenueAda
 from activities.venues.binance import BinanceAdapter
 from activities.venues.bybit import BybitAdapter
 from activities.venues.exchanges import ExchangeFactory
-from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
+from keyrevoke.errors import Misconfigured, RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
 from venuesim import Scenario, SimKey, SimMaster, VenueSimulator
 
 BIN_A = SimKey("bin-a", "binance", "binApiKeyA1", "binSecretA1", account="5001")
@@ -45,7 +45,7 @@ def creds(who: SimKey | SimMaster, secret: str | None = None) -> Credentials:
 
 
 def target(key: SimKey, method: str = "", secret: str | None = None) -> KeyTarget:
-    return KeyTarget(key.key_id, key.account, method, f"fp-{key.key_id}", creds(key, secret))
+    return KeyTarget(key.key_id, key.account_id, key.account_name, method, f"fp-{key.key_id}", creds(key, secret))
 
 
 class SkewedFactory(ExchangeFactory):
@@ -323,9 +323,13 @@ async def test_unknown_method_and_missing_sub_account_are_refused():
             await s.binance.revoke(target(BIN_A, "self"))
         with pytest.raises(VenueError, match="no revoke method"):
             await s.bybit.revoke(target(BY_SELF, "broker"))
-        no_account = KeyTarget("x", "", "broker", "fp-x", creds(BIN_A))
-        with pytest.raises(RevokeRefused, match="sub-account id"):
-            await s.binance.revoke(no_account)
+        # a name where Binance needs the sub-account's numeric id: our own set-up is wrong, nothing is sent
+        for account_id, account_name in (("", ""), ("", "desk-5001")):
+            no_account = KeyTarget("x", account_id, account_name, "broker", "fp-x", creds(BIN_A))
+            with pytest.raises(
+                Misconfigured, match=r"no numeric account_id \(sent as subAccountId\): add it and import the row again"
+            ):
+                await s.binance.revoke(no_account)
         assert s.sim.stats.requests["binance"] == 0
 
 

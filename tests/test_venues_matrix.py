@@ -85,7 +85,7 @@ def creds(who: SimKey | SimMaster, secret: str | None = None) -> Credentials:
 
 
 def target(key: SimKey, method: str, secret: str | None = None) -> KeyTarget:
-    return KeyTarget(key.key_id, key.account, method, f"fp-{key.key_id}", creds(key, secret))
+    return KeyTarget(key.key_id, key.account_id, key.account_name, method, f"fp-{key.key_id}", creds(key, secret))
 
 
 @dataclass

@@ -116,7 +116,8 @@ class BinanceProtocol(VenueProtocol):
         record = self.state.record(api_key)
         if record is None or not self.state.exists(api_key):
             return binance_error(400, -2008, "Invalid Api-Key ID.")
-        if record.key.account != sub_account_id:
+        # the sub-account's numeric id: its name (or any other value) is not valid here, as at Binance
+        if record.key.account_id != sub_account_id:
             return binance_error(400, -1130, "Data sent for parameter 'subAccountId' is not valid.")
         if self.state.delete(record):
             self.stats.deletes[self.name] += 1

@@ -169,7 +169,7 @@ class BybitProtocol(VenueProtocol):
             "createdAt": _iso(created),
             "unified": 0,
             "uta": 1,
-            "userID": int(principal.account) if principal.account.isdigit() else 0,
+            "userID": int(principal.account_id) if principal.account_id.isdigit() else 0,
             "inviterID": 0,
             "vipLevel": "No VIP",
             "mktMakerLevel": "0",

@@ -114,7 +114,9 @@ class CoinbaseProtocol(VenueProtocol):
         """Get API Key Permissions: what the calling key may do, and its portfolio."""
         principal = self._signed(request)
         granted = principal.permissions
-        portfolio = uuid.uuid5(uuid.NAMESPACE_URL, f"coinbase:{principal.account or principal.api_key}")
+        portfolio = uuid.uuid5(
+            uuid.NAMESPACE_URL, f"coinbase:{principal.account_name or principal.account_id or principal.api_key}"
+        )
         return web.json_response(
             {
                 "can_view": "read" in granted,

@@ -76,7 +76,7 @@ class GateProtocol(VenueProtocol):
         principal = await self._signed(request)
         return web.json_response(
             {
-                "user_id": int(principal.account) if principal.account.isdigit() else 0,
+                "user_id": int(principal.account_id) if principal.account_id.isdigit() else 0,
                 "ip_whitelist": [],
                 "currency_pairs": [],
                 "key": {"mode": 1},
@@ -91,10 +91,11 @@ class GateProtocol(VenueProtocol):
         if not principal.is_master or self.gate.faults.master_lacks_permission:
             return gate_error(403, "FORBIDDEN", "Account has no permission to request operation")
         user_id, api_key = request.match_info["user_id"], request.match_info["key"]
-        if not self.state.has_account(user_id):
+        # the sub-account's numeric user id: its name finds no sub-account, as at Gate
+        if not self.state.has_account_id(user_id):
             return gate_error(404, "SUB_ACCOUNT_NOT_FOUND", f"Sub account {user_id} not found")
         record = self.state.record(api_key)
-        if record is None or not self.state.exists(api_key) or record.key.account != user_id:
+        if record is None or not self.state.exists(api_key) or record.key.account_id != user_id:
             return gate_error(404, "NOT_FOUND", "API key not found")
         if self.state.delete(record):
             self.stats.deletes[self.name] += 1

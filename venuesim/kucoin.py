@@ -107,7 +107,7 @@ class KucoinProtocol(VenueProtocol):
     async def user_api_key(self, request: web.Request) -> web.StreamResponse:
         """Get API Key Info: the calling key's own details."""
         principal, _ = await self._signed(request)
-        info = self._key_info(principal.api_key, principal.account, principal.permissions, principal.is_master)
+        info = self._key_info(principal.api_key, principal.account_id, principal.permissions, principal.is_master)
         return kucoin_data(info)
 
     async def sub_api_keys(self, request: web.Request) -> web.StreamResponse:
@@ -120,7 +120,10 @@ class KucoinProtocol(VenueProtocol):
             return kucoin_error(PARAMETER_ERROR, "subName is required", 400)
         wanted = params.get("apiKey", "")
         keys = [
-            {"subName": sub_name, **self._key_info(record.key.api_key, sub_name, record.key.permissions, False)}
+            {
+                "subName": sub_name,
+                **self._key_info(record.key.api_key, record.key.account_id, record.key.permissions, False),
+            }
             for record in self.state.records_of(sub_name)
             if record.deleted_at is None and (not wanted or record.key.api_key == wanted)
         ]
@@ -139,20 +142,20 @@ class KucoinProtocol(VenueProtocol):
         if (
             record is None
             or not self.state.exists(api_key)
-            or record.key.account != params["subName"]
+            or record.key.account_name != params["subName"]  # the name: a uid is no subName
             or not hmac.compare_digest(record.key.passphrase.encode(), params["passphrase"].encode())
         ):
             return kucoin_error(PARAMETER_ERROR, "Parameter error: the API key cannot be deleted", 400)
         if self.state.delete(record):
             self.stats.deletes[self.name] += 1
-        return self.deleted(kucoin_data({"subName": record.key.account, "apiKey": api_key}))
+        return self.deleted(kucoin_data({"subName": record.key.account_name, "apiKey": api_key}))
 
     def _master_only(self, principal: Principal) -> web.Response | None:
         if not principal.is_master or self.gate.faults.master_lacks_permission:
             return kucoin_error(*ACCESS_DENIED, status=403)
         return None
 
-    def _key_info(self, api_key: str, account: str, permissions: Collection[str], is_master: bool) -> dict[str, Any]:
+    def _key_info(self, api_key: str, uid: str, permissions: Collection[str], is_master: bool) -> dict[str, Any]:
         """A key's entry, as Get API Key Info answers it and the sub-account API list repeats it."""
         granted = ["General"]
         if "trade" in permissions:
@@ -168,7 +171,7 @@ class KucoinProtocol(VenueProtocol):
             "permission": ",".join(granted),
             "ipWhitelist": "",
             "createdAt": self.state.created_ms,
-            "uid": int(account) if account.isdigit() else 0,
+            "uid": int(uid) if uid.isdigit() else 0,
             "isMaster": is_master,
         }
 

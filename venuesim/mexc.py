@@ -99,10 +99,11 @@ class MexcProtocol(VenueProtocol):
             return mexc_error(400, 730600, "Sub-account Name cannot be null")
         if not api_key:
             return mexc_error(400, 730002, "Your input param is invalid")
-        if not self.state.has_account(sub_account):
+        # the sub-account's name: its uid finds no sub-account, as at MEXC
+        if not self.state.has_account_name(sub_account):
             return mexc_error(400, 140001, "sub account does not exist")
         record = self.state.record(api_key)
-        if record is None or not self.state.exists(api_key) or record.key.account != sub_account:
+        if record is None or not self.state.exists(api_key) or record.key.account_name != sub_account:
             return mexc_error(400, 730706, "API KEY information does not exist")
         if self.state.delete(record):
             self.stats.deletes[self.name] += 1

@@ -122,7 +122,7 @@ class OkxProtocol(VenueProtocol):
                 return okx_answer("50014", f"Parameter {name} can not be empty.", status=400)
         sub_account, api_key = body["subAcct"], body["apiKey"]
         record = self.state.record(api_key)
-        if record is None or not self.state.exists(api_key) or record.key.account != sub_account:
+        if record is None or not self.state.exists(api_key) or record.key.account_name != sub_account:
             return okx_answer(*NO_SUCH_API_KEY)
         if self.state.delete(record):
             self.stats.deletes[self.name] += 1
@@ -136,10 +136,10 @@ class OkxProtocol(VenueProtocol):
         if "withdraw" in permissions:
             perm.append("withdraw")
         master = self.state.master
-        main_uid = master.account if master is not None and master.account else principal.account
+        main_uid = master.account if master is not None and master.account else principal.account_id
         return {
-            "uid": principal.account,
-            "mainUid": principal.account if principal.is_master else main_uid,
+            "uid": principal.account_id,
+            "mainUid": principal.account_id if principal.is_master else main_uid,
             "acctLv": "1",
             "acctStpMode": "cancel_maker",
             "posMode": "net_mode",

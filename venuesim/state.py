@@ -23,10 +23,17 @@ class SimKey:
     api_key: str
     secret: str
     passphrase: str = ""
-    account: str = ""  # the sub-account id or uid that owns the key
+    #: one value for a key whose venue knows its account by one field: digits are the user id, anything
+    #: else the sub-account name (a shorthand; ``account_id`` and ``account_name`` say it exactly)
+    account: str = ""
     permissions: tuple[str, ...] = ("read", "trade")  # keyrevoke words: read, trade, withdraw, transfer
+    account_id: str = ""  # the numeric user id (uid) of the sub-account that holds the key
+    account_name: str = ""  # the sub-account's name
 
     def __post_init__(self) -> None:
+        if self.account and not (self.account_id or self.account_name):
+            # frozen: set the derived fields the way dataclasses do it for frozen instances
+            object.__setattr__(self, "account_id" if self.account.isdigit() else "account_name", self.account)
         unknown = set(self.permissions) - PERMISSION_WORDS
         if unknown:
             raise ValueError(f"key {self.key_id!r}: unknown permissions {sorted(unknown)}")
@@ -73,7 +80,8 @@ class Principal:
     api_key: str
     secret: str
     passphrase: str
-    account: str
+    account_id: str  # the signer's user id (uid)
+    account_name: str  # the signer's sub-account name; empty for the master
     permissions: frozenset[str]
     record: KeyRecord | None  # None for the master
 
@@ -96,7 +104,8 @@ class VenueState:
     master: SimMaster | None = None
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000) - 86_400_000)
     _by_api_key: dict[str, KeyRecord] = field(default_factory=dict)
-    _by_account: dict[str, list[KeyRecord]] = field(default_factory=dict)
+    _by_account_id: dict[str, list[KeyRecord]] = field(default_factory=dict)
+    _by_account_name: dict[str, list[KeyRecord]] = field(default_factory=dict)
 
     def add(self, key: SimKey, *, deleted: bool = False) -> None:
         """Register a key; ``deleted`` keys are gone from the start."""
@@ -105,7 +114,10 @@ class VenueState:
         # "deleted from the start" keys never authenticate, whatever the grace period
         record = KeyRecord(key, deleted_at=float("-inf") if deleted else None)
         self._by_api_key[key.api_key] = record
-        self._by_account.setdefault(key.account, []).append(record)
+        if key.account_id:
+            self._by_account_id.setdefault(key.account_id, []).append(record)
+        if key.account_name:
+            self._by_account_name.setdefault(key.account_name, []).append(record)
 
     def record(self, api_key: str) -> KeyRecord | None:
         """The key with this api_key, deleted or not; None if the venue never knew it."""
@@ -118,7 +130,8 @@ class VenueState:
                 api_key=self.master.api_key,
                 secret=self.master.secret,
                 passphrase=self.master.passphrase,
-                account=self.master.account,
+                account_id=self.master.account,
+                account_name="",
                 permissions=frozenset(PERMISSION_WORDS),
                 record=None,
             )
@@ -129,7 +142,8 @@ class VenueState:
             api_key=record.key.api_key,
             secret=record.key.secret,
             passphrase=record.key.passphrase,
-            account=record.key.account,
+            account_id=record.key.account_id,
+            account_name=record.key.account_name,
             permissions=frozenset(record.key.permissions),
             record=record,
         )
@@ -159,13 +173,17 @@ class VenueState:
         """Every key the venue ever knew, deleted or not."""
         return self._by_api_key.values()
 
-    def has_account(self, account: str) -> bool:
-        """Some key the venue ever knew, deleted or not, belongs to ``account``."""
-        return account in self._by_account
+    def has_account_id(self, account_id: str) -> bool:
+        """Some key the venue ever knew, deleted or not, belongs to the sub-account with this user id."""
+        return account_id in self._by_account_id
 
-    def records_of(self, account: str) -> Iterable[KeyRecord]:
-        """The keys of ``account`` the venue ever knew, deleted or not, in the order they were added."""
-        return self._by_account.get(account, ())
+    def has_account_name(self, account_name: str) -> bool:
+        """Some key the venue ever knew, deleted or not, belongs to the sub-account of this name."""
+        return account_name in self._by_account_name
+
+    def records_of(self, account_name: str) -> Iterable[KeyRecord]:
+        """The keys of the sub-account named so, deleted or not, in the order they were added."""
+        return self._by_account_name.get(account_name, ())
 
     def _honoured(self, record: KeyRecord, now: float | None) -> bool:
         if record.deleted_at is None:

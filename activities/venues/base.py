@@ -15,7 +15,8 @@ import ccxt
 
 from activities.venues.answers import Answer, AnswerLog, VenueCode, seconds, throttled
 from activities.venues.classify import classify
-from keyrevoke.errors import RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from keyrevoke.errors import Misconfigured, RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from keyrevoke.venue_fields import ACCOUNT_ID, needed_field, venue_parameter
 
 if TYPE_CHECKING:
     from activities.venues.exchanges import ExchangeFactory
@@ -52,7 +53,8 @@ class KeyTarget:
     """One key to probe or revoke, as an adapter needs it."""
 
     key_id: str
-    account: str  # the venue's sub-account id or uid that owns the key; may be empty
+    account_id: str  # the numeric user id (uid) of the account that holds the key; may be empty
+    account_name: str  # the sub-account's name; may be empty
     method: str  # how this key is revoked at its venue: "broker", "self", "sub", ...
     fingerprint: str
     credentials: Credentials
@@ -164,10 +166,25 @@ class VenueAdapter(ABC):
         if self.master is not None and not self.master.passphrase:
             raise RevokeRefused(self.venue, "the master credentials have no passphrase")
 
-    def require_sub_account(self, target: KeyTarget) -> None:
-        """Refuse a sub-account delete for a key whose inventory row names no sub-account."""
-        if not target.account:
-            raise RevokeRefused(self.venue, "the sub-account delete needs the key's sub-account name")
+    def sub_account(self, target: KeyTarget) -> str:
+        """The account value this venue's delete sends for ``target``: its id or its name (venue_fields).
+
+        An inventory row without it (possible only in a ledger migrated from before the split) is our
+        own set-up lacking something: ``Misconfigured``, and nothing is sent.
+        """
+        method = target.method or self.revoke_methods[0]
+        needed = needed_field(self.venue, method)
+        if needed is None:
+            return ""
+        value = target.account_id if needed == ACCOUNT_ID else target.account_name
+        if not value or (needed == ACCOUNT_ID and not value.isdigit()):
+            wanted = "numeric " if needed == ACCOUNT_ID else ""
+            raise Misconfigured(
+                self.venue,
+                f"the key's inventory row has no {wanted}{needed} (sent as {venue_parameter(self.venue, method)}):"
+                " add it and import the row again",
+            )
+        return value
 
     def revoke_method(self, target: KeyTarget) -> str:
         """The key's revoke method, refused unless this venue supports it (with master credentials if it needs them)."""

@@ -5,7 +5,7 @@ Follows Gate's API v4 documentation (www.gate.io/docs/developers/apiv4/en/):
 - probe: "Get account detail", ``GET /api/v4/account/detail``, signed by the key itself (any
   permission reads it); the answer names no permissions, only the key's IP whitelist;
 - revoke ``sub``: "Delete API key of the sub-account",
-  ``DELETE /api/v4/sub_accounts/{user_id}/keys/{key}`` (``user_id`` is the inventory's ``account``),
+  ``DELETE /api/v4/sub_accounts/{user_id}/keys/{key}`` (``user_id`` is the inventory's ``account_id``),
   signed by the main account's key, answered 204;
 - signing: "APIv4 signed request requirements" (#authentication): ``KEY``, ``Timestamp`` (seconds,
   at most 60 s off) and ``SIGN``, hex HMAC-SHA512 of method, URL, query string, SHA512 of the body
@@ -28,7 +28,7 @@ from typing import Any
 
 from activities.venues.answers import Answer, AnswerLog, until
 from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, ip_binding, key_works
-from keyrevoke.errors import RevokeRefused, VenueError, VenueUnavailable
+from keyrevoke.errors import VenueError, VenueUnavailable
 
 #: the request's Timestamp is too far from Gate's clock: ours is off, the key may be fine
 REQUEST_EXPIRED = "REQUEST_EXPIRED"
@@ -59,9 +59,7 @@ class GateAdapter(VenueAdapter):
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the main account; a key the sub-account no longer has is already gone."""
         self.revoke_method(target)
-        if not target.account.isdigit():
-            raise RevokeRefused(self.venue, "the sub-account delete needs the key's numeric sub-account user id")
-        params = {"user_id": target.account, "key": target.credentials.api_key}
+        params = {"user_id": self.sub_account(target), "key": target.credentials.api_key}
         return await self.call_as_master(
             target,
             lambda exchange: exchange.privateSubAccountsDeleteSubAccountsUserIdKeysKey(params),

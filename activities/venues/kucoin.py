@@ -5,7 +5,7 @@ Follows KuCoin's documentation (www.kucoin.com/docs-new/):
 - probe: "Get API Key Info", ``GET /api/v1/user/api-key``, signed by the key itself; ``permission``
   lists what the key may do (General, Spot, Futures, InnerTransfer, Withdrawal, ...);
 - revoke ``sub``: "Delete sub-account API", ``DELETE /api/v1/sub/api-key`` with ``subName`` (the
-  inventory's ``account``), ``apiKey`` and the sub key's own ``passphrase``, signed by the master;
+  inventory's ``account_name``), ``apiKey`` and the sub key's own ``passphrase``, signed by the master;
   "Get sub-account API List", ``GET /api/v1/sub/api-key`` with ``subName`` and ``apiKey``, tells
   whether a refused delete's key still exists;
 - signing: "Authentication" (docs-new/authentication): ``KC-API-KEY``, ``KC-API-SIGN``,
@@ -67,13 +67,13 @@ class KucoinAdapter(VenueAdapter):
         """Delete the key as the master of its sub-account; a key KuCoin no longer lists is already gone."""
         self.revoke_method(target)
         self.require_master_passphrase()
-        self.require_sub_account(target)
+        sub_name = self.sub_account(target)
         passphrase = target.credentials.passphrase
         if not passphrase:
             raise RevokeRefused(self.venue, "the sub-account delete needs the key's own passphrase")
-        if UNSENDABLE & set(passphrase + target.account):
+        if UNSENDABLE & set(passphrase + sub_name):
             raise RevokeRefused(self.venue, "the passphrase or sub-account name cannot travel un-encoded in a URL")
-        params = {"subName": target.account, "apiKey": target.credentials.api_key, "passphrase": passphrase}
+        params = {"subName": sub_name, "apiKey": target.credentials.api_key, "passphrase": passphrase}
         return await self.call_as_master(
             target, lambda exchange: exchange.privateDeleteSubApiKey(params), "deleted by master: DELETE sub/api-key"
         )
@@ -92,7 +92,7 @@ class KucoinAdapter(VenueAdapter):
         ANSWERS.watch(exchange)
         try:
             response = await exchange.privateGetSubApiKey(
-                {"subName": target.account, "apiKey": target.credentials.api_key}
+                {"subName": self.sub_account(target), "apiKey": target.credentials.api_key}
             )
         except ccxt.BaseError as exc:
             raise self._classify(exc, exchange) from None

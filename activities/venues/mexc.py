@@ -5,7 +5,7 @@ Follows MEXC's spot v3 documentation (www.mexc.com/api-docs/spot-v3/):
 - probe: "Account Information", ``GET /api/v3/account`` (spot-account-trade#account-information),
   signed by the key itself; ``canTrade`` and ``canWithdraw`` say what the key may do;
 - revoke ``sub``: "Delete the APIKey of a sub-account (For Master Account)",
-  ``DELETE /api/v3/sub-account/apiKey`` with ``subAccount`` (the inventory's ``account``) and
+  ``DELETE /api/v3/sub-account/apiKey`` with ``subAccount`` (the inventory's ``account_name``) and
   ``apiKey`` (subaccount-endpoints#delete-the-apikey-of-a-sub-account-for-master-account), signed by
   the master;
 - signing: "Authentication" (general-info): ``X-MEXC-APIKEY``, ``timestamp``, ``recvWindow`` and a
@@ -59,8 +59,7 @@ class MexcAdapter(VenueAdapter):
     async def revoke(self, target: KeyTarget) -> RevokeAnswer:
         """Delete the key as the master of its sub-account; a key MEXC no longer knows is already gone."""
         self.revoke_method(target)
-        self.require_sub_account(target)
-        params = {"subAccount": target.account, "apiKey": target.credentials.api_key}
+        params = {"subAccount": self.sub_account(target), "apiKey": target.credentials.api_key}
         return await self.call_as_master(
             target,
             lambda exchange: exchange.spotPrivateDeleteSubAccountApiKey(params),

@@ -6,7 +6,7 @@ Follows OKX's v5 documentation (www.okx.com/docs-v5/en/):
   (#trading-account-rest-api-get-account-configuration), signed by the key itself with its
   passphrase; ``perm`` lists the key's permissions (``read_only``, ``trade``, ``withdraw``);
 - revoke ``sub``: "Delete the API Key of sub-accounts", ``POST /api/v5/users/subaccount/delete-apikey``
-  with ``subAcct`` (the inventory's ``account``) and ``apiKey``
+  with ``subAcct`` (the inventory's ``account_name``) and ``apiKey``
   (#sub-account-rest-api-delete-the-api-key-of-sub-accounts), master accounts only, permission
   Trade, 1 request per second;
 - signing: "REST Authentication" (#overview-rest-authentication): ``OK-ACCESS-KEY``,
@@ -64,8 +64,7 @@ class OkxAdapter(VenueAdapter):
         """Delete the key as the master of its sub-account; a key OKX no longer knows is already gone."""
         self.revoke_method(target)
         self.require_master_passphrase()
-        self.require_sub_account(target)
-        params = {"subAcct": target.account, "apiKey": target.credentials.api_key}
+        params = {"subAcct": self.sub_account(target), "apiKey": target.credentials.api_key}
         return await self.call_as_master(
             target,
             lambda exchange: exchange.privatePostUsersSubaccountDeleteApikey(params),

@@ -84,7 +84,6 @@ class KeyStatus:
     ended_at: str | None
     detail: str
     updated_at: str
-    email: str = ""
 
     @property
     def account(self) -> str:
@@ -589,6 +588,22 @@ class Ledger:
         )
         return [_key_status(row) for row in rows]
 
+    def owner_emails(self, incident_id: str) -> dict[str, str]:
+        """Owner -> email address, for the owners of the incident's keys whose inventory rows give one.
+
+        Kept out of ``KeyStatus`` (and so out of the evidence report): an address is for telling its
+        owner, not for everyone who reads the report. An owner whose rows give several: the first key's.
+        """
+        rows = self.db.query(
+            "SELECT k.owner, k.email FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
+            " WHERE ik.incident_id = ? AND k.email <> '' ORDER BY k.owner, ik.venue, ik.seq",
+            (incident_id,),
+        )
+        emails: dict[str, str] = {}
+        for owner, email in rows:
+            emails.setdefault(str(owner), str(email))
+        return emails
+
     def close(self) -> None:
         self.db.close()
 
@@ -602,7 +617,7 @@ def open_ledger(url: str, box: SecretBox) -> Ledger:
 _KEY_STATUS_SELECT = (
     "SELECT k.key_id, k.venue, k.owner, k.account_id, k.account_name, k.method, k.priority, k.fingerprint,"
     " k.key_hint, ik.state, ik.baseline_ok, ik.permissions, ik.baseline_at, ik.revoked_at, ik.ended_at,"
-    " ik.detail, ik.updated_at, k.email"
+    " ik.detail, ik.updated_at"
     " FROM incident_keys ik JOIN keys k ON k.key_id = ik.key_id"
 )
 
@@ -626,7 +641,6 @@ def _key_status(row: Sequence[Any]) -> KeyStatus:
         ended_at=row[14],
         detail=row[15],
         updated_at=row[16],
-        email=row[17],
     )
 
 
