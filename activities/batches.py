@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 
 from temporalio import activity
@@ -39,7 +36,7 @@ from keyrevoke.errors import (
     VenueBanned,
     VenueError,
 )
-from keyrevoke.ledger import KeyStatus, Ledger, SealedKey
+from keyrevoke.ledger import Ledger, SealedKey
 from keyrevoke.ledger.store import Transition, utc_now
 from keyrevoke.models import (
     AcceptConfirmationRequest,
@@ -49,7 +46,6 @@ from keyrevoke.models import (
     VerifyRequest,
 )
 from keyrevoke.observability.calls import venue_call
-from keyrevoke.private_files import open_private, private_dir, write_private_text
 from keyrevoke.repeating import repeating
 from keyrevoke.states import KeyState
 from keyrevoke.telemetry import NoTelemetry, Telemetry
@@ -91,13 +87,11 @@ class BatchActivities:
         hook: PlatformHook,
         limits: BatchLimits,
         telemetry: Telemetry | None = None,
-        escalation_dir: Path | None = None,
         writer: GroupCommitWriter | None = None,
     ) -> None:
         self.ledger = ledger
         # Each key's steps are written through it: one transaction for the transitions that queue together.
         self.writer = writer or GroupCommitWriter(ledger)
-        self.escalation_dir = escalation_dir or Path("escalations")
         self.adapters = adapters
         self.hook = hook
         self.limits = limits
@@ -178,31 +172,6 @@ class BatchActivities:
             ended += int(moved)
             activity.heartbeat(ended)
         return BatchResult(ended=ended)
-
-    @activity.defn(name=options.WRITE_ESCALATION_PACKET)
-    async def write_escalation_packet(self, request: BatchRequest) -> BatchResult:
-        """Write the venue's escalation packet (CSV and JSON) for the exchange's security team.
-
-        It lists every escalated key of the venue by fingerprint, key hint and account: what the
-        exchange needs to find the keys, never a secret. ``ended`` is the number of keys in it.
-        """
-        keys = await asyncio.to_thread(
-            self.ledger.venue_key_statuses, request.incident_id, request.venue, KeyState.ESCALATED
-        )
-        if not keys:
-            return BatchResult(ended=0)
-        folder = self.escalation_dir / request.incident_id
-        paths = await asyncio.to_thread(_write_packet, folder, request.incident_id, request.venue, keys)
-        await asyncio.to_thread(
-            self.ledger.append_event,
-            request.incident_id,
-            "keyrevoke",
-            "venue.escalated",
-            request.venue,
-            "",
-            f"{len(keys)} keys escalated to the exchange; packet: {paths[0]} and {paths[1]}",
-        )
-        return BatchResult(ended=len(keys))
 
     @activity.defn(name=options.PROBE_ESCALATED_BATCH)
     async def probe_escalated_batch(self, request: BatchRequest) -> BatchResult:
@@ -551,36 +520,6 @@ def _first(errors: Sequence[BaseException]) -> VenueError:
         if isinstance(error, BaseExceptionGroup):
             return _first(error.exceptions)
     raise AssertionError("except* VenueError matched no VenueError")
-
-
-PACKET_COLUMNS = ("key_id", "fingerprint", "key_hint", "account", "owner", "method", "detail")
-
-
-def _write_packet(folder: Path, incident_id: str, venue: str, keys: Sequence[KeyStatus]) -> tuple[Path, Path]:
-    """``<venue>.json`` and ``<venue>.csv``: the keys the exchange must revoke, by fingerprint."""
-    private_dir(folder)
-    rows = [{name: getattr(key, name) for name in PACKET_COLUMNS} for key in keys]
-    json_path = folder / f"{venue}.json"
-    write_private_text(
-        json_path,
-        json.dumps(
-            {
-                "incident_id": incident_id,
-                "venue": venue,
-                "request": "Please revoke (delete) every API key listed here: they were leaked. Keys are "
-                "identified by the SHA-256 fingerprint of the API key and by its first and last characters.",
-                "keys": rows,
-            },
-            indent=2,
-        )
-        + "\n",
-    )
-    csv_path = folder / f"{venue}.csv"
-    with open_private(csv_path, "w") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PACKET_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return json_path, csv_path
 
 
 def _done_in_earlier_attempts() -> list[str]:

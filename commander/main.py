@@ -299,6 +299,31 @@ async def cmd_incident_report(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_incident_packets(args: argparse.Namespace) -> int:
+    from commander.packets import packet_lines, send_packets
+    from keyrevoke.ledger.setup import ledger_from_settings
+
+    settings = _settings(args)
+    ledger = ledger_from_settings(settings)
+    try:
+        ledger.require_incident(args.id)
+        if args.send:
+            lines = await send_packets(settings, ledger, args.id, args.venue)
+        else:
+            lines = packet_lines(ledger, args.id, args.venue)
+    finally:
+        ledger.close()
+    if not lines:
+        lines = [
+            "nothing written now: every part of these packets was mailed already"
+            if args.send
+            else "no escalation packet in this incident (no key was escalated, or its venue is still working)"
+        ]
+    for line in lines:
+        print(line)
+    return 0
+
+
 async def cmd_incident_verify_report(args: argparse.Namespace) -> int:
     from keyrevoke.report_check import verify_report
     from keyrevoke.safe_text import terminal_text
@@ -511,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = verb(incident, "report", cmd_incident_report, "write the evidence report (JSON, CSV and HTML)")
     sub.add_argument("id")
     sub.add_argument("--out", help="folder for report.json, report.csv and report.html")
+    sub = verb(incident, "packets", cmd_incident_packets, "escalation packets: which were mailed, which not and why")
+    sub.add_argument("id")
+    sub.add_argument("--venue", help="only this venue")
+    sub.add_argument("--send", action="store_true", help="write and mail them now (a part already mailed is not)")
     sub = verb(
         incident,
         "verify-report",

@@ -252,6 +252,14 @@ class ConfirmRequest:
 
 
 @dataclass(frozen=True)
+class OwnerNoticeRequest:
+    """Tell every owner with keys at ``venue`` where all their keys in the incident stand."""
+
+    incident_id: str
+    venue: str
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """Per-key outcomes of one batch, as data: which keys go on to the next step."""
 

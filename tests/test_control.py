@@ -119,7 +119,18 @@ async def test_cancel_hands_back_what_was_not_revoked(paced: Stage, dev_client: 
     frozen_then_released = {h["key_id"] for h in hook if h["action"] == "unfreeze"}
     frozen = {h["key_id"] for h in hook if h["action"] == "freeze"}
     assert frozen_then_released == frozen - {k.key_id for k in revoked}
-    assert [e["actor"] for e in _kinds(st, "ctl-cancel", "incident.cancelled")] == [_embedded_actor(st)]
+    # Each owner's last notice: revoked keys dead, the ones handed back to delete and reissue.
+    notices = {h["owner"]: h for h in hook if h["action"] == "owner_notice"}
+    assert set(notices) == {row.owner for row in st.rows}
+    for owner, notice in notices.items():
+        outcomes = {k["key_id"]: k["outcome"] for k in notice["keys"]}
+        assert outcomes == {
+            r.key_id: "dead" if statuses[r.key_id].state == KeyState.CONFIRMED else "still_working"
+            for r in st.rows
+            if r.owner == owner
+        }
+        if any(statuses[k].state == KeyState.UNFROZEN for k in outcomes):
+            assert "NOT REVOKED: the response was called off before it" in notice["message"]
 
 
 async def test_narrow_takes_one_venue_out(paced: Stage, dev_client: Client) -> None:

@@ -50,13 +50,14 @@ async def test_escalated_keys_end_confirmed_or_live(tmp_path: Path, queue_prefix
     ):
         binance = [row for row in st.rows if row.venue == "binance"]
         await start_incident(dev_client, st.ledger, st.settings, "esc", [], [])
-        packet = st.settings.resolved_escalation_dir() / "esc" / "binance.json"
+        # No contact for the exchange: the packet's event says nobody was sent anything.
         for _ in range(300):
-            if packet.exists():
+            unsent = [e for e in st.ledger.events("esc") if e["kind"] == "escalation.packet.unsent"]
+            if unsent:
                 break
             await asyncio.sleep(0.1)
-        listed = json.loads(packet.read_text())["keys"]
-        assert sorted(k["key_id"] for k in listed) == sorted(r.key_id for r in binance)
+        assert "6 keys escalated to Binance" in unsent[0]["detail"]
+        assert "nobody was sent anything" in unsent[0]["detail"]
 
         # The exchange's security team revokes half of them; the probes while waiting notice.
         by_exchange, rest = binance[:3], binance[3:]
@@ -93,9 +94,9 @@ async def test_manual_venues_complete_after_confirmation_and_report_what_stayed_
         running_workers(dev_client, st),
     ):
         await start_incident(dev_client, st.ledger, st.settings, "manual", [], [])
-        folder = st.settings.resolved_escalation_dir() / "manual"
         for _ in range(300):
-            if (folder / "kraken.json").exists() and (folder / "coinbase.json").exists():
+            unsent = {e["venue"] for e in st.ledger.events("manual") if e["kind"] == "escalation.packet.unsent"}
+            if unsent == {"kraken", "coinbase"}:
                 break
             await asyncio.sleep(0.1)
         # Kraken's security team revokes every key; the probes while waiting see it.

@@ -17,17 +17,21 @@ from temporalio.worker import Worker
 
 from activities.batches import BatchActivities, BatchLimits
 from activities.control import ControlActivities
+from activities.escalation import EscalationActivities, EscalationDesk, PacketSettings
 from activities.ledger_writer import GroupCommitWriter
 from activities.operators import OperatorActivities
+from activities.owner_notices import NoticeSettings, OwnerNoticeActivities, OwnerNoticeDesk
 from activities.platform_hook import FileHook, HttpHook, PlatformHook
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import ADAPTERS, build_adapter, load_master_credentials
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.setup import ledger_from_settings
+from keyrevoke.mail import mailer_from_settings
 from keyrevoke.observability.metrics import Observability, for_process
 from keyrevoke.observability.tracing import flush_traces
 from keyrevoke.settings import Settings
+from keyrevoke.signing import load_signing_key
 from workers.health import HealthServer
 from workflows.incident import IncidentWorkflow
 from workflows.venue import VenueWorkflow
@@ -43,6 +47,20 @@ def platform_hook(settings: Settings) -> PlatformHook:
         secret = settings.hook_secret.get_secret_value() if settings.hook_secret else None
         return HttpHook(settings.hook_url, secret, settings.venue_request_timeout_seconds)
     return FileHook(settings.resolved_hook_file())
+
+
+def packet_settings(settings: Settings) -> PacketSettings:
+    """What escalation packets take from the settings."""
+    return PacketSettings(
+        platform_name=settings.platform_name,
+        platform_contact=settings.platform_contact,
+        broker_ids={venue.lower(): broker for venue, broker in settings.broker_ids.items()},
+        egress_ips=tuple(settings.egress_ips),
+        contacts_file=settings.resolved_contacts_file(),
+        fallback_key_file=settings.packet_fallback_key_file,
+        keys_per_part=settings.packet_keys_per_part,
+        folder=settings.resolved_escalation_dir(),
+    )
 
 
 def parse_queues(text: str) -> list[str]:
@@ -77,18 +95,30 @@ async def workers_for(
     unwatch = observability.watch_ledger(ledger) if observability and CONTROL in queues else None
     exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
     hook = platform_hook(settings)
+    mailer = mailer_from_settings(settings)
     writer = GroupCommitWriter(ledger)
     try:
         built: list[Worker] = []
         if CONTROL in queues:
             control = ControlActivities(ledger)
             operators = OperatorActivities(settings)
+            notices = OwnerNoticeActivities(
+                OwnerNoticeDesk(
+                    ledger,
+                    hook,
+                    mailer,
+                    NoticeSettings(
+                        settings.platform_name, {v.lower(): u for v, u in settings.api_management_urls.items()}
+                    ),
+                )
+            )
             built.append(
                 Worker(
                     client,
                     task_queue=settings.control_queue,
                     workflows=[IncidentWorkflow, VenueWorkflow],
                     activities=[
+                        notices.notify_owners,
                         control.plan_incident,
                         control.load_page,
                         control.load_state_page,
@@ -114,8 +144,10 @@ async def workers_for(
                     settings.request_attempts,
                 ),
                 telemetry=observability.serve_venues(venues, settings) if observability else None,
-                escalation_dir=settings.resolved_escalation_dir(),
                 writer=writer,
+            )
+            escalation = EscalationActivities(
+                EscalationDesk(ledger, packet_settings(settings), load_signing_key(settings), mailer)
             )
             for venue in venues:
                 built.append(
@@ -127,7 +159,7 @@ async def workers_for(
                             batches.revoke_batch,
                             batches.verify_batch,
                             batches.compensate_batch,
-                            batches.write_escalation_packet,
+                            escalation.write_escalation_packet,
                             batches.probe_escalated_batch,
                             batches.accept_exchange_confirmation,
                         ],

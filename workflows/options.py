@@ -17,6 +17,7 @@ SUMMARIZE_INCIDENT = "summarize_incident"
 RECORD_EVENT = "record_event"
 VERIFY_ACTION = "verify_action"  # a control action's signature, against the registered operators
 CHECK_CONFIRMATION = "check_confirmation"  # are the keys a confirm lists escalated keys of its venue?
+NOTIFY_OWNERS = "notify_owners"  # one notice per owner, through the platform hook and by mail
 
 # Batch activities: a bounded set of keys, on the venue's own task queue.
 PREPARE_BATCH = "prepare_batch"  # freeze, then the baseline probe
@@ -35,6 +36,10 @@ NON_RETRYABLE_ERRORS = ["InputError", "ConfigurationError", "SecretStoreError", 
 CONTROL_TIMEOUT = timedelta(seconds=10)
 # Planning copies the whole scope into the incident in one transaction: seconds at 100,000 keys.
 PLAN_TIMEOUT = timedelta(minutes=5)
+# A round of owner notices pages through a venue's keys and calls the hook once per owner: minutes at
+# 100,000 keys. It heartbeats, so a dead worker is noticed in a minute.
+NOTICE_TIMEOUT = timedelta(hours=2)
+NOTICE_HEARTBEAT = timedelta(seconds=60)
 CONTROL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),

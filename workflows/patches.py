@@ -15,4 +15,7 @@ CHECKED_CONFIRMATIONS = "checked-confirmations"
 #: A venue waiting for the exchange takes confirmations for subsets of its keys, one after another.
 BATCHED_CONFIRMATIONS = "batched-confirmations"
 
-PATCHES = (SMALL_FIRST_BATCH, SIGNED_ACTIONS, CHECKED_CONFIRMATIONS, BATCHED_CONFIRMATIONS)
+#: One notice per owner at the end of a venue's work, and again as escalated keys are confirmed.
+OWNER_NOTICES = "owner-notices"
+
+PATCHES = (SMALL_FIRST_BATCH, SIGNED_ACTIONS, CHECKED_CONFIRMATIONS, BATCHED_CONFIRMATIONS, OWNER_NOTICES)

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         CompensateRequest,
         ExchangeConfirmation,
         KeyRef,
+        OwnerNoticeRequest,
         Page,
         PageRequest,
         StatePageRequest,
@@ -35,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyRequest,
     )
     from workflows import options
-    from workflows.patches import BATCHED_CONFIRMATIONS, PATCHES, SMALL_FIRST_BATCH
+    from workflows.patches import BATCHED_CONFIRMATIONS, OWNER_NOTICES, PATCHES, SMALL_FIRST_BATCH
 
 COMPENSATION_PAGE = 200
 
@@ -121,6 +122,7 @@ class VenueWorkflow:
             self._in_flight = len(running)
         if self._stop_reason:
             await self._compensate(params)
+            await self._notify_owners(params)
         else:
             await self._escalation(params)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -213,17 +215,26 @@ class VenueWorkflow:
         packet = await self._batch(
             options.WRITE_ESCALATION_PACKET, params, BatchRequest(params.incident_id, params.venue, ())
         )
+        # The venue's own work is done: each owner hears where their keys stand.
+        await self._notify_owners(params)
         if packet.ended == 0:
             return
         self._awaiting_exchange = packet.ended
         deadline = workflow.now() + timedelta(seconds=params.escalation_wait_seconds)
         interval = params.escalation_probe_interval_seconds
+        told = packet.ended  # escalated keys when the owners were last told
         if workflow.patched(BATCHED_CONFIRMATIONS):
-            await self._confirmations_in_batches(params, deadline, interval)
+            await self._confirmations_in_batches(params, deadline, interval, told)
+            await self._notify_owners(params)
             return
         while self._confirmation is None and not self._stop_reason and workflow.now() < deadline:
-            if not await self._each_page(params, "escalated", self._probe_escalated):
+            escalated = await self._each_page(params, "escalated", self._probe_escalated)
+            if not escalated:
                 break  # the exchange revoked every escalated key, and the probes saw it
+            if escalated < told:
+                # The probes saw the exchange revoke some: their owners hear it now, not at the end.
+                told = escalated
+                await self._notify_owners(params)
             with contextlib.suppress(TimeoutError):  # the probe interval passed: probe again
                 await workflow.wait_condition(
                     lambda: self._confirmation is not None or bool(self._stop_reason), timeout=interval
@@ -232,8 +243,26 @@ class VenueWorkflow:
             confirmation = self._confirmation
             await self._each_page(params, "escalated", lambda keys: self._accept_and_verify(params, keys, confirmation))
         self._awaiting_exchange = 0
+        await self._notify_owners(params)
 
-    async def _confirmations_in_batches(self, params: VenueInput, deadline: datetime, interval: float) -> None:
+    async def _notify_owners(self, params: VenueInput) -> None:
+        """One notice per owner with keys at this venue, listing all their keys (unchanged ones are not resent)."""
+        # patched() only where a notice goes, so histories from before it replay unchanged.
+        if not workflow.patched(OWNER_NOTICES):
+            return
+        await workflow.execute_activity(
+            options.NOTIFY_OWNERS,
+            OwnerNoticeRequest(params.incident_id, params.venue),
+            result_type=int,
+            task_queue=params.control_queue,
+            start_to_close_timeout=options.NOTICE_TIMEOUT,
+            heartbeat_timeout=options.NOTICE_HEARTBEAT,
+            retry_policy=options.CONTROL_RETRY,
+        )
+
+    async def _confirmations_in_batches(
+        self, params: VenueInput, deadline: datetime, interval: float, told: int
+    ) -> None:
         """Wait for the exchange, which confirms its revokes in batches: each confirmation is worked on
         as it comes, until no key is escalated any more, the wait ends, or the venue is stopped."""
         while not self._stop_reason and workflow.now() < deadline:
@@ -242,6 +271,10 @@ class VenueWorkflow:
             self._awaiting_exchange = await self._each_page(params, "escalated", self._probe_escalated)
             if not self._awaiting_exchange:
                 break  # the exchange revoked every escalated key: confirmed, or seen by the probes
+            if self._awaiting_exchange < told:
+                # Some were revoked (confirmed, or seen by the probes): their owners hear it now, not at the end.
+                told = self._awaiting_exchange
+                await self._notify_owners(params)
             if self._confirmations:
                 continue
             with contextlib.suppress(TimeoutError):  # the probe interval passed: probe again

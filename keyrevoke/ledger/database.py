@@ -81,6 +81,27 @@ CREATE TABLE IF NOT EXISTS venue_pace (
     venue TEXT PRIMARY KEY,
     next_free DOUBLE PRECISION NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_key ON events (incident_id, key_id);
+CREATE INDEX IF NOT EXISTS keys_owner ON keys (owner);
+CREATE TABLE IF NOT EXISTS packet_deliveries (
+    incident_id TEXT NOT NULL,
+    venue TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    file TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (incident_id, venue, digest)
+);
+CREATE TABLE IF NOT EXISTS owner_notices (
+    incident_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (incident_id, owner, digest)
+);
 """
 
 
