@@ -44,6 +44,9 @@ from workflows import options
 log = logging.getLogger(__name__)
 
 UNSENT = "escalation.packet.unsent"
+WRITTEN = "venue.escalated"
+#: Either says the venue's escalation happened (a packet written, or why none was): it waits for the exchange.
+ESCALATION_EVENTS = (WRITTEN, UNSENT)
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class EscalationDesk:
             self.ledger.append_event,
             incident_id,
             "keyrevoke",
-            "venue.escalated",
+            WRITTEN,
             venue,
             "",
             f"{total} keys escalated to the exchange; packet (encrypted to {recipient.fingerprint}): {files}",

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.control import ControlActivities
+from activities.escalation import ESCALATION_EVENTS
 from commander.incidents import control, incident_state, start_incident
 from keyrevoke.errors import InputError
 from keyrevoke.models import ConfirmationCheckRequest, ConfirmRequest
@@ -161,7 +162,8 @@ async def test_confirm_is_checked_and_exchanges_confirm_in_batches(
             assert started.returncode == 0, started.stderr
             binance = sorted(r.key_id for r in st.rows if r.venue == "binance")
             bybit = sorted(r.key_id for r in st.rows if r.venue == "bybit")
-            await until(lambda: (st.settings.resolved_escalation_dir() / "cf" / "binance.json").exists())
+            # Binance's escalation happened once its event is in the log (its packet written, or why not).
+            await until(lambda: any(st.ledger.has_event("cf", kind, "binance") for kind in ESCALATION_EVENTS))
 
             async def bybit_done() -> bool:
                 state = await incident_state(client, "cf")

@@ -142,7 +142,7 @@ async def test_each_owner_hears_once_per_change_by_hook_and_mail(
         await until(target_told_dead, 60)
 
         # The commander relays the exchange's word for the rest; they still work, so they end live.
-        await control(dev_client, "own", "confirm", ConfirmRequest("grace", "binance"))
+        await control(dev_client, st.settings, "own", "confirm", ConfirmRequest("grace", "binance"))
         await dev_client.get_workflow_handle(incident_workflow_id("own")).result()
 
         latest = _latest(_notices(hook_file))
