@@ -31,6 +31,7 @@ from activities.retries import call_venue
 from activities.venues.base import Credentials, KeyTarget, VenueAdapter
 from keyrevoke.errors import (
     KeyRejected,
+    Misconfigured,
     RateLimited,
     RevokeRefused,
     SecretStoreError,
@@ -110,6 +111,13 @@ class BatchActivities:
         """Freeze each key at the platform, then probe it once to record a baseline."""
 
         async def prepare(key: SealedKey) -> None:
+            if key.state in (KeyState.PENDING, KeyState.FROZEN):
+                try:
+                    self._adapter(key.venue).check_setup(key.method)
+                except Misconfigured as error:
+                    # Our own set-up cannot revoke it: nothing is asked of the platform or the venue.
+                    await self._misconfigured(request.incident_id, key, error)
+                    return
             if key.state is KeyState.PENDING:
                 await self._tell_platform(request.incident_id, key, "freeze")
                 await self._apply(
@@ -252,6 +260,9 @@ class BatchActivities:
                 str(error),
             )
             return
+        except Misconfigured as error:
+            await self._misconfigured(incident_id, key, error)
+            return
         except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
             # The probe could not run as the key: the baseline failed, the revoke still goes ahead.
             ok, permissions, detail = False, "", f"baseline probe failed: {error}"
@@ -283,6 +294,9 @@ class BatchActivities:
             answer = await self._call(key, "revoke", lambda: adapter.revoke(self._target(key)))
         except SecretStoreError as error:
             await self._end(incident_id, key, KeyState.FAILED, (KeyState.REVOKING,), "key.failed", str(error))
+            return
+        except Misconfigured as error:
+            await self._misconfigured(incident_id, key, error)
             return
         except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
             await self._end(
@@ -316,7 +330,7 @@ class BatchActivities:
         adapter = self._adapter(key.venue)
         try:
             answer = await self._call(key, "probe", lambda: adapter.probe(self._target(key)))
-        except (RevokeRefused, UnsupportedVenue, SecretStoreError) as error:
+        except (RevokeRefused, UnsupportedVenue, SecretStoreError, Misconfigured) as error:
             if from_state is KeyState.ESCALATED:
                 return  # still escalated: the commander's confirmation and later probes decide
             await self._end(
@@ -364,6 +378,27 @@ class BatchActivities:
                 incident_id,
                 Transition(key.key_id, key.venue, from_state, (from_state,), "key.verify.live", answer.detail),
             )
+
+    async def _misconfigured(self, incident_id: str, key: SealedKey, error: Misconfigured) -> None:
+        """End a key that keyrevoke's own set-up cannot revoke: not escalated, in no packet, no owner notice.
+
+        The message says what to set; the commander fixes it and starts again, so the key is left as the
+        platform had it (a frozen one is unfrozen: it was not revoked).
+        """
+        if key.state in (KeyState.FROZEN, KeyState.REVOKING):
+            await self._tell_platform(incident_id, key, "unfreeze", KeyState.MISCONFIGURED)
+        await self._apply(
+            incident_id,
+            Transition(
+                key.key_id,
+                key.venue,
+                KeyState.MISCONFIGURED,
+                (KeyState.PENDING, KeyState.FROZEN, KeyState.REVOKING),
+                "key.misconfigured",
+                str(error),
+                {"ended_at": utc_now(), "detail": str(error)},
+            ),
+        )
 
     async def _end(
         self,

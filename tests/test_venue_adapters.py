@@ -20,7 +20,7 @@ from activities.venues.base import Credentials, KeyTarget, ProbeAnswer, VenueAda
 from activities.venues.binance import BinanceAdapter
 from activities.venues.bybit import BybitAdapter
 from activities.venues.exchanges import ExchangeFactory
-from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
+from keyrevoke.errors import Misconfigured, RateLimited, RevokeRefused, VenueBanned, VenueError, VenueUnavailable
 from venuesim import Scenario, SimKey, SimMaster, VenueSimulator
 
 BIN_A = SimKey("bin-a", "binance", "binApiKeyA1", "binSecretA1", account="5001")
@@ -219,7 +219,7 @@ async def test_a_master_without_permission_is_refused(key, method):
         assert_clean(refused.value)
         assert s.sim.is_live(key.venue, key.api_key)
     async with stage(masters=False) as s:
-        with pytest.raises(RevokeRefused, match="no master credentials configured for method"):
+        with pytest.raises(Misconfigured, match="no master credentials configured for method"):
             await s.adapter(key.venue).revoke(target(key, method))
 
 
@@ -319,12 +319,12 @@ async def test_5xx_and_timeouts_are_venue_unavailable():
 
 async def test_unknown_method_and_missing_sub_account_are_refused():
     async with stage() as s:
-        with pytest.raises(VenueError, match="no revoke method"):
+        with pytest.raises(Misconfigured, match="no revoke method"):
             await s.binance.revoke(target(BIN_A, "self"))
-        with pytest.raises(VenueError, match="no revoke method"):
+        with pytest.raises(Misconfigured, match="no revoke method"):
             await s.bybit.revoke(target(BY_SELF, "broker"))
         no_account = KeyTarget("x", "", "broker", "fp-x", creds(BIN_A))
-        with pytest.raises(RevokeRefused, match="sub-account id"):
+        with pytest.raises(Misconfigured, match="sub-account id"):
             await s.binance.revoke(no_account)
         assert s.sim.stats.requests["binance"] == 0
 

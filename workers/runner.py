@@ -74,7 +74,11 @@ async def workers_for(
     own_ledger = ledger is None
     ledger = ledger or ledger_from_settings(settings)
     unwatch = observability.watch_ledger(ledger) if observability and CONTROL in queues else None
-    exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
+    exchanges = ExchangeFactory(
+        settings.venue_urls,
+        settings.venue_request_timeout_seconds,
+        allow_real_exchanges=settings.allow_real_exchanges,
+    )
     hook = platform_hook(settings)
     writer = GroupCommitWriter(ledger)
     try:
@@ -92,6 +96,7 @@ async def workers_for(
                         control.load_state_page,
                         control.record_event,
                         control.summarize_incident,
+                        control.give_up_keys,
                     ],
                     graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
                 )

@@ -5,6 +5,12 @@ of doubling the work. It plans the scope through an activity (the ledger does th
 optionally waits for a second person's approval, starts one venue workflow per venue, takes the
 commander's updates (pause, resume, cancel, narrow, approve), and returns the summary counted from
 the ledger. Every accepted update is written to the incident's event log with the actor's name.
+
+Control is honoured from the first moment: pause, resume, cancel and narrow are taken while the
+incident is still planning, and one given while a venue workflow is being started reaches it once it
+has started (patch ``control-during-start``). The same actions also come as the ``control`` signal
+(action name, ``ControlRequest``): a signal waits in the history until a worker runs, where an update
+needs a worker to answer it; a refused signal is written to the event log as ``incident.control.refused``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import options
     from workflows.venue import VenueWorkflow
+
+
+#: Patch ids (``workflow.patched``), plain text in the history: they name code paths only.
+CONTROL_DURING_START = "control-during-start"
+PATCHES = (CONTROL_DURING_START,)
 
 
 def incident_workflow_id(incident_id: str) -> str:
@@ -74,12 +85,14 @@ class IncidentWorkflow:
         self._phase = "cancelling" if self._cancel_reason else "running"
         venues = [v.venue for v in self._plan.venues if v.keys > 0]
         for venue in venues:
+            sent = self._venue_input(params, venue)
             self._children[venue] = await workflow.start_child_workflow(
                 VenueWorkflow.run,
-                self._venue_input(params, venue),
+                sent,
                 id=venue_workflow_id(params.incident_id, venue),
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
+            await self._catch_up(venue, sent)
         await asyncio.gather(*(self._finish(venue) for venue in venues))
         self._phase = "summarizing"
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -112,6 +125,22 @@ class IncidentWorkflow:
             first_batch_size=params.first_batch_size,
         )
 
+    async def _catch_up(self, venue: str, sent: VenueInput) -> None:
+        """Control given while the venue's workflow was starting (after its input was made) reaches it now."""
+        stop = self._cancel_reason or self._stopped.get(venue, "")
+        paused = self._paused_all or venue in self._paused
+        missed_stop = bool(stop) and not sent.stop_reason
+        if not (missed_stop or paused != sent.paused):
+            return
+        # patched() only where it can matter, so histories from before it replay unchanged.
+        if not workflow.patched(CONTROL_DURING_START):
+            return
+        child = self._children[venue]
+        if missed_stop:
+            await child.signal(VenueWorkflow.stop, stop)
+        elif paused != sent.paused:
+            await child.signal(VenueWorkflow.pause if paused else VenueWorkflow.resume)
+
     async def _finish(self, venue: str) -> None:
         await self._children[venue]
         self._venues_done.append(venue)
@@ -140,13 +169,12 @@ class IncidentWorkflow:
     def _refuse_unless_open(self, request: ControlRequest) -> None:
         if self._phase in ("summarizing", "completed"):
             raise ValueError("the incident has finished: nothing left to control")
-        if self._phase == "planning":
-            raise ValueError("the incident is still being planned: try again in a moment")
         if self._cancel_reason:
             raise ValueError(f"the incident is cancelled ({self._cancel_reason})")
         if not request.actor:
             raise ValueError("the action names no actor")
-        if request.venue and request.venue not in self._venues():
+        # While planning, the scope is not known yet: a venue without keys is left alone once it is.
+        if request.venue and self._plan is not None and request.venue not in self._venues():
             raise ValueError(
                 f"venue {request.venue!r} has no keys in this incident (venues: {', '.join(self._venues())})"
             )
@@ -156,6 +184,9 @@ class IncidentWorkflow:
     @workflow.update
     async def pause(self, request: ControlRequest) -> str:
         """Hold new work at one venue, or everywhere."""
+        return await self._pause(request)
+
+    async def _pause(self, request: ControlRequest) -> str:
         targets = [request.venue] if request.venue else self._venues()
         if request.venue:
             self._paused.add(request.venue)
@@ -174,6 +205,9 @@ class IncidentWorkflow:
     @workflow.update
     async def resume(self, request: ControlRequest) -> str:
         """Release a pause, at one venue or everywhere."""
+        return await self._resume(request)
+
+    async def _resume(self, request: ControlRequest) -> str:
         if request.venue:
             self._paused.discard(request.venue)
             targets = [] if self._paused_all else [request.venue]
@@ -195,8 +229,11 @@ class IncidentWorkflow:
     @workflow.update
     async def cancel(self, request: ControlRequest) -> str:
         """Stop everything: revoke nothing more, verify what was revoked, unfreeze the rest."""
+        return await self._cancel(request)
+
+    async def _cancel(self, request: ControlRequest) -> str:
         self._cancel_reason = request.reason or f"cancelled by {request.actor}"
-        if self._phase == "running":
+        if self._phase in ("planning", "awaiting_approval", "running"):
             self._phase = "cancelling"
         await self._signal(self._venues(), "stop", self._cancel_reason)
         await self._record(request, "incident.cancelled", self._cancel_reason)
@@ -211,6 +248,9 @@ class IncidentWorkflow:
     @workflow.update
     async def narrow(self, request: ControlRequest) -> str:
         """Take one venue out of the incident: its keys not yet revoked are handed back."""
+        return await self._narrow(request)
+
+    async def _narrow(self, request: ControlRequest) -> str:
         reason = request.reason or f"narrowed by {request.actor}"
         self._stopped[request.venue] = reason
         await self._signal([request.venue], "stop", reason)
@@ -224,6 +264,33 @@ class IncidentWorkflow:
         self._refuse_unless_open(request)
         if request.venue in self._venues_done:
             raise ValueError(f"venue {request.venue!r} has already finished")
+
+    @workflow.signal(name="control")
+    async def control_signal(self, action: str, request: ControlRequest) -> None:
+        """Pause, resume, cancel or narrow as a durable signal: it acts when a worker runs.
+
+        The same checks as the update of that name; a refusal goes to the event log, as nobody waits
+        for an answer.
+        """
+        await workflow.wait_condition(lambda: self._params is not None)
+        actions = {
+            "pause": (self._validate_pause, self._pause),
+            "resume": (self._validate_resume, self._resume),
+            "cancel": (self._validate_cancel, self._cancel),
+            "narrow": (self._validate_narrow, self._narrow),
+        }
+        if action not in actions:
+            await self._record(
+                request, "incident.control.refused", f"{action}: not an action (pause, resume, cancel, narrow)"
+            )
+            return
+        validate, act = actions[action]
+        try:
+            validate(request)
+        except ValueError as refused:
+            await self._record(request, "incident.control.refused", f"{action}: {refused}")
+            return
+        await act(request)
 
     @workflow.update
     async def confirm(self, request: ConfirmRequest) -> str:

@@ -26,7 +26,7 @@ import ccxt
 
 from activities.venues.answers import AnswerLog, seconds
 from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, key_works
-from keyrevoke.errors import RateLimited, RevokeRefused, VenueBanned, VenueError
+from keyrevoke.errors import Misconfigured, RateLimited, VenueBanned, VenueError
 
 #: Binance's code for "Invalid Api-Key ID.": the key to delete does not exist (any more)
 BAD_API_ID = -2008
@@ -69,7 +69,7 @@ class BinanceAdapter(VenueAdapter):
         """Delete the key as the broker master; a key Binance no longer knows is already gone."""
         self.revoke_method(target)
         if not target.account:
-            raise RevokeRefused(self.venue, "the broker delete needs the key's sub-account id")
+            raise Misconfigured(self.venue, "the broker delete needs the key's sub-account id (inventory `account`)")
         params = {"subAccountId": target.account, "subAccountApiKey": target.credentials.api_key}
         return await self.call_as_master(
             target,

@@ -28,7 +28,7 @@ from typing import Any
 
 from activities.venues.answers import Answer, AnswerLog, until
 from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, ip_binding, key_works
-from keyrevoke.errors import RevokeRefused, VenueError, VenueUnavailable
+from keyrevoke.errors import Misconfigured, VenueError, VenueUnavailable
 
 #: the request's Timestamp is too far from Gate's clock: ours is off, the key may be fine
 REQUEST_EXPIRED = "REQUEST_EXPIRED"
@@ -60,7 +60,9 @@ class GateAdapter(VenueAdapter):
         """Delete the key as the main account; a key the sub-account no longer has is already gone."""
         self.revoke_method(target)
         if not target.account.isdigit():
-            raise RevokeRefused(self.venue, "the sub-account delete needs the key's numeric sub-account user id")
+            raise Misconfigured(
+                self.venue, "the sub-account delete needs the key's numeric sub-account user id (inventory `account`)"
+            )
         params = {"user_id": target.account, "key": target.credentials.api_key}
         return await self.call_as_master(
             target,
