@@ -80,6 +80,18 @@ def batch_failure(error: VenueError) -> ApplicationError:
     )
 
 
+def unexpected_failure(venue: str, error: BaseException) -> ApplicationError:
+    """The ``ApplicationError`` for an error no adapter classified (a bug, or inventory data a library refuses).
+
+    Only its type is told: its message may echo the request (a header, a URL with a passphrase in it).
+    The batch is retried; if it keeps failing, its keys are tried alone and the one at fault ends failed.
+    """
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    name = type(error).__name__
+    return ApplicationError(f"{venue}: unexpected {name} (its message is withheld: it may echo the request)", type=name)
+
+
 class BatchActivities:
     """Probe, revoke and verify keys at the venues; the worker injects ledger, adapters and hook."""
 
@@ -551,8 +563,13 @@ class BatchActivities:
             async with _heartbeating(done), asyncio.TaskGroup() as group:
                 for key in keys:
                     group.create_task(one(key))
-        except* VenueError as failures:
-            raise batch_failure(_first(failures.exceptions)) from None
+        except* Exception as failures:
+            # A venue's answer tells the retry policy what to do; anything else is told by its type only.
+            venue_failures, others = failures.split(VenueError)
+            if venue_failures is not None:
+                raise batch_failure(_first(venue_failures.exceptions)) from None
+            assert others is not None
+            raise unexpected_failure(venue, others) from None
         return list(key_ids)
 
     async def _result(self, incident_id: str, key_ids: Sequence[str], proceed_state: KeyState) -> BatchResult:

@@ -103,6 +103,7 @@ async def start_incident(
                 escalation_wait_seconds=settings.escalation_wait_seconds,
                 escalation_probe_interval_seconds=settings.escalation_probe_interval_seconds,
                 first_batch_size=settings.first_batch_size,
+                batch_attempts=settings.batch_attempts,
             ),
             id=workflow_id,
             task_queue=settings.control_queue,
