@@ -211,7 +211,7 @@ class VenueProgress:
     # running | paused | cancelling (stopped: cancel or narrow) | awaiting_exchange
     phase: str = "running"
     last_change_at: str = ""  # ISO time (workflow clock) a batch step last moved keys; empty: none yet
-    failing: str = ""  # "<step>: <ErrorType>: <message>" of a batch whose attempts ran out, until one succeeds
+    failing: str = ""  # "<step>: <ErrorType>: <message>": attempts ran out; cleared when that step works again
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ class IncidentWorkflow:
             escalation_wait_seconds=params.escalation_wait_seconds,
             escalation_probe_interval_seconds=params.escalation_probe_interval_seconds,
             first_batch_size=params.first_batch_size,
+            batch_attempts=params.batch_attempts,
         )
 
     async def _catch_up(self, venue: str, sent: VenueInput) -> None:

@@ -16,8 +16,8 @@ too ends failed (``give_up_keys``) with its last error, so that the other keys g
 
 The ``progress`` query (``VenueProgress``) is what the commander's screens read of a venue: ``phase``
 (running, paused, cancelling, awaiting_exchange), ``last_change_at`` (workflow time a batch step last
-moved keys) and ``failing`` (the step whose attempts ran out, with its last error, until a batch
-succeeds again). Attempts and the last failure of activities still retrying are in Temporal's
+moved keys) and ``failing`` (the step whose attempts last ran out, with its last error, until a batch
+of that step succeeds again). Attempts and the last failure of activities still retrying are in Temporal's
 ``describe()`` (pending activities), not here.
 """
 
@@ -239,7 +239,8 @@ class VenueWorkflow:
                 return await self._failed_alone(params, name, request.key_ids, error)
             alone = await asyncio.gather(*(self._alone(name, params, request, key_id) for key_id in request.key_ids))
             return BatchResult(tuple(k for r in alone for k in r.proceed), sum(r.ended for r in alone))
-        self._failing = ""
+        if self._failing.startswith(f"{name}:"):
+            self._failing = ""  # the step works again
         return result
 
     async def _alone(self, name: str, params: VenueInput, request: KeyStep, key_id: str) -> BatchResult:
