@@ -16,7 +16,8 @@ from keyrevoke.errors import InputError
 from keyrevoke.models import ControlRequest
 from keyrevoke.states import FINAL_STATES, KeyState
 from tests.harness import Stage, address_of, running_workers, stage, until
-from workflows.incident import incident_workflow_id
+from workflows.incident import incident_workflow_id, venue_workflow_id
+from workflows.venue import VenueWorkflow
 
 # Slow enough to act in the middle of the incident, small enough to stay quick.
 PACED = {"venues": {"binance": {"latency_ms": 40}, "bybit": {"latency_ms": 40}}}
@@ -143,3 +144,61 @@ async def test_two_person_start(tmp_path: Path, queue_prefix: str, dev_client: C
         counts = st.ledger.counts("ctl-approve")
         assert counts == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}
         assert [e["actor"] for e in _kinds(st, "ctl-approve", "incident.approved")] == ["frank"]
+
+
+@pytest.mark.parametrize("action", ["cancel", "narrow"])
+async def test_cancel_and_narrow_end_while_a_venue_is_down(
+    action: str, tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    down = {"venues": {"bybit": {"error_rate": 1.0}}}  # every answer a 503: its batches retry and retry
+    stuck = {"batch_size": 3, "batches_in_flight": 2, "request_attempts": 1, "batch_attempts": 1000}
+    incident = f"ctl-down-{action}"
+    async with stage(tmp_path, 12, queue_prefix, address_of(dev_client), scenario=down, **stuck) as st:
+        async with running_workers(dev_client, st):
+            await start_incident(dev_client, st.ledger, st.settings, incident, [], [])
+            await until(lambda: st.ledger.counts(incident).get("bybit", {}).get("frozen", 0) >= 1)
+            request = ControlRequest("carol", "bybit" if action == "narrow" else "", "venue down")
+            await control(dev_client, incident, action, request)
+            # It ends: the stuck batches are cancelled and their keys handed back (a hang fails here).
+            await asyncio.wait_for(_result(dev_client, incident), 120)
+            progress = await dev_client.get_workflow_handle(venue_workflow_id(incident, "bybit")).query(
+                VenueWorkflow.progress
+            )
+
+        bybit = [k for k in st.ledger.key_statuses(incident) if k.venue == "bybit"]
+        assert {k.state for k in bybit} == {KeyState.UNFROZEN}
+        assert all("venue down" in k.detail for k in bybit)
+        by_id = {row.key_id: row for row in st.rows}
+        assert all(st.simulator.is_live("bybit", by_id[k.key_id].api_key) for k in bybit)
+        hook = [json.loads(line) for line in st.settings.resolved_hook_file().read_text().splitlines()]
+        frozen = {h["key_id"] for h in hook if h["action"] == "freeze" and h["venue"] == "bybit"}
+        assert frozen
+        assert frozen <= {h["key_id"] for h in hook if h["action"] == "unfreeze"}
+        assert progress.phase == "cancelling"
+        binance = {k.state for k in st.ledger.key_statuses(incident) if k.venue == "binance"}
+        if action == "narrow":
+            assert binance == {KeyState.CONFIRMED}  # the venue left in goes on to the end
+        else:
+            assert binance <= {KeyState.CONFIRMED, KeyState.UNFROZEN}
+
+
+async def test_control_signalled_while_no_worker_runs_acts_when_one_comes(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    async with stage(tmp_path, 6, queue_prefix, address_of(dev_client)) as st:
+        await start_incident(dev_client, st.ledger, st.settings, "ctl-signal", [], [])
+        handle = dev_client.get_workflow_handle(incident_workflow_id("ctl-signal"))
+        # No worker: the incident has not even planned. Signals wait in its history.
+        await handle.signal("control", args=["explode", ControlRequest("carol")])
+        await handle.signal("control", args=["cancel", ControlRequest("carol", reason="false alarm")])
+        assert st.ledger.counts("ctl-signal") == {}
+        async with running_workers(dev_client, st):
+            await asyncio.wait_for(_result(dev_client, "ctl-signal"), 120)
+        counts = st.ledger.counts("ctl-signal")
+        assert counts == {"binance": {"unfrozen": 3}, "bybit": {"unfrozen": 3}}
+        assert all("false alarm" in k.detail for k in st.ledger.key_statuses("ctl-signal"))
+        hook = st.settings.resolved_hook_file()
+        assert not hook.exists() or not [line for line in hook.read_text().splitlines() if '"freeze"' in line]
+        assert [e["actor"] for e in _kinds(st, "ctl-signal", "incident.cancelled")] == ["carol"]
+        refused = _kinds(st, "ctl-signal", "incident.control.refused")
+        assert [e["detail"] for e in refused] == ["explode: not an action (pause, resume, cancel, narrow)"]
