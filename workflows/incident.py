@@ -147,6 +147,8 @@ class IncidentWorkflow:
         self._venues_done.append(venue)
 
     async def _record(self, request: ControlRequest, kind: str, detail: str = "") -> None:
+        if self._params is None:  # control may come before the run has read its input
+            await workflow.wait_condition(lambda: self._params is not None)
         assert self._params is not None
         await workflow.execute_activity(
             options.RECORD_EVENT,
@@ -273,7 +275,8 @@ class IncidentWorkflow:
         The same checks as the update of that name; a refusal goes to the event log, as nobody waits
         for an answer.
         """
-        await workflow.wait_condition(lambda: self._params is not None)
+        if self._params is None:
+            await workflow.wait_condition(lambda: self._params is not None)
         actions = {
             "pause": (self._validate_pause, self._pause),
             "resume": (self._validate_resume, self._resume),
