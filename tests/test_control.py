@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from commander.incidents import control, incident_state, start_incident
 from keyrevoke.errors import InputError
@@ -202,3 +203,35 @@ async def test_control_signalled_while_no_worker_runs_acts_when_one_comes(
         assert [e["actor"] for e in _kinds(st, "ctl-signal", "incident.cancelled")] == ["carol"]
         refused = _kinds(st, "ctl-signal", "incident.control.refused")
         assert [e["detail"] for e in refused] == ["explode: not an action (pause, resume, cancel, narrow)"]
+
+
+async def test_pause_given_while_the_incident_is_planning_holds_it(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    async with stage(tmp_path, 6, queue_prefix, address_of(dev_client)) as st:
+        await start_incident(dev_client, st.ledger, st.settings, "ctl-early", [], [])
+        # No worker yet: the update reaches the incident with its very first task, before it has planned.
+        pausing = asyncio.create_task(control(dev_client, "ctl-early", "pause", ControlRequest("alice")))
+        await asyncio.sleep(1.0)  # the update is on its way before a worker comes
+        async with running_workers(dev_client, st):
+            assert await asyncio.wait_for(pausing, 60) == "paused every venue"
+
+            async def venues_paused() -> bool:
+                try:
+                    progress = [
+                        await dev_client.get_workflow_handle(venue_workflow_id("ctl-early", venue)).query(
+                            VenueWorkflow.progress
+                        )
+                        for venue in ("binance", "bybit")
+                    ]
+                except RPCError:  # not started yet
+                    return False
+                return all(p.phase == "paused" for p in progress)
+
+            await until(venues_paused)
+            await asyncio.sleep(1.0)  # a window in which a paused incident must touch no key
+            assert st.ledger.counts("ctl-early") == {"binance": {"pending": 3}, "bybit": {"pending": 3}}
+            await control(dev_client, "ctl-early", "resume", ControlRequest("bob"))
+            await asyncio.wait_for(_result(dev_client, "ctl-early"), 120)
+        assert st.ledger.counts("ctl-early") == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}
+        assert [e["actor"] for e in _kinds(st, "ctl-early", "incident.paused")] == ["alice"]
