@@ -49,8 +49,10 @@ with workflow.unsafe.imports_passed_through():
         venue_queue,
     )
     from workflows import options
-    from workflows.patches import CHECKED_CONFIRMATIONS, CONTROL_DURING_START, SIGNED_ACTIONS
+    from workflows.patches import CHECKED_CONFIRMATIONS, CONTROL_DURING_START, PATCHES, SIGNED_ACTIONS
     from workflows.venue import VenueWorkflow
+
+__all__ = ["PATCHES", "IncidentWorkflow", "incident_workflow_id", "venue_workflow_id"]
 
 Request = TypeVar("Request", ControlRequest, ConfirmRequest)
 
