@@ -91,7 +91,13 @@ class Settings(BaseSettings):
     venue_urls: dict[str, str] = Field(
         default_factory=dict,
         description='Base URL per venue, e.g. {"binance": "http://127.0.0.1:8800"}; a venue not '
-        "listed is called at its real address. The simulator prints these (a port per venue).",
+        "listed is refused (its keys end misconfigured) unless allow_real_exchanges is set. The simulator "
+        "prints these (a port per venue).",
+    )
+    allow_real_exchanges: bool = Field(
+        default=False,
+        description="Call a venue not listed in venue_urls at its real exchange host. Off, such a venue's keys "
+        "end misconfigured and nothing is sent to it: a simulator set-up never reaches a real exchange by mistake.",
     )
     venue_activities_per_second: float = Field(
         default=50.0,
@@ -118,6 +124,14 @@ class Settings(BaseSettings):
         le=500,
         description="Keys in each venue's first batch, which runs alone until its keys are probed: small, so "
         "the riskiest keys' revokes go out after one round of probes instead of behind every batch's.",
+    )
+    batch_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description="Attempts of one batch activity before its keys are retried one by one alone; a key that "
+        "still fails alone after as many attempts ends failed (or unconfirmed, if it was revoked) with its last "
+        "error, and the other keys go on.",
     )
     keys_in_flight_per_batch: int = Field(
         default=8, ge=1, le=200, description="Keys one batch activity works on at once."
