@@ -7,27 +7,28 @@ with checkov (rendered manifests, Dockerfile, Helm values) and checked for the p
 workers rely on: one Deployment per venue group, probes on the health port, a grace period longer
 than the drain, non-root pods, no secret value in a manifest.
 
-Tools: kubectl (infra/install-kubectl.sh), the packages of infra/requirements-checks.txt in this
-environment, and checkov in its own virtualenv (infra/install-checkov.sh). A missing tool skips
-its tests with the reason, except under CI=true, where it fails them.
+Tools: kubectl (infra/install-kubectl.sh) and checkov in its own virtualenv (infra/install-checkov.sh);
+a missing one fails its tests with the command to run (tests/infra_tools.py). The Python packages
+(PyYAML, kubernetes-validate, jsonschema) come with the dev extra.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
+import yaml as pyyaml
 
 from keyrevoke.venues import SUPPORTED_VENUES
+from tests.infra_tools import executable
 from workers.runner import parse_queues
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,38 +55,6 @@ DEFAULT_SHUTDOWN_SECONDS = 30
 # Time between the end of the drain and SIGKILL, for the SDK to cancel what is left and exit.
 GRACE_MARGIN_SECONDS = 10
 
-TOOLS_DIR = Path(
-    os.environ.get("KEYREVOKE_INFRA_TOOLS")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "keyrevoke-infra-tools"
-)
-IN_CI = os.environ.get("CI", "").strip().lower() == "true"
-
-
-def _missing(what: str, how: str) -> None:
-    message = f"{what} is not available: {how}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: the infra checks must run)", pytrace=False)
-    pytest.skip(message)
-
-
-def _module(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        _missing(f"Python module {name!r}", "python -m pip install -r infra/requirements-checks.txt")
-        raise  # unreachable: _missing skips or fails
-
-
-def _executable(name: str, how: str) -> str:
-    found = shutil.which(name)
-    if found is None and (TOOLS_DIR / "bin" / name).is_file():
-        found = str(TOOLS_DIR / "bin" / name)
-    if found is None:
-        _missing(name, how)
-    assert found is not None
-    return found
-
-
 def _run(args: list[str], *, timeout: float, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -96,12 +65,12 @@ def _run(args: list[str], *, timeout: float, cwd: Path = ROOT) -> subprocess.Com
 
 @pytest.fixture(scope="session")
 def yaml() -> ModuleType:
-    return _module("yaml")
+    return pyyaml
 
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    return _executable("kubectl", "bash infra/install-kubectl.sh")
+    return executable("kubectl")
 
 
 @pytest.fixture(scope="session")
@@ -206,8 +175,6 @@ def test_overlay_renders_into_its_namespace(docs: list[dict[str, Any]], overlay:
 def test_manifests_validate(docs: list[dict[str, Any]], version: str) -> None:
     """Built-in kinds against Kubernetes' own schemas (strict: unknown fields are errors); custom
     resources, which kubernetes-validate has no schema for, against infra/k8s/schemas."""
-    kubernetes_validate = _module("kubernetes_validate")
-    jsonschema = _module("jsonschema")
     if version == "latest":
         version = kubernetes_validate.latest_version()
     errors = []
@@ -233,7 +200,6 @@ def test_manifests_validate(docs: list[dict[str, Any]], version: str) -> None:
 
 
 def test_custom_resource_schemas_are_valid() -> None:
-    jsonschema = _module("jsonschema")
     schemas = sorted(SCHEMAS.glob("*.json"))
     assert schemas
     for path in schemas:
@@ -516,7 +482,7 @@ def test_temporal_helm_values(yaml: ModuleType) -> None:
 
 @pytest.fixture(scope="session")
 def checkov_reports(rendered_files: dict[str, Path]) -> list[dict[str, Any]]:
-    checkov = _executable("checkov", "bash infra/install-checkov.sh")
+    checkov = executable("checkov")
     files = [*rendered_files.values(), DOCKERFILE, HELM_VALUES]
     args = [checkov, "--framework", "kubernetes", "dockerfile", "secrets", "--skip-download", "--output", "json"]
     for path in files:

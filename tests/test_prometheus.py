@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -22,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from temporalio.client import Client
 
 from commander.devserver import free_port
 from commander.incidents import start_incident
 from tests.harness import stage
+from tests.infra_tools import executable
 from workers.runner import CONTROL, run_workers
 from workflows.incident import incident_workflow_id
 
@@ -43,12 +41,7 @@ LABEL_VALUES = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
 
 
 def _prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("prometheus is not installed (.ci/run installs Debian's package)")
-    pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    return executable("prometheus")
 
 
 class PrometheusApi:
