@@ -21,6 +21,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KEYREVOKE_", extra="ignore", frozen=True)
 
+    embedded: bool = Field(
+        default=True,
+        description="The embedded set-up: a missing key-encryption key, payload key or signing key file is made "
+        "once under the state directory, the ledger defaults to a SQLite file there and the platform hook to "
+        "a file sink. A deployment sets it false: every key then comes from the secret store (a missing one "
+        "is an error, never a new key), and the ledger URL and the hook URL must be given.",
+    )
     state_dir: Path = Field(
         default=Path(".state"),
         description="Folder for the embedded set-up: ledger file, dev-server database, reports, hook sink.",

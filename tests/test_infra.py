@@ -46,6 +46,8 @@ GROUPS = {
     "cex-b": ("kucoin", "gate", "mexc", "kraken", "coinbase"),
 }
 GROUP_LABEL = "keyrevoke.io/group"
+WORKER = "keyrevoke-worker"
+COMMANDER = "keyrevoke-commander"
 # Oldest Kubernetes minor the manifests support; the newest schema kubernetes-validate ships is
 # checked as well.
 OLDEST_KUBERNETES = "1.30.0"
@@ -116,6 +118,8 @@ def _deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The worker Deployments by venue group."""
     by_group: dict[str, dict[str, Any]] = {}
     for deployment in _of_kind(docs, "Deployment"):
+        if deployment["metadata"]["labels"].get("app.kubernetes.io/name") != WORKER:
+            continue
         group = deployment["spec"]["template"]["metadata"]["labels"].get(GROUP_LABEL)
         assert group, f"Deployment {_name(deployment)} has no {GROUP_LABEL} label"
         assert group not in by_group, f"two Deployments for group {group}"
@@ -319,6 +323,45 @@ def test_each_group_mounts_only_the_secret_files_it_needs(docs: list[dict[str, A
             assert not [f for f in files if f.endswith("masters.json")], group
         else:
             assert masters in files, f"{group}: master credentials not mounted"
+
+
+def _commander(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [d for d in _of_kind(docs, "Deployment") if _name(d) == COMMANDER]
+    return deployment
+
+
+def test_every_pod_gets_the_keys_it_needs_from_the_secret_and_makes_none(docs: list[dict[str, Any]]) -> None:
+    """KEYREVOKE_EMBEDDED=false, and the ledger KEK, the payload key and the signing key mounted from the
+    Secret in every pod (workers and commander), so no pod makes a key of its own."""
+    pods = {**{group: d for group, d in _deployments(docs).items()}, "commander": _commander(docs)}
+    for name, deployment in pods.items():
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        environment = _environment(container, docs)
+        assert environment.get("KEYREVOKE_EMBEDDED") == "false", f"{name}: pods must not make keys of their own"
+        (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        files = {f"{mount['mountPath']}/{item['path']}" for item in volume["secret"]["items"]}
+        for setting in ("KEYREVOKE_LEDGER_KEK_FILE", "KEYREVOKE_PAYLOAD_KEY_FILE", "KEYREVOKE_SIGNING_KEY_FILE"):
+            assert environment.get(setting) in files, f"{name}: {setting} is not a mounted Secret file"
+
+
+def test_the_commander_pod_has_the_cli_and_no_exchange_access(docs: list[dict[str, Any]]) -> None:
+    deployment = _commander(docs)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 1
+    assert container["command"][-2:] == ["sleep", "infinity"], "the commander pod idles for kubectl exec"
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not _environment(container, docs).get("KEYREVOKE_MASTER_CREDENTIALS_FILE")
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert not [i for i in volume["secret"]["items"] if i["key"] == "masters.json"], "no master credentials"
+    labels = pod and deployment["spec"]["template"]["metadata"]["labels"]
+    covering = [p for p in _of_kind(docs, "NetworkPolicy") if _selects(p["spec"]["podSelector"], labels)]
+    assert [p for p in covering if set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}]
+    assert not [p for p in covering for rule in p["spec"].get("ingress", [])], "the commander pod takes no traffic"
+    internet = [t for p in covering for r in p["spec"].get("egress", []) for t in r.get("to", []) if "ipBlock" in t]
+    assert not internet, "the commander pod reaches no exchange"
 
 
 def test_disruption_budget_and_network_policy_cover_every_group(docs: list[dict[str, Any]]) -> None:

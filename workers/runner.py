@@ -37,10 +37,18 @@ CONTROL = "control"
 
 
 def platform_hook(settings: Settings) -> PlatformHook:
-    """The webhook when a URL is set, else the file sink of the embedded set-up."""
+    """The webhook when a URL is set, else the file sink of the embedded set-up.
+
+    Outside the embedded set-up the URL is required: a file sink inside a pod would take the freeze and
+    unfreeze requests and tell the platform nothing.
+    """
     if settings.hook_url:
         secret = settings.hook_secret.get_secret_value() if settings.hook_secret else None
         return HttpHook(settings.hook_url, secret, settings.venue_request_timeout_seconds)
+    if not settings.embedded:
+        raise ConfigurationError(
+            "no platform hook: set KEYREVOKE_HOOK_URL (KEYREVOKE_EMBEDDED=false never falls back to the file sink)"
+        )
     return FileHook(settings.resolved_hook_file())
 
 
@@ -75,7 +83,8 @@ async def workers_for(
     ledger = ledger or ledger_from_settings(settings)
     unwatch = observability.watch_ledger(ledger) if observability and CONTROL in queues else None
     exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
-    hook = platform_hook(settings)
+    # Only the venue activities call the platform hook: a control worker needs no hook URL.
+    hook: PlatformHook | None = None
     writer = GroupCommitWriter(ledger)
     try:
         built: list[Worker] = []
@@ -98,6 +107,7 @@ async def workers_for(
             )
         venues = [q for q in queues if q != CONTROL]
         if venues:
+            hook = platform_hook(settings)
             masters = load_master_credentials(settings.resolved_masters_file())
             adapters = {venue: build_adapter(venue, exchanges, masters) for venue in venues}
             batches = BatchActivities(
