@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -566,3 +567,22 @@ def test_rekey_reseals_every_secret_under_the_new_key(tmp_path: Path) -> None:
     with pytest.raises(SecretStoreError):
         stale.open_secret(stale.load_keys("rk", ["r1"])[0], "secret")
     stale.close()
+
+
+def test_pods_opening_a_fresh_ledger_at_once_all_open_it(ledger_url: str) -> None:
+    """Every pod of a new deployment starts together and creates the schema if missing: none may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keyrevoke.ledger.database import Database
+
+    barrier = threading.Barrier(8)
+
+    def open_one(_: int) -> Database:
+        barrier.wait()
+        return Database(ledger_url)
+
+    with ThreadPoolExecutor(8) as pool:
+        databases = list(pool.map(open_one, range(8)))
+    assert len(databases) == 8
+    for database in databases:
+        database.close()
