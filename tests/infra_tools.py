@@ -23,6 +23,7 @@ INSTALL = {
     "kubectl": "bash infra/install-kubectl.sh",
     "checkov": "bash infra/install-checkov.sh",
     "prometheus": "apt-get install prometheus (Debian's package; .ci/run installs it)",
+    "promtool": "apt-get install prometheus (Debian's package, with promtool; .ci/run installs it)",
 }
 
 
