@@ -383,13 +383,19 @@ def kubectl() -> str:
     return executable("kubectl")
 
 
-def test_the_secret_table_lists_every_key_the_manifests_use(kubectl: str) -> None:
-    """A key the README lists that no pod receives, or one a pod needs that the README leaves out."""
+def test_every_config_map_and_secret_key_reaches_a_container(kubectl: str) -> None:
+    """A ConfigMap no container reads, a Secret key the README lists that no pod receives, or one a pod
+    needs that the README leaves out."""
     documented = readme_secret_keys()
     for overlay in OVERLAYS:
+        docs = render(kubectl, overlay)
         used: set[str] = set()
-        for container in containers(render(kubectl, overlay)).values():
+        read: set[str] = set()
+        for container in containers(docs).values():
             used |= secret_keys_used(container)
+            read |= {source["configMapRef"]["name"] for source in container.spec.get("envFrom", [])}
+        rendered = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "ConfigMap"}
+        assert rendered <= read, f"overlays/{overlay}: no container reads ConfigMap {rendered - read}"
         assert used == documented, f"overlays/{overlay}: used but not in the README {used - documented}, " + (
             f"in the README but no pod receives it {documented - used}"
         )
