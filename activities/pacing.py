@@ -14,6 +14,7 @@ import heapq
 import itertools
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -21,9 +22,31 @@ from typing import Protocol
 from keyrevoke.errors import VenueBanned
 
 
+class Grant(Protocol):
+    @property
+    def first(self) -> float: ...
+    @property
+    def pacers(self) -> int: ...
+    @property
+    def rank(self) -> int: ...
+    @property
+    def usable_from(self) -> float: ...
+
+
 class SlotSource(Protocol):
-    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
-        """Reserve ``count`` request slots ``interval`` seconds apart; returns when the first is (epoch s)."""
+    def reserve_pace(
+        self, venue: str, count: int, interval: float, pacer: str, active_seconds: float, join_seconds: float
+    ) -> Grant:
+        """Reserve ``count`` slots ``interval`` s apart and keep ``pacer`` active; the first slot and the pacers."""
+
+
+def window_share(per_second: int, pacers: int, rank: int) -> int:
+    """This pacer's part of a venue's ``per_second`` window, split among ``pacers`` (shares add up to it).
+
+    Never less than one: with more pacers at a venue than requests in its second, each still sends
+    one at a time (rather than one waiting for ever), and the slots still space them ``1 / rate`` apart.
+    """
+    return max(1, per_second // pacers + (1 if rank < per_second % pacers else 0))
 
 
 class VenuePacer:
@@ -33,13 +56,18 @@ class VenuePacer:
 
     * across workers, slots reserved in a store all workers share (the ledger), a few at a time, so
       that no two workers are handed the same moment;
-    * within this worker, a send window of ``floor(rate)`` requests, where a request counts from
+    * a send window of ``floor(rate)`` requests for the whole venue, where a request counts from
       the moment it leaves until one second after its answer (or its failure) came back. The venue
       counts a request at some moment between the two, so a request sent when fewer than
       ``floor(rate)`` are counted finds fewer than that in the venue's last second too, whatever
       the delays on the way: a stalled worker or venue that bunches requests together cannot push
       one second over the limit. Counting from the send alone left no margin: a request that
       reached the venue late shared a second with the ones sent a second after it, and got a 429.
+      Each worker's pacer counts its own requests against its share of that window: the pacers
+      active at a venue (those that reserved slots in the last ``active_seconds``) are listed in the
+      ledger with the slots, and the shares add up to ``floor(rate)``. A pacer with nothing to send
+      drops out of the list, and the others' shares grow at their next reservation; a pacer that
+      joins others uses its share only after ``join_seconds``, by when theirs have shrunk.
 
     One dispatcher per pacer hands each slot, when it comes up, to the waiting request that goes
     first: an urgent one (a revoke) before the others (probes), then the key of higher inventory
@@ -55,6 +83,8 @@ class VenuePacer:
     """
 
     LATE_SLOT_SECONDS = 0.1
+    ACTIVE_MARGIN_SECONDS = 3.0
+    JOIN_WAIT_SECONDS = 2.5
 
     def __init__(self, slots: SlotSource, venue: str, rate: float, chunk: int | None = None) -> None:
         if rate <= 0:
@@ -65,6 +95,15 @@ class VenuePacer:
         self.per_second = max(1, math.floor(rate))
         # At least two slots a time: the first may have passed by the time the reservation is back.
         self.chunk = chunk or max(2, min(50, int(rate / 20)))
+        # Listed as active long enough to cover its chunk of slots, a wait for its window and the
+        # second its last answers still count: its share is not handed to others while it may use it.
+        self.active_seconds = self.chunk * self.interval + self.ACTIVE_MARGIN_SECONDS
+        # A pacer joining others waits until they have all reserved again (a window's wait at most),
+        # taken their smaller shares, and what they sent beyond them has left the venue's second.
+        self.join_seconds = self.chunk * self.interval + self.JOIN_WAIT_SECONDS
+        self.pacer_id = uuid.uuid4().hex
+        self.share = self.per_second
+        self._usable_from = 0.0
         self.reservations = 0
         self._slots = slots
         self._reserved: deque[float] = deque()
@@ -150,7 +189,18 @@ class VenuePacer:
             while self._reserved and self._reserved[0] < now - self.late_after:
                 self._reserved.popleft()
             if not self._reserved:
-                first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
+                grant = await asyncio.to_thread(
+                    self._slots.reserve_pace,
+                    self.venue,
+                    self.chunk,
+                    self.interval,
+                    self.pacer_id,
+                    self.active_seconds,
+                    self.join_seconds,
+                )
+                self.share = window_share(self.per_second, grant.pacers, grant.rank)
+                self._usable_from = grant.usable_from
+                first = grant.first
                 self.reservations += 1
                 self._reserved.extend(first + i * self.interval for i in range(self.chunk))
             slot = self._reserved.popleft()
@@ -160,12 +210,14 @@ class VenuePacer:
                 return
 
     async def _send_window(self) -> None:
-        """Wait for room in this worker's window, and count the next request in it."""
+        """Wait for room in this worker's share of the venue's window, and count the next request in it."""
+        if self._usable_from > time.time():
+            await asyncio.sleep(self._usable_from - time.time())
         while True:
             now = time.monotonic()
             while self._answered and self._answered[0] <= now - 1.0:
                 self._answered.popleft()
-            if self._in_flight + len(self._answered) < self.per_second:
+            if self._in_flight + len(self._answered) < self.share:
                 self._in_flight += 1
                 return
             # Room comes when the oldest answer is a second old, or sooner if all are still in flight and

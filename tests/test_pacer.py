@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from activities.pacing import VenuePacer
+from activities.pacing import VenuePacer, window_share
 from keyrevoke.crypto import KeyEncryptionKey, SecretBox
 from keyrevoke.ledger import Ledger, open_ledger
+from keyrevoke.ledger.store import PaceGrant
 from tests.ledger_backends import sqlite_url
 
 KEK = KeyEncryptionKey(bytes(range(32)))
@@ -75,8 +76,8 @@ async def test_a_lagging_loop_never_sends_more_than_the_rate_in_one_second(ledge
 class PastDueSlots:
     """A slot store whose every slot is already a little overdue (as with a worker whose clock runs behind)."""
 
-    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
-        return time.time() - 0.05
+    def reserve_pace(self, venue: str, count: int, interval: float, pacer: str, *_: float) -> PaceGrant:
+        return PaceGrant(time.time() - 0.05, 1, 0, 0.0)
 
 
 async def test_overdue_slots_still_leave_at_most_the_rate_in_one_second() -> None:
@@ -137,6 +138,45 @@ class StallingVenue:
         else:
             self.arrivals.append(now)
         await asyncio.sleep(self._random.uniform(0.0, 0.05))  # the answer's way back
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_three_workers_at_a_stalling_venue_never_see_more_than_its_limit_at_its_full_rate(
+    tmp_path: Path, seed: int
+) -> None:
+    # Three workers' pacers (each its own ledger connection, as in three worker processes), each told
+    # the venue's full limit: their windows are shares of one window, so the venue never sees more.
+    ledgers = [open_ledger(sqlite_url(tmp_path), SecretBox(KEK)) for _ in range(3)]
+    venue = StallingVenue(limit=10, seed=seed)
+    pacers = [VenuePacer(ledger, "bybit", rate=10) for ledger in ledgers]
+
+    async def one(pacer: VenuePacer) -> None:
+        async with pacer.request():
+            await venue.call()
+
+    stalls = asyncio.create_task(venue.stall_now_and_then())
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one(pacers[n % 3]) for n in range(90))), 60)
+    finally:
+        stalls.cancel()
+        for ledger in ledgers:
+            ledger.close()
+    assert venue.rejected == 0
+    assert len(venue.arrivals) == 90
+
+
+def test_a_venue_window_is_split_among_its_active_pacers_and_returns_when_one_leaves(ledger: Ledger) -> None:
+    first = ledger.reserve_pace("okx", 2, 0.1, "pacer-a", active_seconds=30, join_seconds=5)
+    assert (first.pacers, first.rank) == (1, 0)
+    assert first.usable_from <= time.time(), "alone at the venue: its share at once"
+    second = ledger.reserve_pace("okx", 2, 0.1, "pacer-b", active_seconds=0.2, join_seconds=5)
+    assert (second.pacers, second.rank) == (2, 1)
+    assert second.usable_from > time.time() + 4, "joining another: its share once the other's has shrunk"
+    assert window_share(10, 2, 0) + window_share(10, 2, 1) == 10
+    assert [window_share(10, 3, rank) for rank in range(3)] == [4, 3, 3]
+    assert window_share(2, 3, 2) == 1  # more pacers than requests in a second: one at a time each
+    time.sleep(0.3)  # pacer-b sent nothing more: it leaves the list
+    assert ledger.reserve_pace("okx", 2, 0.1, "pacer-a", active_seconds=30).pacers == 1
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -224,7 +264,7 @@ async def test_cancelled_waiters_hold_nothing_up_and_leave_no_count_behind(ledge
 class BrokenSlots:
     """A slot store that cannot answer (a ledger that is down)."""
 
-    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
+    def reserve_pace(self, venue: str, count: int, interval: float, pacer: str, *_: float) -> PaceGrant:
         raise OSError("the ledger is down")
 
 

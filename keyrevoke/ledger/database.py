@@ -76,6 +76,13 @@ CREATE TABLE IF NOT EXISTS venue_pace (
     venue TEXT PRIMARY KEY,
     next_free DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS venue_pacers (
+    venue TEXT NOT NULL,
+    pacer TEXT NOT NULL,
+    active_until DOUBLE PRECISION NOT NULL,
+    usable_from DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (venue, pacer)
+);
 """
 
 

@@ -28,6 +28,16 @@ def utc_now() -> str:
 
 
 @dataclass(frozen=True)
+class PaceGrant:
+    """Slots reserved for a venue's pacer, and the venue's pacers active at the time."""
+
+    first: float  # the first slot reserved (epoch s); the others follow it ``interval`` apart
+    pacers: int  # the venue's active pacers, the asking one included
+    rank: int  # the asking pacer's place among them (0-based, in an order every pacer sees alike)
+    usable_from: float  # when the asking pacer may use its share (epoch s): later than now when it joins others
+
+
+@dataclass(frozen=True)
 class ImportResult:
     added: int
     unchanged: int
@@ -391,6 +401,19 @@ class Ledger:
         The row is the venue's schedule: every worker of the venue reserves from it, so their slots
         never overlap and the venue's rate holds across them all.
         """
+        return self.reserve_pace(venue, count, interval, "", 0.0).first
+
+    def reserve_pace(
+        self, venue: str, count: int, interval: float, pacer: str, active_seconds: float, join_seconds: float = 0.0
+    ) -> PaceGrant:
+        """Reserve slots as :meth:`reserve_slots` does, and count ``pacer`` among the venue's active pacers.
+
+        ``pacer`` (a worker's pacer of the venue) stays active for ``active_seconds``; the grant says how
+        many pacers are active now and this one's place among them, from which each takes its share of
+        the venue's send window. A pacer joining others may use its share only ``join_seconds`` later,
+        once the others have taken their smaller shares and what they sent beyond them has left the
+        venue's second. An empty ``pacer`` reserves slots only.
+        """
         now = time.time()
         lock = " FOR UPDATE" if self.db.kind == "postgresql" else ""
         with self.db.transaction() as tx:
@@ -401,7 +424,26 @@ class Ledger:
                 tx.execute("UPDATE venue_pace SET next_free = ? WHERE venue = ?", (following, venue))
             else:
                 tx.execute("INSERT INTO venue_pace (venue, next_free) VALUES (?, ?)", (venue, following))
-        return first
+            if not pacer:
+                return PaceGrant(first, 1, 0, now)
+            tx.execute("DELETE FROM venue_pacers WHERE venue = ? AND active_until < ?", (venue, now))
+            listed = {
+                str(name): float(usable)
+                for name, usable in tx.fetchall("SELECT pacer, usable_from FROM venue_pacers WHERE venue = ?", (venue,))
+            }
+            if pacer in listed:
+                tx.execute(
+                    "UPDATE venue_pacers SET active_until = ? WHERE venue = ? AND pacer = ?",
+                    (now + active_seconds, venue, pacer),
+                )
+            else:
+                listed[pacer] = now + join_seconds if listed else now
+                tx.execute(
+                    "INSERT INTO venue_pacers (venue, pacer, active_until, usable_from) VALUES (?, ?, ?, ?)",
+                    (venue, pacer, now + active_seconds, listed[pacer]),
+                )
+        active = sorted(listed)
+        return PaceGrant(first, len(active), active.index(pacer), listed[pacer])
 
     # --- state changes and events -------------------------------------------------------------
 
