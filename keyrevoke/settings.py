@@ -110,9 +110,8 @@ class Settings(BaseSettings):
         default=200.0,
         gt=0,
         description="Requests per second to one venue from all workers together (they reserve request slots "
-        "in the shared ledger). With one worker per venue, the venue's published limit: a request counts until "
-        "a second after its answer, so delays on the way cannot put a second over it. With several workers on "
-        "one venue, a little below it: each worker's count covers its own requests only.",
+        "and share one send window in the ledger): the venue's published limit, however many workers serve it. "
+        "A request counts until a second after its answer, so delays on the way cannot put a second over it.",
     )
     venue_request_timeout_seconds: float = Field(default=10.0, gt=0)
     request_attempts: int = Field(default=4, ge=1, description="Attempts for one venue request (tenacity).")
