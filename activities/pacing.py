@@ -20,33 +20,12 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from keyrevoke.errors import VenueBanned
-
-
-class Grant(Protocol):
-    @property
-    def first(self) -> float: ...
-    @property
-    def pacers(self) -> int: ...
-    @property
-    def rank(self) -> int: ...
-    @property
-    def usable_from(self) -> float: ...
+from keyrevoke.ledger.store import PaceAsk, PaceGrant
 
 
 class SlotSource(Protocol):
-    def reserve_pace(
-        self, venue: str, count: int, interval: float, pacer: str, active_seconds: float, join_seconds: float
-    ) -> Grant:
-        """Reserve ``count`` slots ``interval`` s apart and keep ``pacer`` active; the first slot and the pacers."""
-
-
-def window_share(per_second: int, pacers: int, rank: int) -> int:
-    """This pacer's part of a venue's ``per_second`` window, split among ``pacers`` (shares add up to it).
-
-    Never less than one: with more pacers at a venue than requests in its second, each still sends
-    one at a time (rather than one waiting for ever), and the slots still space them ``1 / rate`` apart.
-    """
-    return max(1, per_second // pacers + (1 if rank < per_second % pacers else 0))
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
+        """Reserve ``count`` slots ``interval`` s apart (none for 0), and the pacer's part of the venue's window."""
 
 
 class VenuePacer:
@@ -63,11 +42,12 @@ class VenuePacer:
       the delays on the way: a stalled worker or venue that bunches requests together cannot push
       one second over the limit. Counting from the send alone left no margin: a request that
       reached the venue late shared a second with the ones sent a second after it, and got a 429.
-      Each worker's pacer counts its own requests against its share of that window: the pacers
-      active at a venue (those that reserved slots in the last ``active_seconds``) are listed in the
-      ledger with the slots, and the shares add up to ``floor(rate)``. A pacer with nothing to send
-      drops out of the list, and the others' shares grow at their next reservation; a pacer that
-      joins others uses its share only after ``join_seconds``, by when theirs have shrunk.
+      The window is the venue's, held in parts by its workers' pacers through the ledger: each
+      counts its own requests against the part it holds, the parts never add up to more than the
+      window (the ledger hands them out in transactions), a pacer asks for more when it has more
+      to send, and gives back what it holds beyond its fair part, never below what it still counts.
+      A pacer blocked for want of a part asks again every ``RECHECK_SECONDS``; one that falls
+      silent for ``active_seconds`` has left, and its part is free.
 
     One dispatcher per pacer hands each slot, when it comes up, to the waiting request that goes
     first: an urgent one (a revoke) before the others (probes), then the key of higher inventory
@@ -84,7 +64,7 @@ class VenuePacer:
 
     LATE_SLOT_SECONDS = 0.1
     ACTIVE_MARGIN_SECONDS = 3.0
-    JOIN_WAIT_SECONDS = 2.5
+    RECHECK_SECONDS = 0.1
 
     def __init__(self, slots: SlotSource, venue: str, rate: float, chunk: int | None = None) -> None:
         if rate <= 0:
@@ -95,15 +75,12 @@ class VenuePacer:
         self.per_second = max(1, math.floor(rate))
         # At least two slots a time: the first may have passed by the time the reservation is back.
         self.chunk = chunk or max(2, min(50, int(rate / 20)))
-        # Listed as active long enough to cover its chunk of slots, a wait for its window and the
-        # second its last answers still count: its share is not handed to others while it may use it.
+        # Active long enough to cover its chunk of slots and the second its last answers still count
+        # (a pacer asks again at least every RECHECK_SECONDS while it waits): its part of the window
+        # is not handed to others while its requests may still count at the venue.
         self.active_seconds = self.chunk * self.interval + self.ACTIVE_MARGIN_SECONDS
-        # A pacer joining others waits until they have all reserved again (a window's wait at most),
-        # taken their smaller shares, and what they sent beyond them has left the venue's second.
-        self.join_seconds = self.chunk * self.interval + self.JOIN_WAIT_SECONDS
         self.pacer_id = uuid.uuid4().hex
-        self.share = self.per_second
-        self._usable_from = 0.0
+        self.held = 0
         self.reservations = 0
         self._slots = slots
         self._reserved: deque[float] = deque()
@@ -113,6 +90,7 @@ class VenuePacer:
         self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._releaser: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def request(self, urgent: bool = False, priority: int = 0) -> AsyncIterator[None]:
@@ -172,6 +150,21 @@ class VenuePacer:
         finally:
             # No await between the last look at the waiters and this: a newcomer starts a new dispatcher.
             self._dispatcher = None
+        if self.held and self._releaser is None:
+            self._releaser = asyncio.create_task(self._release_when_drained())
+
+    async def _release_when_drained(self) -> None:
+        """Nothing left to send: once no request of this pacer counts at the venue, give its part back."""
+        try:
+            while self._dispatcher is None and (self._in_flight or self._answered):
+                now = time.monotonic()
+                while self._answered and self._answered[0] <= now - 1.0:
+                    self._answered.popleft()
+                await asyncio.sleep(self._answered[0] + 1.0 - now if self._answered else self.RECHECK_SECONDS)
+            if self._dispatcher is None and not self._waiting:
+                await self._ask(0)
+        finally:
+            self._releaser = None
 
     def _next_waiter(self) -> asyncio.Future[None] | None:
         """The waiter that goes next, dropping the ones cancelled while they waited."""
@@ -189,18 +182,7 @@ class VenuePacer:
             while self._reserved and self._reserved[0] < now - self.late_after:
                 self._reserved.popleft()
             if not self._reserved:
-                grant = await asyncio.to_thread(
-                    self._slots.reserve_pace,
-                    self.venue,
-                    self.chunk,
-                    self.interval,
-                    self.pacer_id,
-                    self.active_seconds,
-                    self.join_seconds,
-                )
-                self.share = window_share(self.per_second, grant.pacers, grant.rank)
-                self._usable_from = grant.usable_from
-                first = grant.first
+                first = await self._ask(self.chunk)
                 self.reservations += 1
                 self._reserved.extend(first + i * self.interval for i in range(self.chunk))
             slot = self._reserved.popleft()
@@ -209,17 +191,31 @@ class VenuePacer:
             if time.time() - slot < self.late_after:
                 return
 
+    async def _ask(self, count: int) -> float:
+        """Reserve ``count`` slots and ask for this pacer's part of the window; returns the first slot."""
+        using = self._in_flight + len(self._answered)
+        # What it could count at once: its counted requests and every request waiting for a slot.
+        wanted = min(self.per_second, using + len(self._waiting))
+        ask = PaceAsk(self.pacer_id, self.active_seconds, self.per_second, using, wanted)
+        grant = await asyncio.to_thread(self._slots.reserve_pace, self.venue, count, self.interval, ask)
+        self.held = grant.held
+        return grant.first
+
     async def _send_window(self) -> None:
-        """Wait for room in this worker's share of the venue's window, and count the next request in it."""
-        if self._usable_from > time.time():
-            await asyncio.sleep(self._usable_from - time.time())
+        """Wait for room in the part of the venue's window this pacer holds, and count the next request in it."""
         while True:
             now = time.monotonic()
             while self._answered and self._answered[0] <= now - 1.0:
                 self._answered.popleft()
-            if self._in_flight + len(self._answered) < self.share:
+            counted = self._in_flight + len(self._answered)
+            if counted < self.held:
                 self._in_flight += 1
                 return
+            if counted < self.per_second:
+                # Less than the whole window is counted here: another pacer may give back a part.
+                await asyncio.sleep(self.RECHECK_SECONDS)
+                await self._ask(0)
+                continue
             # Room comes when the oldest answer is a second old, or sooner if all are still in flight and
             # one comes back. Only the dispatcher waits here, so clearing the event is safe.
             self._an_answer.clear()

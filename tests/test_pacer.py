@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from activities.pacing import VenuePacer, window_share
+from activities.pacing import VenuePacer
 from keyrevoke.crypto import KeyEncryptionKey, SecretBox
 from keyrevoke.ledger import Ledger, open_ledger
-from keyrevoke.ledger.store import PaceGrant
+from keyrevoke.ledger.store import PaceAsk, PaceGrant, fair_part
 from tests.ledger_backends import sqlite_url
 
 KEK = KeyEncryptionKey(bytes(range(32)))
@@ -76,8 +76,8 @@ async def test_a_lagging_loop_never_sends_more_than_the_rate_in_one_second(ledge
 class PastDueSlots:
     """A slot store whose every slot is already a little overdue (as with a worker whose clock runs behind)."""
 
-    def reserve_pace(self, venue: str, count: int, interval: float, pacer: str, *_: float) -> PaceGrant:
-        return PaceGrant(time.time() - 0.05, 1, 0, 0.0)
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
+        return PaceGrant(time.time() - 0.05, ask.window)
 
 
 async def test_overdue_slots_still_leave_at_most_the_rate_in_one_second() -> None:
@@ -165,18 +165,26 @@ async def test_three_workers_at_a_stalling_venue_never_see_more_than_its_limit_a
     assert len(venue.arrivals) == 90
 
 
-def test_a_venue_window_is_split_among_its_active_pacers_and_returns_when_one_leaves(ledger: Ledger) -> None:
-    first = ledger.reserve_pace("okx", 2, 0.1, "pacer-a", active_seconds=30, join_seconds=5)
-    assert (first.pacers, first.rank) == (1, 0)
-    assert first.usable_from <= time.time(), "alone at the venue: its share at once"
-    second = ledger.reserve_pace("okx", 2, 0.1, "pacer-b", active_seconds=0.2, join_seconds=5)
-    assert (second.pacers, second.rank) == (2, 1)
-    assert second.usable_from > time.time() + 4, "joining another: its share once the other's has shrunk"
-    assert window_share(10, 2, 0) + window_share(10, 2, 1) == 10
-    assert [window_share(10, 3, rank) for rank in range(3)] == [4, 3, 3]
-    assert window_share(2, 3, 2) == 1  # more pacers than requests in a second: one at a time each
-    time.sleep(0.3)  # pacer-b sent nothing more: it leaves the list
-    assert ledger.reserve_pace("okx", 2, 0.1, "pacer-a", active_seconds=30).pacers == 1
+def test_a_venues_window_is_held_in_parts_that_never_add_up_to_more(ledger: Ledger) -> None:
+    def ask(pacer: str, using: int, wanted: int, active: float = 30.0) -> int:
+        return ledger.reserve_pace("okx", 1, 0.1, PaceAsk(pacer, active, 10, using, wanted)).held
+
+    assert ask("a", 0, 10) == 10  # alone: the whole window
+    assert ask("b", 0, 10) == 0  # all of it is held: nothing yet
+    assert ask("a", 8, 10) == 8  # a gives back beyond its fair part, not below what it still counts
+    assert ask("b", 0, 10) == 2
+    assert ask("a", 3, 10) == 5  # its fair part once its requests have left the venue's second
+    assert ask("b", 2, 10) == 5
+    assert ask("c", 0, 2, active=0.2) == 0  # a third that wants little waits for the others to give back
+    assert ask("a", 5, 10) == 5
+    assert ask("a", 4, 10) == 4
+    assert ask("c", 0, 2, active=0.2) == 1
+    time.sleep(0.3)  # c fell silent: it has left, and its part is free
+    assert ask("a", 4, 10) == 5
+    assert fair_part(10, 10, [10, 10]) == 4
+    assert fair_part(10, 2, [10, 10]) == 2
+    assert fair_part(10, 10, [2, 10]) == 4
+    assert fair_part(10, 0, [10]) == 0
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -264,7 +272,7 @@ async def test_cancelled_waiters_hold_nothing_up_and_leave_no_count_behind(ledge
 class BrokenSlots:
     """A slot store that cannot answer (a ledger that is down)."""
 
-    def reserve_pace(self, venue: str, count: int, interval: float, pacer: str, *_: float) -> PaceGrant:
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
         raise OSError("the ledger is down")
 
 

@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS venue_pacers (
     venue TEXT NOT NULL,
     pacer TEXT NOT NULL,
     active_until DOUBLE PRECISION NOT NULL,
-    usable_from DOUBLE PRECISION NOT NULL,
+    held INTEGER NOT NULL,
+    wanted INTEGER NOT NULL,
     PRIMARY KEY (venue, pacer)
 );
 """

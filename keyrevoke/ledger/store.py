@@ -28,13 +28,37 @@ def utc_now() -> str:
 
 
 @dataclass(frozen=True)
+class PaceAsk:
+    """What a venue's pacer tells the ledger when it reserves: who, for how long, and its window use."""
+
+    pacer: str  # the pacer's id (one per worker and venue)
+    active_seconds: float  # it counts as active this long, unless it asks again
+    window: int  # the venue's whole window: requests counted at once, at all its workers together
+    using: int  # this pacer's requests counted now (sent, or answered less than a second ago)
+    wanted: int  # how many it could count at once now (those and the requests waiting)
+
+
+@dataclass(frozen=True)
 class PaceGrant:
-    """Slots reserved for a venue's pacer, and the venue's pacers active at the time."""
+    """Slots reserved for a venue's pacer, and the part of the venue's window it holds."""
 
     first: float  # the first slot reserved (epoch s); the others follow it ``interval`` apart
-    pacers: int  # the venue's active pacers, the asking one included
-    rank: int  # the asking pacer's place among them (0-based, in an order every pacer sees alike)
-    usable_from: float  # when the asking pacer may use its share (epoch s): later than now when it joins others
+    held: int  # requests this pacer may count at once, its part of the venue's window
+
+
+def fair_part(window: int, wanted: int, others_wanted: list[int]) -> int:
+    """A pacer's fair part of ``window``: equal parts among the pacers that want some, a part another
+    pacer does not want going to those that want more (max-min fairness)."""
+    left, wants = window, sorted([*others_wanted, wanted])
+    for number, want in enumerate(wants):
+        part = left // (len(wants) - number)
+        if want >= part:
+            # Everyone from here on wants at least an equal part of what is left: they split it, the
+            # remainder going one each to the first (so the parts add up to what is left).
+            rest = left - part * (len(wants) - number)
+            return min(wanted, part + (1 if rest else 0)) if wanted >= part else wanted
+        left -= want
+    return wanted
 
 
 @dataclass(frozen=True)
@@ -401,18 +425,18 @@ class Ledger:
         The row is the venue's schedule: every worker of the venue reserves from it, so their slots
         never overlap and the venue's rate holds across them all.
         """
-        return self.reserve_pace(venue, count, interval, "", 0.0).first
+        return self.reserve_pace(venue, count, interval, PaceAsk("", 0.0, 1, 0, 0)).first
 
-    def reserve_pace(
-        self, venue: str, count: int, interval: float, pacer: str, active_seconds: float, join_seconds: float = 0.0
-    ) -> PaceGrant:
-        """Reserve slots as :meth:`reserve_slots` does, and count ``pacer`` among the venue's active pacers.
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
+        """Reserve slots as :meth:`reserve_slots` does (none for ``count`` 0), and the pacer's part of the
+        venue's send window.
 
-        ``pacer`` (a worker's pacer of the venue) stays active for ``active_seconds``; the grant says how
-        many pacers are active now and this one's place among them, from which each takes its share of
-        the venue's send window. A pacer joining others may use its share only ``join_seconds`` later,
-        once the others have taken their smaller shares and what they sent beyond them has left the
-        venue's second. An empty ``pacer`` reserves slots only.
+        The venue's window (``ask.window`` requests counted at once) is split in parts held by its
+        pacers, which never add up to more than the window: a pacer is given what it asks for up to
+        its fair part among the pacers that want some, out of what the others do not hold; it gives
+        back what it holds beyond that, but never below what it ``ask.using`` (its requests still
+        counted at the venue). A pacer not heard of for ``ask.active_seconds`` has left, and its part
+        is free. An empty ``ask.pacer`` reserves slots only.
         """
         now = time.time()
         lock = " FOR UPDATE" if self.db.kind == "postgresql" else ""
@@ -424,26 +448,25 @@ class Ledger:
                 tx.execute("UPDATE venue_pace SET next_free = ? WHERE venue = ?", (following, venue))
             else:
                 tx.execute("INSERT INTO venue_pace (venue, next_free) VALUES (?, ?)", (venue, following))
-            if not pacer:
-                return PaceGrant(first, 1, 0, now)
+            if not ask.pacer:
+                return PaceGrant(first, ask.window)
             tx.execute("DELETE FROM venue_pacers WHERE venue = ? AND active_until < ?", (venue, now))
-            listed = {
-                str(name): float(usable)
-                for name, usable in tx.fetchall("SELECT pacer, usable_from FROM venue_pacers WHERE venue = ?", (venue,))
-            }
-            if pacer in listed:
-                tx.execute(
-                    "UPDATE venue_pacers SET active_until = ? WHERE venue = ? AND pacer = ?",
-                    (now + active_seconds, venue, pacer),
+            others = [
+                (int(held), int(wanted))
+                for name, held, wanted in tx.fetchall(
+                    "SELECT pacer, held, wanted FROM venue_pacers WHERE venue = ?", (venue,)
                 )
-            else:
-                listed[pacer] = now + join_seconds if listed else now
-                tx.execute(
-                    "INSERT INTO venue_pacers (venue, pacer, active_until, usable_from) VALUES (?, ?, ?, ?)",
-                    (venue, pacer, now + active_seconds, listed[pacer]),
-                )
-        active = sorted(listed)
-        return PaceGrant(first, len(active), active.index(pacer), listed[pacer])
+                if name != ask.pacer
+            ]
+            free = ask.window - sum(held for held, _ in others)
+            fair = fair_part(ask.window, ask.wanted, [wanted for _, wanted in others])
+            held = max(min(ask.using, ask.window), min(fair, free))
+            tx.execute("DELETE FROM venue_pacers WHERE venue = ? AND pacer = ?", (venue, ask.pacer))
+            tx.execute(
+                "INSERT INTO venue_pacers (venue, pacer, active_until, held, wanted) VALUES (?, ?, ?, ?, ?)",
+                (venue, ask.pacer, now + ask.active_seconds, held, ask.wanted),
+            )
+        return PaceGrant(first, held)
 
     # --- state changes and events -------------------------------------------------------------
 
