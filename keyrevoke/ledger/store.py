@@ -43,7 +43,7 @@ class PaceGrant:
     """Slots reserved for a venue's pacer, and the part of the venue's window it holds."""
 
     first: float  # the first slot reserved (epoch s); the others follow it ``interval`` apart
-    held: int  # requests this pacer may count at once, its part of the venue's window
+    held: int  # requests this pacer may count at once now: within its part of the venue's window and its fair part
 
 
 def fair_part(window: int, wanted: int, others_wanted: list[int]) -> int:
@@ -466,7 +466,9 @@ class Ledger:
                 "INSERT INTO venue_pacers (venue, pacer, active_until, held, wanted) VALUES (?, ?, ?, ?, ?)",
                 (venue, ask.pacer, now + ask.active_seconds, held, ask.wanted),
             )
-        return PaceGrant(first, held)
+        # It keeps what its counted requests hold, but sends only within its fair part, so what it
+        # holds beyond that drains and goes back at its next ask: a busy pacer never starves another.
+        return PaceGrant(first, min(held, fair))
 
     # --- state changes and events -------------------------------------------------------------
 
