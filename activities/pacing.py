@@ -81,6 +81,7 @@ class VenuePacer:
         self.active_seconds = self.chunk * self.interval + self.ACTIVE_MARGIN_SECONDS
         self.pacer_id = uuid.uuid4().hex
         self.held = 0
+        self._asked_at = 0.0
         self.reservations = 0
         self._slots = slots
         self._reserved: deque[float] = deque()
@@ -154,8 +155,11 @@ class VenuePacer:
             self._releaser = asyncio.create_task(self._release_when_drained())
 
     async def _release_when_drained(self) -> None:
-        """Nothing left to send: once no request of this pacer counts at the venue, give its part back."""
+        """Nothing left to send: give back the part of the window not in use now, and the rest once no
+        request of this pacer counts at the venue any more."""
         try:
+            if self._in_flight + len(self._answered) < self.held:
+                await self._ask(0)
             while self._dispatcher is None and (self._in_flight or self._answered):
                 now = time.monotonic()
                 while self._answered and self._answered[0] <= now - 1.0:
@@ -199,6 +203,7 @@ class VenuePacer:
         ask = PaceAsk(self.pacer_id, self.active_seconds, self.per_second, using, wanted)
         grant = await asyncio.to_thread(self._slots.reserve_pace, self.venue, count, self.interval, ask)
         self.held = grant.held
+        self._asked_at = time.monotonic()
         return grant.first
 
     async def _send_window(self) -> None:
@@ -211,15 +216,17 @@ class VenuePacer:
             if counted < self.held:
                 self._in_flight += 1
                 return
-            if counted < self.per_second:
-                # Less than the whole window is counted here: another pacer may give back a part.
-                await asyncio.sleep(self.RECHECK_SECONDS)
-                await self._ask(0)
-                continue
             # Room comes when the oldest answer is a second old, or sooner if all are still in flight and
             # one comes back. Only the dispatcher waits here, so clearing the event is safe.
             self._an_answer.clear()
             wait = self._answered[0] + 1.0 - now if self._answered else None
+            if counted < self.per_second:
+                # Less than the whole window is counted here: another pacer may give back a part meanwhile.
+                due = self._asked_at + self.RECHECK_SECONDS - now
+                if due <= 0:
+                    await self._ask(0)
+                    continue
+                wait = due if wait is None else min(wait, due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._an_answer.wait(), wait)
 
