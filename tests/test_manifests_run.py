@@ -63,7 +63,6 @@ INFRA_README = ROOT / "infra" / "README.md"
 DOCKERFILE = ROOT / "Dockerfile"
 OVERLAYS = {"dev": "keyrevoke-dev", "prod": "keyrevoke"}
 REPLICAS = 2
-INCIDENT = "inc-2026-001"
 KEYS = 24  # three per venue
 MANUAL = ("kraken", "coinbase")
 SECRET_NAME = "keyrevoke-secrets"
@@ -405,6 +404,9 @@ def test_every_config_map_and_secret_key_reaches_a_container(kubectl: str) -> No
 async def test_the_manifests_run_an_incident_to_the_end(
     overlay: str, kubectl: str, tmp_path: Path, pg_session: Any, http: aiohttp.ClientSession
 ) -> None:
+    """Two replicas of each worker Deployment and the README's commander steps: every key of every venue
+    confirmed, a venue replica killed mid-run, every key frozen through the signed webhook, no pod with
+    a key, ledger or hook file of its own."""
     docs = render(kubectl, overlay)
     namespace = OVERLAYS[overlay]
     config_maps = {doc["metadata"]["name"]: doc.get("data", {}) for doc in docs if doc["kind"] == "ConfigMap"}
@@ -465,17 +467,23 @@ async def test_the_manifests_run_an_incident_to_the_end(
                 assert commander is not None, f"overlays/{overlay}: no keyrevoke-commander Deployment"
                 exec_pod = make_pod(commander, "0", cluster, config_maps)
                 ledger = open_ledger(ledger_url, SecretBox(keys["ledger.kek"]))
+                steps = readme_commander_steps(namespace)
+                (start,) = [words for words in steps if words[-3:-1] == ["start", "--id"]]
+                incident = start[-1]
                 try:
-                    for words in readme_commander_steps(namespace):
+                    for words in steps:
                         argv, stdin = exec_in(exec_pod, words, tmp_path)
                         verb = argv[1:3]
                         if verb == ["incident", "confirm"]:
                             venue = argv[argv.index("--venue") + 1]
-                            await _exchange_revokes(ledger, simulator, venue)
+                            await _exchange_revokes(ledger, simulator, incident, venue)
                         await _run(exec_pod, argv, stdin)
                         if verb == ["incident", "start"]:
-                            pods.append(await _kill_a_venue_replica_mid_run(ledger, pods, cluster, config_maps, http))
-                    counts = ledger.counts(INCIDENT)
+                            replacement = await _kill_a_venue_replica_mid_run(
+                                ledger, incident, pods, cluster, config_maps, http
+                            )
+                            pods.append(replacement)
+                    counts = ledger.counts(incident)
                     assert counts == {
                         venue: {KeyState.CONFIRMED.value: sum(row["venue"] == venue for row in rows)}
                         for venue in SUPPORTED_VENUES
@@ -536,24 +544,24 @@ async def _run(pod: Pod, argv: list[str], stdin: Path | None) -> None:
     assert process.returncode == 0, f"{shlex.join(argv[1:])} exited {process.returncode}:\n{out.decode()}{err.decode()}"
 
 
-async def _exchange_revokes(ledger: Any, simulator: Any, venue: str) -> None:
+async def _exchange_revokes(ledger: Any, simulator: Any, incident: str, venue: str) -> None:
     """A manual venue: once its keys are escalated, the exchange's team deletes them (as the commander is told)."""
 
     def escalated() -> bool:
-        return bool(ledger.counts(INCIDENT).get(venue, {}).get(KeyState.ESCALATED.value))
+        return bool(ledger.counts(incident).get(venue, {}).get(KeyState.ESCALATED.value))
 
     await until(escalated, 300)
     simulator.revoke_by_exchange(venue)
 
 
 async def _kill_a_venue_replica_mid_run(
-    ledger: Any, pods: list[Pod], cluster: Cluster, config_maps: dict[str, dict[str, str]], http: Any
+    ledger: Any, incident: str, pods: list[Pod], cluster: Cluster, config_maps: dict[str, dict[str, str]], http: Any
 ) -> Pod:
     """Once keys are moving, SIGKILL a replica of the first venue group; its Deployment starts a new pod."""
     victim = next(p for p in pods if p.container.labels.get("keyrevoke.io/venue-egress") == "true")
 
     def moving() -> bool:
-        return any(state != KeyState.PENDING.value for states in ledger.counts(INCIDENT).values() for state in states)
+        return any(state != KeyState.PENDING.value for states in ledger.counts(incident).values() for state in states)
 
     await until(moving, 300)
     victim.stop(signal.SIGKILL)
