@@ -441,13 +441,14 @@ class Ledger:
         now = time.time()
         lock = " FOR UPDATE" if self.db.kind == "postgresql" else ""
         with self.db.transaction() as tx:
+            # The venue's row exists before it is locked: workers that start together would otherwise both
+            # insert it, and one would fail.
+            tx.execute(
+                "INSERT INTO venue_pace (venue, next_free) VALUES (?, ?) ON CONFLICT (venue) DO NOTHING", (venue, now)
+            )
             rows = tx.fetchall(f"SELECT next_free FROM venue_pace WHERE venue = ?{lock}", (venue,))  # noqa: S608
-            first = max(now, float(rows[0][0])) if rows else now
-            following = first + count * interval
-            if rows:
-                tx.execute("UPDATE venue_pace SET next_free = ? WHERE venue = ?", (following, venue))
-            else:
-                tx.execute("INSERT INTO venue_pace (venue, next_free) VALUES (?, ?)", (venue, following))
+            first = max(now, float(rows[0][0]))
+            tx.execute("UPDATE venue_pace SET next_free = ? WHERE venue = ?", (first + count * interval, venue))
             if not ask.pacer:
                 return PaceGrant(first, ask.window)
             tx.execute("DELETE FROM venue_pacers WHERE venue = ? AND active_until < ?", (venue, now))
