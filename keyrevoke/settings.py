@@ -21,6 +21,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KEYREVOKE_", extra="ignore", frozen=True)
 
+    embedded: bool = Field(
+        default=True,
+        description="The embedded set-up: a missing key-encryption key, payload key or signing key file is made "
+        "once under the state directory, the ledger defaults to a SQLite file there and the platform hook to "
+        "a file sink. A deployment sets it false: every key then comes from the secret store (a missing one "
+        "is an error, never a new key), and the ledger URL and the hook URL must be given.",
+    )
     state_dir: Path = Field(
         default=Path(".state"),
         description="Folder for the embedded set-up: ledger file, dev-server database, reports, hook sink.",
@@ -109,9 +116,8 @@ class Settings(BaseSettings):
         default=200.0,
         gt=0,
         description="Requests per second to one venue from all workers together (they reserve request slots "
-        "in the shared ledger). With one worker per venue, the venue's published limit: a request counts until "
-        "a second after its answer, so delays on the way cannot put a second over it. With several workers on "
-        "one venue, a little below it: each worker's count covers its own requests only.",
+        "and share one send window in the ledger): the venue's published limit, however many workers serve it. "
+        "A request counts until a second after its answer, so delays on the way cannot put a second over it.",
     )
     venue_request_timeout_seconds: float = Field(default=10.0, gt=0)
     request_attempts: int = Field(default=4, ge=1, description="Attempts for one venue request (tenacity).")

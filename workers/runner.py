@@ -43,10 +43,18 @@ CONTROL = "control"
 
 
 def platform_hook(settings: Settings) -> PlatformHook:
-    """The webhook when a URL is set, else the file sink of the embedded set-up."""
+    """The webhook when a URL is set, else the file sink of the embedded set-up.
+
+    Outside the embedded set-up the URL is required: a file sink inside a pod would take the freeze and
+    unfreeze requests and tell the platform nothing.
+    """
     if settings.hook_url:
         secret = settings.hook_secret.get_secret_value() if settings.hook_secret else None
         return HttpHook(settings.hook_url, secret, settings.venue_request_timeout_seconds)
+    if not settings.embedded:
+        raise ConfigurationError(
+            "no platform hook: set KEYREVOKE_HOOK_URL (KEYREVOKE_EMBEDDED=false never falls back to the file sink)"
+        )
     return FileHook(settings.resolved_hook_file())
 
 
