@@ -8,6 +8,7 @@
 #   every setting and secret arrives at run time (KEYREVOKE_* environment variables from the
 #   ConfigMap, the ledger URL from the Secret, the key-encryption key and the master credentials as
 #   mounted Secret files). See infra/README.md.
+# - gnupg: escalation packets are encrypted to each exchange's OpenPGP key by the gpg binary.
 # - tini is PID 1 and forwards SIGTERM to the keyrevoke process, which drains its Temporal workers
 #   within KEYREVOKE_WORKER_SHUTDOWN_SECONDS (terminationGracePeriodSeconds in the manifests is
 #   larger). ENTRYPOINT and CMD are in exec form, so no shell stands in between.
@@ -29,7 +30,7 @@ RUN /opt/keyrevoke/bin/pip install ".[postgres]"
 
 FROM python:3.11-slim-bookworm AS runtime
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini \
+    && apt-get install -y --no-install-recommends tini gnupg \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 keyrevoke \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 
 from temporalio import activity
@@ -39,7 +36,7 @@ from keyrevoke.errors import (
     VenueBanned,
     VenueError,
 )
-from keyrevoke.ledger import KeyStatus, Ledger, SealedKey
+from keyrevoke.ledger import Ledger, SealedKey
 from keyrevoke.ledger.store import Transition, utc_now
 from keyrevoke.models import (
     AcceptConfirmationRequest,
@@ -49,7 +46,6 @@ from keyrevoke.models import (
     VerifyRequest,
 )
 from keyrevoke.observability.calls import venue_call
-from keyrevoke.private_files import open_private, private_dir, write_private_text
 from keyrevoke.repeating import repeating
 from keyrevoke.states import KeyState
 from keyrevoke.telemetry import NoTelemetry, Telemetry
@@ -81,6 +77,18 @@ def batch_failure(error: VenueError) -> ApplicationError:
     )
 
 
+def unexpected_failure(venue: str, error: BaseException) -> ApplicationError:
+    """The ``ApplicationError`` for an error no adapter classified (a bug, or inventory data a library refuses).
+
+    Only its type is told: its message may echo the request (a header, a URL with a passphrase in it).
+    The batch is retried; if it keeps failing, its keys are tried alone and the one at fault ends failed.
+    """
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    name = type(error).__name__
+    return ApplicationError(f"{venue}: unexpected {name} (its message is withheld: it may echo the request)", type=name)
+
+
 class BatchActivities:
     """Probe, revoke and verify keys at the venues; the worker injects ledger, adapters and hook."""
 
@@ -91,13 +99,11 @@ class BatchActivities:
         hook: PlatformHook,
         limits: BatchLimits,
         telemetry: Telemetry | None = None,
-        escalation_dir: Path | None = None,
         writer: GroupCommitWriter | None = None,
     ) -> None:
         self.ledger = ledger
         # Each key's steps are written through it: one transaction for the transitions that queue together.
         self.writer = writer or GroupCommitWriter(ledger)
-        self.escalation_dir = escalation_dir or Path("escalations")
         self.adapters = adapters
         self.hook = hook
         self.limits = limits
@@ -112,6 +118,13 @@ class BatchActivities:
         """Freeze each key at the platform, then probe it once to record a baseline."""
 
         async def prepare(key: SealedKey) -> None:
+            if key.state in (KeyState.PENDING, KeyState.FROZEN):
+                try:
+                    self._adapter(key.venue).check_setup(key.method)
+                except Misconfigured as error:
+                    # Our own set-up cannot revoke it: nothing is asked of the platform or the venue.
+                    await self._misconfigured(request.incident_id, key, error)
+                    return
             if key.state is KeyState.PENDING:
                 await self._tell_platform(request.incident_id, key, "freeze")
                 await self._apply(
@@ -179,31 +192,6 @@ class BatchActivities:
             activity.heartbeat(ended)
         return BatchResult(ended=ended)
 
-    @activity.defn(name=options.WRITE_ESCALATION_PACKET)
-    async def write_escalation_packet(self, request: BatchRequest) -> BatchResult:
-        """Write the venue's escalation packet (CSV and JSON) for the exchange's security team.
-
-        It lists every escalated key of the venue by fingerprint, key hint and account: what the
-        exchange needs to find the keys, never a secret. ``ended`` is the number of keys in it.
-        """
-        keys = await asyncio.to_thread(
-            self.ledger.venue_key_statuses, request.incident_id, request.venue, KeyState.ESCALATED
-        )
-        if not keys:
-            return BatchResult(ended=0)
-        folder = self.escalation_dir / request.incident_id
-        paths = await asyncio.to_thread(_write_packet, folder, request.incident_id, request.venue, keys)
-        await asyncio.to_thread(
-            self.ledger.append_event,
-            request.incident_id,
-            "keyrevoke",
-            "venue.escalated",
-            request.venue,
-            "",
-            f"{len(keys)} keys escalated to the exchange; packet: {paths[0]} and {paths[1]}",
-        )
-        return BatchResult(ended=len(keys))
-
     @activity.defn(name=options.PROBE_ESCALATED_BATCH)
     async def probe_escalated_batch(self, request: BatchRequest) -> BatchResult:
         """Probe escalated keys: one the venue now rejects was revoked on the exchange's side."""
@@ -254,6 +242,9 @@ class BatchActivities:
                 str(error),
             )
             return
+        except Misconfigured as error:
+            await self._misconfigured(incident_id, key, error)
+            return
         except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
             # The probe could not run as the key: the baseline failed, the revoke still goes ahead.
             ok, permissions, detail = False, "", f"baseline probe failed: {error}"
@@ -287,11 +278,7 @@ class BatchActivities:
             await self._end(incident_id, key, KeyState.FAILED, (KeyState.REVOKING,), "key.failed", str(error))
             return
         except Misconfigured as error:
-            # our own set-up does not fit this key (its inventory method, say): no delete was sent, and
-            # it is not the exchange's to act on, so it is not escalated
-            await self._end(
-                incident_id, key, KeyState.MISCONFIGURED, (KeyState.REVOKING,), "key.misconfigured", str(error)
-            )
+            await self._misconfigured(incident_id, key, error)
             return
         except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
             await self._end(
@@ -325,7 +312,7 @@ class BatchActivities:
         adapter = self._adapter(key.venue)
         try:
             answer = await self._call(key, "probe", lambda: adapter.probe(self._target(key)))
-        except (RevokeRefused, UnsupportedVenue, SecretStoreError) as error:
+        except (RevokeRefused, UnsupportedVenue, SecretStoreError, Misconfigured) as error:
             if from_state is KeyState.ESCALATED:
                 return  # still escalated: the commander's confirmation and later probes decide
             await self._end(
@@ -373,6 +360,27 @@ class BatchActivities:
                 incident_id,
                 Transition(key.key_id, key.venue, from_state, (from_state,), "key.verify.live", answer.detail),
             )
+
+    async def _misconfigured(self, incident_id: str, key: SealedKey, error: Misconfigured) -> None:
+        """End a key that keyrevoke's own set-up cannot revoke: not escalated, in no packet, no owner notice.
+
+        The message says what to set; the commander fixes it and starts again, so the key is left as the
+        platform had it (a frozen one is unfrozen: it was not revoked).
+        """
+        if key.state in (KeyState.FROZEN, KeyState.REVOKING):
+            await self._tell_platform(incident_id, key, "unfreeze", KeyState.MISCONFIGURED)
+        await self._apply(
+            incident_id,
+            Transition(
+                key.key_id,
+                key.venue,
+                KeyState.MISCONFIGURED,
+                (KeyState.PENDING, KeyState.FROZEN, KeyState.REVOKING),
+                "key.misconfigured",
+                str(error),
+                {"ended_at": utc_now(), "detail": str(error)},
+            ),
+        )
 
     async def _end(
         self,
@@ -525,8 +533,13 @@ class BatchActivities:
             async with _heartbeating(done), asyncio.TaskGroup() as group:
                 for key in keys:
                     group.create_task(one(key))
-        except* VenueError as failures:
-            raise batch_failure(_first(failures.exceptions)) from None
+        except* Exception as failures:
+            # A venue's answer tells the retry policy what to do; anything else is told by its type only.
+            venue_failures, others = failures.split(VenueError)
+            if venue_failures is not None:
+                raise batch_failure(_first(venue_failures.exceptions)) from None
+            assert others is not None
+            raise unexpected_failure(venue, others) from None
         return list(key_ids)
 
     async def _result(self, incident_id: str, key_ids: Sequence[str], proceed_state: KeyState) -> BatchResult:
@@ -551,36 +564,6 @@ def _first(errors: Sequence[BaseException]) -> VenueError:
         if isinstance(error, BaseExceptionGroup):
             return _first(error.exceptions)
     raise AssertionError("except* VenueError matched no VenueError")
-
-
-PACKET_COLUMNS = ("key_id", "fingerprint", "key_hint", "account", "owner", "method", "detail")
-
-
-def _write_packet(folder: Path, incident_id: str, venue: str, keys: Sequence[KeyStatus]) -> tuple[Path, Path]:
-    """``<venue>.json`` and ``<venue>.csv``: the keys the exchange must revoke, by fingerprint."""
-    private_dir(folder)
-    rows = [{name: getattr(key, name) for name in PACKET_COLUMNS} for key in keys]
-    json_path = folder / f"{venue}.json"
-    write_private_text(
-        json_path,
-        json.dumps(
-            {
-                "incident_id": incident_id,
-                "venue": venue,
-                "request": "Please revoke (delete) every API key listed here: they were leaked. Keys are "
-                "identified by the SHA-256 fingerprint of the API key and by its first and last characters.",
-                "keys": rows,
-            },
-            indent=2,
-        )
-        + "\n",
-    )
-    csv_path = folder / f"{venue}.csv"
-    with open_private(csv_path, "w") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PACKET_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return json_path, csv_path
 
 
 def _done_in_earlier_attempts() -> list[str]:

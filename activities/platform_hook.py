@@ -8,7 +8,16 @@ request as ``POST`` with a JSON body::
      "venue": "binance", "fingerprint": "sha256:...", "state": "confirmed", "message": "...",
      "idempotency_key": "<incident>/<key>/<action>/<state>", "at": "2026-11-25T12:00:00.000+00:00"}
 
-with the headers ``Idempotency-Key`` (the same value) and, when ``KEYREVOKE_HOOK_SECRET`` is set,
+At the end of each venue's work (and again when an escalated key is later confirmed) each owner gets
+one ``owner_notice`` call listing all their keys in the incident::
+
+    {"action": "owner_notice", "incident_id": "...", "owner": "...", "subject": "...", "message": "...",
+     "keys": [{"venue": "binance", "key_id": "...", "key_hint": "AbCd…wXyZ", "state": "confirmed",
+               "outcome": "dead" | "still_working" | "sent_to_exchange" | "in_progress",
+               "what_to_do": "...", "manage_url": "https://..."}],
+     "digest": "...", "idempotency_key": "<incident>/owner/<owner>/owner_notice/<digest>", "at": "..."}
+
+Every call carries the headers ``Idempotency-Key`` (the same value) and, when ``KEYREVOKE_HOOK_SECRET`` is set,
 ``X-Keyrevoke-Signature: sha256=<hex HMAC-SHA256 of the body>``. Any 2xx is success; 5xx, 429 and
 network errors are retried with backoff; other answers fail at once. A retried activity may send the
 same request twice: the idempotency key makes it one for the platform. No secret is ever sent.
@@ -30,6 +39,7 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from keyrevoke.errors import KeyrevokeError
+from keyrevoke.owner_notices import OWNER_NOTICE, OwnerNotice
 from keyrevoke.private_files import open_private, private_dir
 
 
@@ -61,12 +71,25 @@ class HookRequest:
 class PlatformHook(Protocol):
     async def send(self, request: HookRequest) -> None: ...
 
+    async def send_owner_notice(self, notice: OwnerNotice) -> None:
+        """One call per owner listing all their keys (``action``: ``owner_notice``)."""
+        ...
+
 
 def hook_payload(request: HookRequest) -> dict[str, Any]:
     """The JSON document both sinks write for one request."""
     return {
         **asdict(request),
         "idempotency_key": request.idempotency_key,
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+def owner_notice_payload(notice: OwnerNotice) -> dict[str, Any]:
+    """The JSON document both sinks write for one owner notice."""
+    return {
+        **notice.payload(),
+        "idempotency_key": notice.idempotency_key,
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
 
@@ -89,6 +112,9 @@ class FileHook:
 
     async def send(self, request: HookRequest) -> None:
         self._append((json.dumps(hook_payload(request)) + "\n").encode("utf-8"))
+
+    async def send_owner_notice(self, notice: OwnerNotice) -> None:
+        self._append((json.dumps(owner_notice_payload(notice), ensure_ascii=False) + "\n").encode("utf-8"))
 
     def _append(self, line: bytes) -> None:
         with self._lock:
@@ -117,8 +143,15 @@ class HttpHook:
         self._session: aiohttp.ClientSession | None = None
 
     async def send(self, request: HookRequest) -> None:
-        body = json.dumps(hook_payload(request)).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": request.idempotency_key}
+        await self._deliver(json.dumps(hook_payload(request)).encode(), request.idempotency_key, request.action)
+
+    async def send_owner_notice(self, notice: OwnerNotice) -> None:
+        body = json.dumps(owner_notice_payload(notice), ensure_ascii=False).encode()
+        await self._deliver(body, notice.idempotency_key, OWNER_NOTICE)
+
+    async def _deliver(self, body: bytes, idempotency_key: str, action: str) -> None:
+        """POST ``body``, signed, retried on 5xx, 429 and network errors."""
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         if self._secret is not None:
             headers["X-Keyrevoke-Signature"] = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
         async for attempt in AsyncRetrying(
@@ -128,7 +161,7 @@ class HttpHook:
             reraise=True,
         ):
             with attempt:
-                await self._post(body, headers, request.action)
+                await self._post(body, headers, action)
 
     async def _post(self, body: bytes, headers: dict[str, str], action: str) -> None:
         if self._session is None or self._session.closed:

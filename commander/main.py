@@ -299,6 +299,31 @@ async def cmd_incident_report(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_incident_packets(args: argparse.Namespace) -> int:
+    from commander.packets import packet_lines, send_packets
+    from keyrevoke.ledger.setup import ledger_from_settings
+
+    settings = _settings(args)
+    ledger = ledger_from_settings(settings)
+    try:
+        ledger.require_incident(args.id)
+        if args.send:
+            lines = await send_packets(settings, ledger, args.id, args.venue)
+        else:
+            lines = packet_lines(ledger, args.id, args.venue)
+    finally:
+        ledger.close()
+    if not lines:
+        lines = [
+            "nothing written now: every part of these packets was mailed already"
+            if args.send
+            else "no escalation packet in this incident (no key was escalated, or its venue is still working)"
+        ]
+    for line in lines:
+        print(line)
+    return 0
+
+
 async def cmd_incident_verify_report(args: argparse.Namespace) -> int:
     from keyrevoke.report_check import verify_report
     from keyrevoke.safe_text import terminal_text
@@ -399,10 +424,17 @@ async def cmd_dev_server(args: argparse.Namespace) -> int:
 
 
 async def cmd_sim(args: argparse.Namespace) -> int:
-    from commander.simulate import simulator_for
+    from commander.simulate import ensure_sim_masters, simulator_for
 
     settings = _settings(args)
     masters = Path(args.masters) if args.masters else settings.resolved_masters_file()
+    written = ensure_sim_masters(masters, Path(args.inventory))
+    if written is not None:
+        print(
+            f"no master credentials file: wrote simulated ones for {', '.join(written) or 'no venue'} to {masters}"
+            " (they work with this simulator only)",
+            file=sys.stderr,
+        )
     simulator, skipped = simulator_for(
         Path(args.inventory), masters, Path(args.scenario) if args.scenario else None, args.port
     )
@@ -511,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = verb(incident, "report", cmd_incident_report, "write the evidence report (JSON, CSV and HTML)")
     sub.add_argument("id")
     sub.add_argument("--out", help="folder for report.json, report.csv and report.html")
+    sub = verb(incident, "packets", cmd_incident_packets, "escalation packets: which were mailed, which not and why")
+    sub.add_argument("id")
+    sub.add_argument("--venue", help="only this venue")
+    sub.add_argument("--send", action="store_true", help="write and mail them now (a part already mailed is not)")
     sub = verb(
         incident,
         "verify-report",

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KEYREVOKE_", extra="ignore", frozen=True)
 
+    embedded: bool = Field(
+        default=True,
+        description="The embedded set-up: a missing key-encryption key, payload key or signing key file is made "
+        "once under the state directory, the ledger defaults to a SQLite file there and the platform hook to "
+        "a file sink. A deployment sets it false: every key then comes from the secret store (a missing one "
+        "is an error, never a new key), and the ledger URL and the hook URL must be given.",
+    )
     state_dir: Path = Field(
         default=Path(".state"),
         description="Folder for the embedded set-up: ledger file, dev-server database, reports, hook sink.",
@@ -91,7 +98,13 @@ class Settings(BaseSettings):
     venue_urls: dict[str, str] = Field(
         default_factory=dict,
         description='Base URL per venue, e.g. {"binance": "http://127.0.0.1:8800"}; a venue not '
-        "listed is called at its real address. The simulator prints these (a port per venue).",
+        "listed is refused (its keys end misconfigured) unless allow_real_exchanges is set. The simulator "
+        "prints these (a port per venue).",
+    )
+    allow_real_exchanges: bool = Field(
+        default=False,
+        description="Call a venue not listed in venue_urls at its real exchange host. Off, such a venue's keys "
+        "end misconfigured and nothing is sent to it: a simulator set-up never reaches a real exchange by mistake.",
     )
     venue_activities_per_second: float = Field(
         default=50.0,
@@ -103,9 +116,8 @@ class Settings(BaseSettings):
         default=200.0,
         gt=0,
         description="Requests per second to one venue from all workers together (they reserve request slots "
-        "in the shared ledger). With one worker per venue, the venue's published limit: a request counts until "
-        "a second after its answer, so delays on the way cannot put a second over it. With several workers on "
-        "one venue, a little below it: each worker's count covers its own requests only.",
+        "and share one send window in the ledger): the venue's published limit, however many workers serve it. "
+        "A request counts until a second after its answer, so delays on the way cannot put a second over it.",
     )
     venue_request_timeout_seconds: float = Field(default=10.0, gt=0)
     request_attempts: int = Field(default=4, ge=1, description="Attempts for one venue request (tenacity).")
@@ -118,6 +130,14 @@ class Settings(BaseSettings):
         le=500,
         description="Keys in each venue's first batch, which runs alone until its keys are probed: small, so "
         "the riskiest keys' revokes go out after one round of probes instead of behind every batch's.",
+    )
+    batch_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description="Attempts of one batch activity before its keys are retried one by one alone; a key that "
+        "still fails alone after as many attempts ends failed (or unconfirmed, if it was revoked) with its last "
+        "error, and the other keys go on.",
     )
     keys_in_flight_per_batch: int = Field(
         default=8, ge=1, le=200, description="Keys one batch activity works on at once."
@@ -199,6 +219,67 @@ class Settings(BaseSettings):
         description="A signed control action older than this (or dated this far in the future) is refused as stale.",
     )
 
+    platform_name: str = Field(
+        default="keyrevoke",
+        description="The breached platform's name, as exchanges and owners know it: it heads escalation packets "
+        "and owner notices.",
+    )
+    platform_contact: str = Field(
+        default="",
+        description="How an exchange's security team reaches the platform's incident response (address, phone): "
+        "written in every escalation packet.",
+    )
+    broker_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description='The platform\'s broker (partner) id per venue, e.g. {"binance": "B123"}: exchanges find '
+        "every key bound to it. Written in that venue's escalation packet.",
+    )
+    egress_ips: list[str] = Field(
+        default_factory=list,
+        description="The platform's egress IP addresses its users' keys were bound to, e.g. [\"203.0.113.7\"] "
+        "(JSON list): written in every escalation packet.",
+    )
+    contacts_file: Path | None = Field(
+        default=None,
+        description='JSON file {venue: {"address": "security@exchange", "public_key_file": "key.asc"}}: where '
+        "each exchange's security team takes escalation packets and its OpenPGP public key (a relative path is "
+        "read beside the file). Empty means <state_dir>/exchange-contacts.json; a venue not listed gets its "
+        "packet file but no mail.",
+    )
+    packet_fallback_key_file: Path | None = Field(
+        default=None,
+        description="Armored OpenPGP public key of the platform's own security team: a venue whose contact has "
+        "no key of its own gets its packet encrypted to this one, to be forwarded by hand. Empty: such a venue "
+        "gets no packet file (a plaintext packet never touches the disk).",
+    )
+    packet_keys_per_part: int = Field(
+        default=20_000,
+        ge=1,
+        description="API keys per escalation packet part: each part is its own encrypted file and mail, so a "
+        "packet of any size goes out in messages a mail server takes.",
+    )
+    smtp_url: str = Field(
+        default="",
+        description="SMTP server for escalation packets and owner notices: smtp://[user[:password]@]host[:port] "
+        "(STARTTLS when offered), smtp+starttls:// (STARTTLS required) or smtps:// (TLS). Empty sends no mail: "
+        "packets stay in their files and the event log says nobody was sent anything.",
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP AUTH password (instead of one in the URL); the URL names the user."
+    )
+    smtp_from: str = Field(
+        default="keyrevoke@localhost", description="The From address of escalation packets and owner notices."
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA bundle that signs the SMTP server's certificate, if not a public CA."
+    )
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one SMTP exchange.")
+    api_management_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per venue, the page where a user deletes and creates API keys, for owner notices; "
+        "overrides keyrevoke's built-in list (keyrevoke/venues.py).",
+    )
+
     @field_validator("temporal_address")
     @classmethod
     def _address_has_port(cls, value: str) -> str:
@@ -240,6 +321,9 @@ class Settings(BaseSettings):
 
     def resolved_operator_key_file(self) -> Path:
         return self.operator_key_file or self.state_dir / "operator.key"
+
+    def resolved_contacts_file(self) -> Path:
+        return self.contacts_file or self.state_dir / "exchange-contacts.json"
 
     def resolved_hook_file(self) -> Path:
         return self.hook_file or self.state_dir / "platform-hook.jsonl"

@@ -43,3 +43,32 @@ SUPPORTED_VENUES: dict[str, VenueMethods] = {
 
 def methods_for(venue: str) -> VenueMethods | None:
     return SUPPORTED_VENUES.get(venue)
+
+
+#: Where a user deletes and creates API keys at each exchange: owner notices point there.
+API_MANAGEMENT_URLS: dict[str, str] = {
+    "binance": "https://www.binance.com/en/my/settings/api-management",
+    "bybit": "https://www.bybit.com/app/user/api-management",
+    "okx": "https://www.okx.com/account/my-api",
+    "kucoin": "https://www.kucoin.com/account/api",
+    "gate": "https://www.gate.io/myaccount/api_key_manage",
+    "mexc": "https://www.mexc.com/user/openapi",
+    "kraken": "https://www.kraken.com/u/security/api",
+    "coinbase": "https://www.coinbase.com/settings/api",
+}
+
+#: How owner notices and packets name each venue.
+DISPLAY_NAMES: dict[str, str] = {
+    "binance": "Binance",
+    "bybit": "Bybit",
+    "okx": "OKX",
+    "kucoin": "KuCoin",
+    "gate": "Gate",
+    "mexc": "MEXC",
+    "kraken": "Kraken",
+    "coinbase": "Coinbase",
+}
+
+
+def display_name(venue: str) -> str:
+    return DISPLAY_NAMES.get(venue, venue)

@@ -59,8 +59,12 @@ async def record(out: Path) -> list[Path]:
                 await control(client, st.settings, INCIDENT, "pause", ControlRequest("recorder"))
                 await asyncio.sleep(0.5)
                 await control(client, st.settings, INCIDENT, "resume", ControlRequest("recorder"))
-                packet = st.settings.resolved_escalation_dir() / INCIDENT / "binance.json"
-                while not packet.exists():
+                # The packet's turn has come once its event is in the log (sent, or why not).
+                while not [
+                    e
+                    for e in st.ledger.events(INCIDENT)
+                    if e["kind"].startswith(("venue.escalated", "escalation.packet"))
+                ]:
                     await asyncio.sleep(0.1)
                 # The exchange confirms in two batches: two listed keys, then every key still escalated.
                 escalated = [k.key_id for k in st.ledger.key_statuses(INCIDENT) if k.state == "escalated"]

@@ -67,8 +67,13 @@ async def test_key_still_working_at_the_deadline_is_reported_live(
         assert all(states[k] == KeyState.LIVE for k in bybit)
         assert summary.total(KeyState.LIVE) == len(bybit)
         assert summary.total(KeyState.CONFIRMED) == 6 - len(bybit)
-        hook = (st.settings.resolved_hook_file()).read_text()
-        assert hook.count('"state": "live"') == len(bybit)  # owners told to revoke by hand
+        hook = [json.loads(line) for line in st.settings.resolved_hook_file().read_text().splitlines()]
+        told_live = [h for h in hook if h["action"] == "notify" and h["state"] == "live"]
+        assert len(told_live) == len(bybit)  # owners told to revoke by hand
+        notices = {h["owner"]: h for h in hook if h["action"] == "owner_notice"}
+        for key_id in bybit:  # and in their owner's notice, with the exchange's page to do it at
+            owner = next(r.owner for r in st.rows if r.key_id == key_id)
+            assert {k["key_id"]: k["outcome"] for k in notices[owner]["keys"]}[key_id] == "still_working"
 
 
 async def test_refused_revoke_is_escalated(
@@ -84,13 +89,12 @@ async def test_refused_revoke_is_escalated(
         for row in st.rows:
             if row.venue == "binance":
                 assert st.simulator.is_live("binance", row.api_key)
-        # The exchange's security team gets a packet: fingerprints and accounts, never a secret.
-        packet = json.loads((st.settings.resolved_escalation_dir() / "wf-refused" / "binance.json").read_text())
-        assert sorted(k["key_id"] for k in packet["keys"]) == sorted(binance)
-        assert all(k["fingerprint"].startswith("sha256:") for k in packet["keys"])
-        text = (st.settings.resolved_escalation_dir() / "wf-refused" / "binance.csv").read_text() + json.dumps(packet)
-        for secret in st.secrets():
-            assert secret not in text
+        # No contact and no key for the exchange's security team: no packet on disk (it would be plaintext),
+        # and the event log says nobody was sent anything.
+        assert not (st.settings.resolved_escalation_dir() / "wf-refused").exists()
+        unsent = [e for e in st.ledger.events("wf-refused") if e["kind"] == "escalation.packet.unsent"]
+        assert [e["venue"] for e in unsent] == ["binance"]
+        assert "nobody was sent anything" in unsent[0]["detail"]
 
 
 async def test_the_first_batch_is_small_and_revoked_before_any_other_is_probed(

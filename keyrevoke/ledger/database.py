@@ -81,7 +81,40 @@ CREATE TABLE IF NOT EXISTS venue_pace (
     venue TEXT PRIMARY KEY,
     next_free DOUBLE PRECISION NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_key ON events (incident_id, key_id);
+CREATE INDEX IF NOT EXISTS keys_owner ON keys (owner);
+CREATE TABLE IF NOT EXISTS packet_deliveries (
+    incident_id TEXT NOT NULL,
+    venue TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    file TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (incident_id, venue, digest)
+);
+CREATE TABLE IF NOT EXISTS owner_notices (
+    incident_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (incident_id, owner, digest)
+);
+CREATE TABLE IF NOT EXISTS venue_pacers (
+    venue TEXT NOT NULL,
+    pacer TEXT NOT NULL,
+    active_until DOUBLE PRECISION NOT NULL,
+    held INTEGER NOT NULL,
+    wanted INTEGER NOT NULL,
+    PRIMARY KEY (venue, pacer)
+);
 """
+
+
+# The PostgreSQL advisory lock the schema's creators take turns under (any fixed number: ours alone).
+SCHEMA_LOCK = 0x6B72_6C65_6467_6572  # "krledger"
 
 
 class Database:
@@ -123,6 +156,11 @@ class Database:
                 f"KEYREVOKE_LEDGER_URL must start with sqlite:/// or postgresql://, got {url.split(':')[0]!r}"
             )
         with self.transaction() as cursor:
+            if self.kind == "postgresql":
+                # Every pod of a new deployment starts at once and creates what is missing: CREATE ... IF
+                # NOT EXISTS is not safe against itself in PostgreSQL (two creators collide on the catalog),
+                # so the creators take turns, under a lock that ends with this transaction.
+                cursor.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
             for statement in SCHEMA.format(serial=serial).split(";"):
                 if statement.strip():
                     cursor.execute(statement)
