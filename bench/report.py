@@ -211,7 +211,7 @@ def scale(r: dict[str, Any]) -> list[str]:
             if "seconds" in keys
             else f"| `keyrevoke incident keys` | - | - | skipped: {keys['skipped']} |"
         )
-        sizes = ", ".join(f"{name} {size / 2**20:,.0f} MiB" for name, size in s["report"]["file_bytes"].items()
+        sizes = ", ".join(f"{name} {size / 2**20:,.1f} MiB" for name, size in s["report"]["file_bytes"].items()
                           if not name.endswith(".sig"))  # fmt: skip
         out.append(
             f"| `keyrevoke incident report` | {s['report']['seconds']:.0f} s | "
