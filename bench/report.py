@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-GOALS = {
+GOALS: dict[str, Any] = {
     "plain": (0.5, 0.7),  # keyrevoke / plain script, keys/s: the floor, and the goal
     "perkey": 10.0,  # keyrevoke / workflow per key, keys/s
     "over_bound": 0.05,  # makespan over the rate-limit bound
@@ -37,7 +37,7 @@ def met(ok: bool) -> str:
 
 
 def cpu_ms(row: dict[str, Any]) -> float:
-    return 1000 * row["extra"]["cpu"]["worker"] / row["keys"]
+    return float(1000 * row["extra"]["cpu"]["worker"] / row["keys"])
 
 
 def ratios(results: dict[str, Any], other: str) -> list[float]:
@@ -50,7 +50,7 @@ def ratios(results: dict[str, Any], other: str) -> list[float]:
 
 def over_bound(run: dict[str, Any], rps: float, venues: int) -> float:
     """How far a rate-limited run's makespan is over its bound: per venue, 3 requests a key at the venue's rate."""
-    return 100 * (run["seconds"] / (run["keys"] / venues * 3 / rps) - 1)
+    return float(100 * (run["seconds"] / (run["keys"] / venues * 3 / rps) - 1))
 
 
 def limited(run: dict[str, Any]) -> int:
