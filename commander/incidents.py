@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from temporalio.client import (
-    Client,
-    WorkflowExecutionDescription,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from commander.progress import progress_line, progress_table
+from commander.progress import view_lines, view_table
+from commander.situation import IncidentView, incident_view, queue_service
 from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
 from keyrevoke.models import ConfirmRequest, ControlRequest, IncidentInput, IncidentState
@@ -76,16 +71,18 @@ async def start_incident(
     venues: list[str],
     owners: list[str],
     require_approval: bool = False,
+    include_handled: bool = True,
 ) -> StartOutcome:
     """Record the incident's scope and start (or join) its workflow.
 
-    With ``require_approval`` the incident plans, then waits for another person's ``approve``.
+    With ``require_approval`` the incident plans, then waits for another person's ``approve``. Without
+    ``include_handled`` the keys confirmed dead or closed in an earlier incident stay out of its plan.
     """
     unknown = [v for v in venues if v.lower() not in SUPPORTED_VENUES]
     if unknown:
         raise InputError(f"--venue: unknown venue(s) {', '.join(unknown)} (known: {', '.join(SUPPORTED_VENUES)})")
     _, created = await asyncio.to_thread(
-        ledger.create_incident, incident_id, venues, owners, operator_identity(settings)
+        ledger.create_incident, incident_id, venues, owners, operator_identity(settings), not include_handled
     )
     workflow_id = incident_workflow_id(incident_id)
     try:
@@ -121,14 +118,53 @@ async def start_incident(
 
 CONTROL_ACTIONS = ("pause", "resume", "cancel", "narrow", "approve", "confirm")
 
+#: How long a command waits for the incident's workflow to answer before it says why it does not.
+CONTROL_WAIT_SECONDS = 10.0
 
-async def control(client: Client, incident_id: str, action: str, request: ControlRequest | ConfirmRequest) -> str:
-    """Send one of the commander's updates; a refusal comes back as an ``InputError`` with its reason."""
+
+class NoWorkerAnswered(Exception):
+    """The request is recorded in the ledger, but no worker acted on it; the message says what is missing."""
+
+
+async def control(
+    client: Client,
+    ledger: Ledger,
+    settings: Settings,
+    incident_id: str,
+    action: str,
+    request: ControlRequest | ConfirmRequest,
+    wait_seconds: float = CONTROL_WAIT_SECONDS,
+) -> str:
+    """Send one of the commander's updates and return the incident's answer.
+
+    A refusal comes back as an ``InputError`` with its reason. The request is first written to the
+    incident's event log, so that it is on record even when no worker runs to act on it; then, if no
+    worker serves the control queue or none answers within ``wait_seconds``, ``NoWorkerAnswered``
+    says so instead of waiting in silence.
+    """
     if action not in CONTROL_ACTIONS:
         raise InputError(f"unknown action {action!r}")
+    await asyncio.to_thread(ledger.require_incident, incident_id)
+    detail = getattr(request, "reason", "") or ""
+    venue = getattr(request, "venue", "") or ""
+    await asyncio.to_thread(
+        ledger.append_event, incident_id, request.actor, f"incident.{action}.requested", venue, "", detail
+    )
+    service = await queue_service(client, settings.control_queue, "workflow")
+    if not service.served:
+        raise NoWorkerAnswered(
+            f"{action} of incident {incident_id} is recorded in the ledger, but no worker is serving queue "
+            f"{service.queue}, so nothing acts on it: start `keyrevoke worker`, then run this command again"
+        )
     handle = client.get_workflow_handle(incident_workflow_id(incident_id))
     try:
-        answer: str = await handle.execute_update(action, request, result_type=str)
+        answer: str = await asyncio.wait_for(handle.execute_update(action, request, result_type=str), wait_seconds)
+    except TimeoutError:
+        raise NoWorkerAnswered(
+            f"{action} of incident {incident_id} is recorded in the ledger, but no worker answered within "
+            f"{wait_seconds:.0f} s (queue {service.queue}): see `keyrevoke incident status {incident_id}`, "
+            "then run this command again"
+        ) from None
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         reason = getattr(cause, "message", None) or str(cause or error)
@@ -151,46 +187,30 @@ async def incident_state(client: Client, incident_id: str) -> IncidentState | No
     return state
 
 
-async def describe(client: Client, incident_id: str) -> WorkflowExecutionDescription | None:
-    try:
-        return await client.get_workflow_handle(incident_workflow_id(incident_id)).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+async def follow(
+    client: Client, ledger: Ledger, settings: Settings, incident_id: str, interval: float = 1.0
+) -> IncidentView:
+    """Show the incident until its workflow closes (or is not found); returns the last view.
 
-
-def status_name(description: WorkflowExecutionDescription | None) -> str:
-    if description is None or description.status is None:
-        return "not found"
-    return description.status.name.lower()
-
-
-async def follow(client: Client, ledger: Ledger, incident_id: str, interval: float = 1.0) -> str:
-    """Show live progress until the incident workflow closes; returns its final status name."""
+    On a terminal the table refreshes in place; elsewhere a block of plain lines is printed each
+    time something other than the clock changed.
+    """
     console = Console()
-    live = console.is_terminal
-
-    async def snapshot() -> tuple[dict[str, dict[str, int]], str]:
-        counts = await asyncio.to_thread(ledger.counts, incident_id)
-        return counts, status_name(await describe(client, incident_id))
-
-    counts, status = await snapshot()
-    if live:
-        with Live(progress_table(incident_id, counts, status), console=console, refresh_per_second=4) as view:
-            while status == "running":
+    view = await incident_view(client, ledger, settings, incident_id)
+    if console.is_terminal:
+        with Live(view_table(view), console=console, refresh_per_second=4) as live:
+            while view.workflow_status == "running":
                 await asyncio.sleep(interval)
-                counts, status = await snapshot()
-                view.update(progress_table(incident_id, counts, status))
-    else:
-        last = ""
-        while True:
-            line = progress_line(counts)
-            if line != last:
-                print(line, file=sys.stderr, flush=True)
-                last = line
-            if status != "running":
-                break
-            await asyncio.sleep(interval)
-            counts, status = await snapshot()
-    return status
+                view = await incident_view(client, ledger, settings, incident_id)
+                live.update(view_table(view))
+        return view
+    last: list[str] = []
+    while True:
+        lines = view_lines(view, with_times=False)
+        if lines != last:
+            print("\n".join(lines), flush=True)
+            last = lines
+        if view.workflow_status != "running":
+            return view
+        await asyncio.sleep(interval)
+        view = await incident_view(client, ledger, settings, incident_id)
