@@ -45,10 +45,8 @@ def _measures(m: Measures) -> str:
 
 def headline(view: IncidentView) -> str:
     m = view.measures
-    return (
-        f"incident {view.incident_id} — workflow {view.workflow_status}, phase {view.phase} — "
-        f"{m.total} keys, {_measures(m)}"
-    )
+    keys = f"{m.total} keys, {_measures(m)}" if m.total else "no keys planned yet" if not view.ended else "no keys"
+    return f"incident {view.incident_id} — workflow {view.workflow_status}, phase {view.phase} — {keys}"
 
 
 def view_table(view: IncidentView) -> Group:

@@ -352,6 +352,11 @@ def _notes(
         left = venue.measures.total - venue.measures.finished
         if venue.queue is not None and not venue.queue.served and left and venue.phase not in ("taken out", "done"):
             notes.append(f"{venue.venue}: no worker is serving queue {venue.queue.queue}: start `keyrevoke worker`")
+        if venue.phase == "awaiting exchange":
+            notes.append(
+                f"{venue.venue}: waiting for the exchange on {venue.awaiting_exchange} escalated keys: send it the "
+                f"escalation packet; on its answer `keyrevoke incident confirm {incident_id} --venue {venue.venue}`"
+            )
         if venue.failing is not None:
             notes.append(f"{venue.venue}: {venue.failing.activity} failing: {venue.failing.text()}")
     return notes
