@@ -16,7 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from commander.progress import view_lines, view_table
-from commander.situation import IncidentView, incident_view, queue_service
+from commander.situation import IncidentView, describe_workflow, incident_view, queue_service, status_name
 from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
 from keyrevoke.models import ConfirmRequest, ControlRequest, IncidentInput, IncidentState
@@ -126,7 +126,25 @@ class NoWorkerAnswered(Exception):
     """The request is recorded in the ledger, but no worker acted on it; the message says what is missing."""
 
 
-async def control(
+async def control(client: Client, incident_id: str, action: str, request: ControlRequest | ConfirmRequest) -> str:
+    """Send one of the commander's updates; a refusal comes back as an ``InputError`` with its reason."""
+    if action not in CONTROL_ACTIONS:
+        raise InputError(f"unknown action {action!r}")
+    handle = client.get_workflow_handle(incident_workflow_id(incident_id))
+    try:
+        answer: str = await handle.execute_update(action, request, result_type=str)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        reason = getattr(cause, "message", None) or str(cause or error)
+        raise InputError(f"incident {incident_id}: {action} refused: {reason}") from None
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise InputError(f"incident {incident_id} is not running (finished, or never started)") from None
+        raise
+    return answer
+
+
+async def control_on_record(
     client: Client,
     ledger: Ledger,
     settings: Settings,
@@ -135,16 +153,21 @@ async def control(
     request: ControlRequest | ConfirmRequest,
     wait_seconds: float = CONTROL_WAIT_SECONDS,
 ) -> str:
-    """Send one of the commander's updates and return the incident's answer.
+    """``control`` as the CLI sends it: on record first, and never silent when no worker acts.
 
-    A refusal comes back as an ``InputError`` with its reason. The request is first written to the
-    incident's event log, so that it is on record even when no worker runs to act on it; then, if no
-    worker serves the control queue or none answers within ``wait_seconds``, ``NoWorkerAnswered``
-    says so instead of waiting in silence.
+    The request is written to the incident's event log (who, what, why) before it is sent, so it is on
+    record even when no worker runs to act on it. If no worker serves the control queue, or none
+    answers within ``wait_seconds``, ``NoWorkerAnswered`` says so instead of waiting in silence.
     """
     if action not in CONTROL_ACTIONS:
         raise InputError(f"unknown action {action!r}")
     await asyncio.to_thread(ledger.require_incident, incident_id)
+    status = status_name(await describe_workflow(client, incident_workflow_id(incident_id)))
+    if status != "running":
+        raise InputError(
+            f"incident {incident_id} is not running (workflow {status}): nothing to {action}; "
+            f"see `keyrevoke incident status {incident_id}`"
+        )
     detail = getattr(request, "reason", "") or ""
     venue = getattr(request, "venue", "") or ""
     await asyncio.to_thread(
@@ -156,24 +179,14 @@ async def control(
             f"{action} of incident {incident_id} is recorded in the ledger, but no worker is serving queue "
             f"{service.queue}, so nothing acts on it: start `keyrevoke worker`, then run this command again"
         )
-    handle = client.get_workflow_handle(incident_workflow_id(incident_id))
     try:
-        answer: str = await asyncio.wait_for(handle.execute_update(action, request, result_type=str), wait_seconds)
+        return await asyncio.wait_for(control(client, incident_id, action, request), wait_seconds)
     except TimeoutError:
         raise NoWorkerAnswered(
             f"{action} of incident {incident_id} is recorded in the ledger, but no worker answered within "
             f"{wait_seconds:.0f} s (queue {service.queue}): see `keyrevoke incident status {incident_id}`, "
             "then run this command again"
         ) from None
-    except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        reason = getattr(cause, "message", None) or str(cause or error)
-        raise InputError(f"incident {incident_id}: {action} refused: {reason}") from None
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise InputError(f"incident {incident_id} is not running (finished, or never started)") from None
-        raise
-    return answer
 
 
 async def incident_state(client: Client, incident_id: str) -> IncidentState | None:

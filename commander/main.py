@@ -209,7 +209,7 @@ async def _show_plan(client: Any, incident_id: str) -> None:
 
 async def cmd_incident_control(args: argparse.Namespace) -> int:
     from commander.connection import connect_temporal, open_ledger
-    from commander.incidents import control, operator_identity
+    from commander.incidents import control_on_record, operator_identity
     from keyrevoke.models import ControlRequest
 
     settings = _settings(args)
@@ -218,7 +218,7 @@ async def cmd_incident_control(args: argparse.Namespace) -> int:
     client = await connect_temporal(settings)
     ledger = open_ledger(settings)
     try:
-        print(await control(client, ledger, settings, args.id, args.action, request))
+        print(await control_on_record(client, ledger, settings, args.id, args.action, request))
     finally:
         ledger.close()
     return exit_codes.OK
@@ -226,7 +226,7 @@ async def cmd_incident_control(args: argparse.Namespace) -> int:
 
 async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     from commander.connection import connect_temporal, open_ledger
-    from commander.incidents import control, operator_identity, read_owners
+    from commander.incidents import control_on_record, operator_identity, read_owners
     from keyrevoke.models import ConfirmRequest
 
     settings = _settings(args)
@@ -236,7 +236,7 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     client = await connect_temporal(settings)
     ledger = open_ledger(settings)
     try:
-        print(await control(client, ledger, settings, args.id, "confirm", request))
+        print(await control_on_record(client, ledger, settings, args.id, "confirm", request))
     finally:
         ledger.close()
     return exit_codes.OK

@@ -158,6 +158,10 @@ async def test_an_incident_with_escalated_keys_ends_with_exit_3_and_says_what_to
             assert "may still work 0" in done.stdout
             assert "every key is confirmed dead or closed by a person" in done.stdout
 
+            ended = await keyrevoke(env, "incident", "cancel", "esc", "--reason", "too late", check=False)
+            assert ended.returncode == exit_codes.REFUSED
+            assert "incident esc is not running (workflow completed): nothing to cancel" in ended.stderr
+
             listed = await keyrevoke(env, "incident", "list")
             row = next(line for line in listed.stdout.splitlines() if line.startswith("esc "))
             assert row.split()[1] == "completed"
