@@ -144,8 +144,16 @@ class VenuePace:
 
 
 def venue_pace(ledger: Ledger, incident_id: str, window_seconds: float = 60.0) -> dict[str, VenuePace]:
-    """Per venue: the time of the last state change and the keys finished in the last ``window_seconds``."""
-    since = (datetime.now(UTC) - timedelta(seconds=window_seconds)).isoformat(timespec="milliseconds")
+    """Per venue: the time of the last state change and the keys finished in the last ``window_seconds``.
+
+    An incident younger than the window is measured over its age, so its first minute shows its real pace.
+    """
+    now = datetime.now(UTC)
+    record = ledger.get_incident(incident_id)
+    if record is not None:
+        age = (now - datetime.fromisoformat(record.created_at)).total_seconds()
+        window_seconds = max(1.0, min(window_seconds, age))
+    since = (now - timedelta(seconds=window_seconds)).isoformat(timespec="milliseconds")
     finals = [s.value for s in FINAL_STATES]
     marks = ", ".join("?" for _ in finals)
     rows = ledger.db.query(
