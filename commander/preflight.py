@@ -180,7 +180,7 @@ def _url_findings(settings: Settings, scope: list[ScopeVenue]) -> list[Finding]:
     for venue in scope:
         url = settings.venue_urls.get(venue.venue)
         if url:
-            where = "loopback (a simulator)" if _is_loopback(url) else "not loopback: a real host"
+            where = "loopback: a simulator" if _is_loopback(url) else "not loopback: a real host or a proxy"
             findings.append(Finding(Level.OK, f"{venue.venue}: calls {url} ({where})"))
         elif settings.allow_real_exchanges:
             findings.append(

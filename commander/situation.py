@@ -65,7 +65,7 @@ class VenueView:
     venue: str
     counts: dict[str, int]
     measures: Measures
-    phase: str  # working | paused | stopping | taken out | awaiting exchange | done | ended
+    phase: str  # working | paused | stopping | taken out | awaiting exchange | done | ended | no worker | unknown
     queue: QueueService | None
     failing: FailingStep | None
     last_change: datetime | None
@@ -293,6 +293,8 @@ async def _venue_view(
         if control is not None and control.served and status_name(description) == "running":
             progress = await _query(client, workflow_id, VenueWorkflow.progress)
     phase = _venue_phase(venue, measures, state, progress, running)
+    if phase == "unknown" and control is not None and not control.served:
+        phase = "no worker"
     return VenueView(
         venue=venue,
         counts={s.value: counts[s.value] for s in DISPLAY_ORDER if counts.get(s.value)}
@@ -313,14 +315,14 @@ def _venue_phase(
     if not running:
         return "ended"
     if state is not None:
+        if venue in state.venues_done:
+            return "done"
         if venue in state.stopped_venues:
             return "taken out"
         if state.cancel_reason or (progress is not None and progress.stop_reason):
             return "stopping"
         if state.paused_all or venue in state.paused_venues:
             return "paused"
-        if venue in state.venues_done:
-            return "done"
     if progress is not None and progress.awaiting_exchange:
         return "awaiting exchange"
     if measures.total and measures.finished == measures.total:
@@ -369,6 +371,8 @@ def summary_lines(view: IncidentView, settings: Settings) -> list[str]:
         f"incident {view.incident_id}: workflow {view.workflow_status}; {m.total} keys; "
         f"work finished {m.finished_ratio:.0%}; may still work {m.may_still_work}"
     )
+    if m.total == 0 and not view.ended:
+        head = f"incident {view.incident_id}: workflow {view.workflow_status}; no keys planned yet"
     totals = view.state_totals
     lines = [head]
     if view.ended and m.total == 0:

@@ -192,7 +192,9 @@ async def test_without_a_worker_the_commander_is_told_and_cancel_answers(
         status = await keyrevoke(env, "incident", "status", "idle", check=False)
         assert status.returncode == exit_codes.NOT_FINISHED
         assert f"no worker is serving queue {queue_prefix}-control: start `keyrevoke worker`" in status.stdout
+        assert "incident idle: workflow running; no keys planned yet" in status.stdout
         assert "still running" in status.stdout
+        assert "work finished 100%" not in status.stdout
         as_json = await keyrevoke(env, "incident", "status", "idle", "--json", check=False)
         assert as_json.returncode == exit_codes.NOT_FINISHED
         assert json.loads(as_json.stdout)["control_queue"]["served"] is False
@@ -326,7 +328,7 @@ async def test_check_names_our_own_missing_configuration(tmp_path: Path, queue_p
             f"none for binance in {tmp_path / 'no-masters.json'}" in check.stdout
         )
         assert "error: bybit: no URL in KEYREVOKE_VENUE_URLS, so it would call the real exchange" in check.stdout
-        assert f"ok: binance: calls {urls['binance']} (loopback (a simulator))" in check.stdout
+        assert f"ok: binance: calls {urls['binance']} (loopback: a simulator)" in check.stdout
 
         # An error is never overridden: --force skips warnings only, and nothing is recorded.
         forced = await keyrevoke(env, "incident", "start", "--id", "mis", "--force", check=False)
