@@ -1,6 +1,6 @@
 """What the incident commander sees and can do, through the ``keyrevoke`` command as a person runs it.
 
-Real parts throughout: the session's Temporal dev server, the venue simulator on loopback, the
+Real parts throughout: the test run's Temporal dev server, the venue simulator on loopback, the
 ledger, and ``keyrevoke worker`` as its own process where a worker is wanted. Each test says what a
 commander would notice: the exit code, the lines printed, and what the ledger recorded.
 """
