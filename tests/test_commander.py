@@ -261,6 +261,46 @@ async def test_a_stuck_venue_shows_its_reason_and_pause_and_cancel_show(
                 await terminate(dev_client, "stuck")
 
 
+async def test_watch_shows_the_wait_for_approval_and_exits_0_once_approved(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    async with small_stage(tmp_path, queue_prefix, dev_client) as st:
+        env = cli_env(st)
+        async with worker_process(env, tmp_path / "worker.log"):
+            await until(lambda: served(dev_client, st.settings, VENUES))
+            started = await keyrevoke(env, "incident", "start", "--id", "appr", "--require-approval")
+            assert "waiting for approval: keyrevoke incident approve appr (by another person)" in started.stderr
+            watch = await asyncio.create_subprocess_exec(
+                KEYREVOKE,
+                "incident",
+                "status",
+                "appr",
+                "--watch",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            shown: list[str] = []
+            try:
+                while not any("waiting for approval: `keyrevoke incident approve appr`" in line for line in shown):
+                    assert watch.stdout is not None
+                    line = await asyncio.wait_for(watch.stdout.readline(), 120)
+                    assert line, "the watch ended before it showed the wait for approval:\n" + "".join(shown)
+                    shown.append(line.decode())
+                assert any("phase awaiting_approval" in line for line in shown)
+                approver = env | {"KEYREVOKE_OPERATOR": "second-person"}
+                await keyrevoke(approver, "incident", "approve", "appr", "--reason", "plan checked")
+                out, _ = await asyncio.wait_for(watch.communicate(), 300)
+            finally:
+                if watch.returncode is None:
+                    watch.kill()
+                    await watch.wait()
+            assert watch.returncode == exit_codes.OK
+            assert "incident appr: workflow completed; 16 keys; work finished 100%; may still work 0" in out.decode()
+            approved = [e for e in st.ledger.events("appr") if e["kind"] == "incident.approved"]
+            assert [(e["actor"], e["detail"]) for e in approved] == [("second-person", "plan checked")]
+
+
 # --- what a start includes ---------------------------------------------------------------------
 
 
