@@ -376,7 +376,7 @@ def summary_lines(view: IncidentView, settings: Settings) -> list[str]:
     totals = view.state_totals
     lines = [head]
     if view.ended and m.total == 0:
-        lines.append("no key was in the incident's scope: nothing was revoked")
+        lines.append("no key was planned in this incident: nothing was revoked")
         return lines
     if not view.ended:
         lines.append(f"still running: follow it with `keyrevoke incident status {view.incident_id} --watch`")
@@ -384,9 +384,15 @@ def summary_lines(view: IncidentView, settings: Settings) -> list[str]:
         n = totals.get(state.value, 0)
         if not n or state not in NEXT_STEP:
             continue
-        if not view.ended and state in (KeyState.PENDING, KeyState.FROZEN, KeyState.REVOKING, KeyState.REVOKED):
+        in_progress = state in (KeyState.PENDING, KeyState.FROZEN, KeyState.REVOKING, KeyState.REVOKED)
+        if in_progress and not view.ended:
             continue  # the incident is still working on them
         step = NEXT_STEP[state].replace(" ID ", f" {view.incident_id} ")
+        if in_progress:  # nothing will come back to them: waiting, as NEXT_STEP says of a running incident, is wrong
+            step = (
+                f"the incident ended ({view.workflow_status}) before finishing them: start a new incident "
+                "(`keyrevoke incident start`); keys already dead are left out"
+            )
         lines.append(f"{n} {state.value}: {step}")
         if state in (KeyState.LIVE, KeyState.UNCONFIRMED, KeyState.FAILED, KeyState.MISCONFIGURED):
             lines.append(f"  the keys: `keyrevoke incident keys {view.incident_id} --state {state.value}`")

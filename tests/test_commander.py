@@ -25,6 +25,9 @@ from temporalio.client import Client
 from commander import exit_codes
 from commander.main import build_parser
 from commander.sample import write_sample
+from commander.situation import IncidentView, VenueView, summary_lines
+from keyrevoke.settings import Settings
+from keyrevoke.states import Measures
 from tests.harness import Stage, address_of, stage, until
 from tests.test_cli_e2e import KEYREVOKE, cli_env, keyrevoke, served
 from workflows.incident import incident_workflow_id, venue_workflow_id
@@ -259,6 +262,12 @@ async def test_a_stuck_venue_shows_its_reason_and_pause_and_cancel_show(
                     assert any(note.startswith("cancelling: ") for note in view["notes"])
             finally:
                 await terminate(dev_client, "stuck")
+        # However it ended, bybit's keys were never revoked: they may still work, and the exit code says so.
+        ended = await keyrevoke(env, "incident", "status", "stuck", "--json", check=False)
+        assert ended.returncode == exit_codes.KEYS_MAY_STILL_WORK
+        assert json.loads(ended.stdout)["venues"]["bybit"]["may_still_work"] == sum(
+            1 for r in st.rows if r.venue == "bybit"
+        )
 
 
 async def test_watch_shows_the_wait_for_approval_and_exits_0_once_approved(
@@ -495,3 +504,18 @@ async def test_a_second_worker_on_a_taken_port_says_which_setting(
         f"keyrevoke: error: the worker's HTTP port 127.0.0.1:{port} is taken (another worker on this host?): "
         "set KEYREVOKE_WORKER_HTTP_PORT to a free port, or 0 to turn the endpoint off\n"
     )
+
+
+def test_keys_an_ended_incident_left_unfinished_are_not_told_to_wait(tmp_path: Path) -> None:
+    """A terminated incident's frozen keys: the next step is a new incident, not waiting for this one."""
+    counts = {"confirmed": 3, "frozen": 2, "live": 1}
+    venue = VenueView("okx", counts, Measures.from_counts(counts), "ended", None, None, None, 0.0)
+    view = IncidentView("gone", "terminated", "terminated", [venue], None)
+    settings = Settings(state_dir=tmp_path)
+    lines = summary_lines(view, settings)
+    assert view.exit_code == exit_codes.KEYS_MAY_STILL_WORK
+    assert lines[0] == "incident gone: workflow terminated; 6 keys; work finished 67%; may still work 3"
+    assert "2 frozen: the incident ended (terminated) before finishing them: start a new incident" in "\n".join(lines)
+    assert not any(line.startswith("2 frozen: wait") for line in lines)
+    assert "1 live: the owners must delete them at the exchange now" in "\n".join(lines)
+    assert "  the keys: `keyrevoke incident keys gone --state live`" in lines
