@@ -34,6 +34,7 @@ from sshsig.allowed_signers import AllowedSigner
 
 from keyrevoke.errors import ConfigurationError, InputError
 from keyrevoke.models import Operator, SignedAction, VerifyActionRequest, keys_digest
+from keyrevoke.private_files import private_dir
 from keyrevoke.settings import Settings
 
 #: The SSHSIG namespace of keyrevoke's signatures (``ssh-keygen -Y sign -n keyrevoke``).
@@ -155,7 +156,8 @@ def _os_user() -> str:
 
 
 def _write_once(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # The state directory may not exist yet: made here, it is private like every folder keyrevoke makes.
+    private_dir(path.parent)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "wb") as handle:

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         description='Base URL per venue, e.g. {"binance": "http://127.0.0.1:8800"}; a venue not '
         "listed is called at its real address. The simulator prints these (a port per venue).",
     )
+    allow_real_exchanges: bool = Field(
+        default=False,
+        description="Allow calls to a venue's real exchange host when KEYREVOKE_VENUE_URLS names no URL for it; "
+        "false refuses such venues (`keyrevoke check` and `incident start` say which), so a forgotten "
+        "simulator URL never sends a revoke to a real exchange.",
+    )
     venue_activities_per_second: float = Field(
         default=50.0,
         gt=0,
@@ -144,6 +150,11 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
         description="Worker health and metrics endpoint (/healthz, /readyz, /metrics for Prometheus); 0 turns it off.",
+    )
+    worker_http_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's health and metrics endpoint listens on: loopback by default; 0.0.0.0 "
+        "where the kubelet and Prometheus reach the pod from outside (the Kubernetes manifests set it).",
     )
     worker_shutdown_seconds: float = Field(
         default=30.0, gt=0, description="On SIGTERM, how long running activities get to finish."
