@@ -162,6 +162,9 @@ def _cli_env(st: Stage, key: Path) -> dict[str, str]:
             "KEYREVOKE_TASK_QUEUE_PREFIX": s.task_queue_prefix,
             "KEYREVOKE_OPERATORS_FILE": str(s.operators_file),
             "KEYREVOKE_OPERATOR_KEY_FILE": str(key),
+            # What the start's preflight checks: the stage's master credentials and simulator URLs.
+            "KEYREVOKE_MASTER_CREDENTIALS_FILE": str(st.masters),
+            "KEYREVOKE_VENUE_URLS": json.dumps(s.venue_urls),
             # The incident's pace is the start's: as slow as the other tests here.
             "KEYREVOKE_BATCH_SIZE": str(s.batch_size),
             "KEYREVOKE_BATCHES_IN_FLIGHT": str(s.batches_in_flight),
