@@ -91,7 +91,7 @@ async def test_an_incident_with_escalated_keys_ends_with_exit_3_and_says_what_to
         }
         async with worker_process(env, tmp_path / "worker.log"):
             await until(lambda: served(dev_client, st.settings, VENUES))
-            started = await keyrevoke(env, "incident", "start", "--id", "esc", "--watch", check=False)
+            started = await keyrevoke(env, "incident", "start", "--id", "esc-view", "--watch", check=False)
             assert started.returncode == exit_codes.KEYS_MAY_STILL_WORK, started.stdout + started.stderr
             binance = sum(1 for r in st.rows if r.venue == "binance")
             bybit = len(st.rows) - binance
@@ -99,14 +99,15 @@ async def test_an_incident_with_escalated_keys_ends_with_exit_3_and_says_what_to
             assert f"ok: binance: {binance} keys to revoke" in started.stderr
             assert f"plan: {len(st.rows)} keys at 2 venue(s)" in started.stderr
             assert (
-                f"incident esc: workflow completed; {len(st.rows)} keys; work finished 100%; may still work {binance}"
+                f"incident esc-view: workflow completed; {len(st.rows)} keys; work finished 100%; "
+                f"may still work {binance}"
                 in (started.stdout)
             )
             assert f"{binance} escalated: send the escalation packet" in started.stdout
-            assert f"packets: {st.settings.resolved_escalation_dir() / 'esc'}" in started.stdout
+            assert f"packets: {st.settings.resolved_escalation_dir() / 'esc-view'}" in started.stdout
             assert "100% done" not in started.stdout + started.stderr
 
-            status = await keyrevoke(env, "incident", "status", "esc", "--json", check=False)
+            status = await keyrevoke(env, "incident", "status", "esc-view", "--json", check=False)
             assert status.returncode == exit_codes.KEYS_MAY_STILL_WORK
             view = json.loads(status.stdout)
             assert view["finished_ratio"] == 1.0
@@ -116,13 +117,13 @@ async def test_an_incident_with_escalated_keys_ends_with_exit_3_and_says_what_to
             assert view["venues"]["bybit"]["states"] == {"confirmed": bybit}
 
             # Piped, the view is plain lines with nothing cut off.
-            plain = await keyrevoke(env, "incident", "status", "esc", check=False)
+            plain = await keyrevoke(env, "incident", "status", "esc-view", check=False)
             assert plain.returncode == exit_codes.KEYS_MAY_STILL_WORK
             assert f"  binance: escalated {binance} | work finished 100%, may still work {binance}" in plain.stdout
             assert "…" not in plain.stdout
 
             # The keys someone must act on, with their last error, for the people who must act.
-            keys = await keyrevoke(env, "incident", "keys", "esc", "--state", "escalated")
+            keys = await keyrevoke(env, "incident", "keys", "esc-view", "--state", "escalated")
             lines = keys.stdout.splitlines()
             assert lines[-1] == f"{binance} keys"
             assert len(lines) == binance + 2
@@ -131,20 +132,20 @@ async def test_an_incident_with_escalated_keys_ends_with_exit_3_and_says_what_to
             assert {line.split()[0] for line in lines[1:-1]} == hints
 
             # A person closes them (the exchange deleted them): now nothing may still work, and status exits 0.
-            refused = await keyrevoke(env, "incident", "close", "esc", "--state", "escalated", check=False)
+            refused = await keyrevoke(env, "incident", "close", "esc-view", "--state", "escalated", check=False)
             assert refused.returncode == exit_codes.REFUSED  # no reason given
             stray = tmp_path / "stray.txt"
             stray.write_text("no-such-key\n")
             refused = await keyrevoke(
-                env, "incident", "close", "esc", "--keys", str(stray), "--reason", "x", check=False
+                env, "incident", "close", "esc-view", "--keys", str(stray), "--reason", "x", check=False
             )
             assert refused.returncode == exit_codes.REFUSED
-            assert "not keys of incident esc: no-such-key; nothing was closed" in refused.stderr
+            assert "not keys of incident esc-view: no-such-key; nothing was closed" in refused.stderr
             closed = await keyrevoke(
                 env,
                 "incident",
                 "close",
-                "esc",
+                "esc-view",
                 "--state",
                 "escalated",
                 "--venue",
@@ -155,22 +156,22 @@ async def test_an_incident_with_escalated_keys_ends_with_exit_3_and_says_what_to
             # The close is signed like every control action: the log names the operator and the key that decided.
             assert f"{binance} keys closed by commander-on-duty (SHA256:" in closed.stdout
             assert closed.stdout.rstrip().endswith("): exchange deleted them")
-            events = [e for e in st.ledger.events("esc") if e["kind"] == "key.closed"]
+            events = [e for e in st.ledger.events("esc-view") if e["kind"] == "key.closed"]
             assert len(events) == binance
             assert len({e["actor"] for e in events}) == 1
             assert all(e["actor"].startswith("commander-on-duty (SHA256:") for e in events)
             assert all("exchange deleted them" in e["detail"] for e in events)
-            done = await keyrevoke(env, "incident", "status", "esc")
+            done = await keyrevoke(env, "incident", "status", "esc-view")
             assert done.returncode == exit_codes.OK
             assert "may still work 0" in done.stdout
             assert "every key is confirmed dead or closed by a person" in done.stdout
 
-            ended = await keyrevoke(env, "incident", "cancel", "esc", "--reason", "too late", check=False)
+            ended = await keyrevoke(env, "incident", "cancel", "esc-view", "--reason", "too late", check=False)
             assert ended.returncode == exit_codes.REFUSED
-            assert "incident esc is not running (workflow completed): nothing to cancel" in ended.stderr
+            assert "incident esc-view is not running (workflow completed): nothing to cancel" in ended.stderr
 
             listed = await keyrevoke(env, "incident", "list")
-            row = next(line for line in listed.stdout.splitlines() if line.startswith("esc "))
+            row = next(line for line in listed.stdout.splitlines() if line.startswith("esc-view "))
             assert row.split()[1] == "completed"
             assert row.split()[-1] == "0"  # may still work
 
