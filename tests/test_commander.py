@@ -100,8 +100,7 @@ async def test_an_incident_with_escalated_keys_ends_with_exit_3_and_says_what_to
             assert f"plan: {len(st.rows)} keys at 2 venue(s)" in started.stderr
             assert (
                 f"incident esc-view: workflow completed; {len(st.rows)} keys; work finished 100%; "
-                f"may still work {binance}"
-                in (started.stdout)
+                f"may still work {binance}" in (started.stdout)
             )
             assert f"{binance} escalated: send the escalation packet" in started.stdout
             assert f"packets: {st.settings.resolved_escalation_dir() / 'esc-view'}" in started.stdout
