@@ -324,6 +324,7 @@ def test_demo_confirms_every_key(tmp_path: Path) -> None:
     assert "200 of 200 keys confirmed" in result.stdout
     assert "200 keys; work finished 100%; may still work 0" in result.stdout
     assert "every key is confirmed dead or closed by a person" in result.stdout
+    assert f"signed in {state / 'report.json.sig'}" in result.stdout
     report = json.loads((state / "report.json").read_text())
     assert report["totals"]["confirmed"] == 200
     assert (state / "report.csv").exists()
