@@ -248,6 +248,14 @@ async def test_two_person_rule_needs_two_registered_keys(keyed, tmp_path: Path) 
     assert _kinds(st, "two", "incident.created")[0]["actor"] == f"erin ({fingerprints['erin']})"
     assert [e["actor"] for e in _kinds(st, "two", "incident.approved")] == [f"frank ({fingerprints['frank']})"]
 
+    # A close is done on the ledger by the command line, not by the workflow: it is checked there the same way.
+    close = ("incident", "close", "two", "--state", "confirmed", "--venue", "bybit", "--reason", "owner deleted them")
+    _refused(await _cli({**mallory, "KEYREVOKE_OPERATOR": "frank"}, *close), "close refused: key")
+    assert _kinds(st, "two", "key.closed") == []
+    closed = await _cli(frank, *close)
+    assert closed.returncode == 0, closed.stderr
+    assert f"closed by frank ({fingerprints['frank']}): owner deleted them" in closed.stdout
+
 
 async def test_replayed_stale_and_mismatched_signatures_are_refused(keyed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     st, client, keys = keyed
