@@ -77,6 +77,18 @@ def batch_failure(error: VenueError) -> ApplicationError:
     )
 
 
+def unexpected_failure(venue: str, error: BaseException) -> ApplicationError:
+    """The ``ApplicationError`` for an error no adapter classified (a bug, or inventory data a library refuses).
+
+    Only its type is told: its message may echo the request (a header, a URL with a passphrase in it).
+    The batch is retried; if it keeps failing, its keys are tried alone and the one at fault ends failed.
+    """
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    name = type(error).__name__
+    return ApplicationError(f"{venue}: unexpected {name} (its message is withheld: it may echo the request)", type=name)
+
+
 class BatchActivities:
     """Probe, revoke and verify keys at the venues; the worker injects ledger, adapters and hook."""
 
@@ -106,6 +118,13 @@ class BatchActivities:
         """Freeze each key at the platform, then probe it once to record a baseline."""
 
         async def prepare(key: SealedKey) -> None:
+            if key.state in (KeyState.PENDING, KeyState.FROZEN):
+                try:
+                    self._adapter(key.venue).check_setup(key.method)
+                except Misconfigured as error:
+                    # Our own set-up cannot revoke it: nothing is asked of the platform or the venue.
+                    await self._misconfigured(request.incident_id, key, error)
+                    return
             if key.state is KeyState.PENDING:
                 await self._tell_platform(request.incident_id, key, "freeze")
                 await self._apply(
@@ -223,6 +242,9 @@ class BatchActivities:
                 str(error),
             )
             return
+        except Misconfigured as error:
+            await self._misconfigured(incident_id, key, error)
+            return
         except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
             # The probe could not run as the key: the baseline failed, the revoke still goes ahead.
             ok, permissions, detail = False, "", f"baseline probe failed: {error}"
@@ -256,11 +278,7 @@ class BatchActivities:
             await self._end(incident_id, key, KeyState.FAILED, (KeyState.REVOKING,), "key.failed", str(error))
             return
         except Misconfigured as error:
-            # our own set-up does not fit this key (its inventory method, say): no delete was sent, and
-            # it is not the exchange's to act on, so it is not escalated
-            await self._end(
-                incident_id, key, KeyState.MISCONFIGURED, (KeyState.REVOKING,), "key.misconfigured", str(error)
-            )
+            await self._misconfigured(incident_id, key, error)
             return
         except (RevokeRefused, UnsupportedVenue, KeyRejected) as error:
             await self._end(
@@ -294,7 +312,7 @@ class BatchActivities:
         adapter = self._adapter(key.venue)
         try:
             answer = await self._call(key, "probe", lambda: adapter.probe(self._target(key)))
-        except (RevokeRefused, UnsupportedVenue, SecretStoreError) as error:
+        except (RevokeRefused, UnsupportedVenue, SecretStoreError, Misconfigured) as error:
             if from_state is KeyState.ESCALATED:
                 return  # still escalated: the commander's confirmation and later probes decide
             await self._end(
@@ -342,6 +360,27 @@ class BatchActivities:
                 incident_id,
                 Transition(key.key_id, key.venue, from_state, (from_state,), "key.verify.live", answer.detail),
             )
+
+    async def _misconfigured(self, incident_id: str, key: SealedKey, error: Misconfigured) -> None:
+        """End a key that keyrevoke's own set-up cannot revoke: not escalated, in no packet, no owner notice.
+
+        The message says what to set; the commander fixes it and starts again, so the key is left as the
+        platform had it (a frozen one is unfrozen: it was not revoked).
+        """
+        if key.state in (KeyState.FROZEN, KeyState.REVOKING):
+            await self._tell_platform(incident_id, key, "unfreeze", KeyState.MISCONFIGURED)
+        await self._apply(
+            incident_id,
+            Transition(
+                key.key_id,
+                key.venue,
+                KeyState.MISCONFIGURED,
+                (KeyState.PENDING, KeyState.FROZEN, KeyState.REVOKING),
+                "key.misconfigured",
+                str(error),
+                {"ended_at": utc_now(), "detail": str(error)},
+            ),
+        )
 
     async def _end(
         self,
@@ -494,8 +533,13 @@ class BatchActivities:
             async with _heartbeating(done), asyncio.TaskGroup() as group:
                 for key in keys:
                     group.create_task(one(key))
-        except* VenueError as failures:
-            raise batch_failure(_first(failures.exceptions)) from None
+        except* Exception as failures:
+            # A venue's answer tells the retry policy what to do; anything else is told by its type only.
+            venue_failures, others = failures.split(VenueError)
+            if venue_failures is not None:
+                raise batch_failure(_first(venue_failures.exceptions)) from None
+            assert others is not None
+            raise unexpected_failure(venue, others) from None
         return list(key_ids)
 
     async def _result(self, incident_id: str, key_ids: Sequence[str], proceed_state: KeyState) -> BatchResult:

@@ -9,8 +9,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.escalation import ESCALATION_EVENTS
 from keyrevoke.ledger import Ledger
+from keyrevoke.ledger.store import Transition, utc_now
 from keyrevoke.models import (
     ConfirmationCheckRequest,
+    GiveUpRequest,
     IncidentEvent,
     IncidentPlan,
     IncidentSummary,
@@ -26,6 +28,7 @@ from workflows import options
 
 #: How many refused keys a confirm's refusal names before it counts the rest.
 NAMED_KEYS = 10
+_NOT_REVOKED = (KeyState.PENDING, KeyState.FROZEN, KeyState.REVOKING)
 
 
 class ControlActivities:
@@ -67,6 +70,33 @@ class ControlActivities:
         await asyncio.to_thread(
             self.ledger.append_event, event.incident_id, event.actor, event.kind, event.venue, "", event.detail
         )
+
+    @activity.defn(name=options.GIVE_UP_KEYS)
+    async def give_up_keys(self, request: GiveUpRequest) -> int:
+        """End keys whose step failed every attempt, alone too: failed, or unconfirmed if already revoked.
+
+        The detail is the step and its last error, so that the commander sees why; returns how many moved.
+        """
+        detail = f"{request.step} failed on every attempt, the key alone too: {request.error}"
+        ended = {"ended_at": utc_now(), "detail": detail}
+        changes = [
+            change
+            for key_id in request.key_ids
+            for change in (
+                Transition(key_id, request.venue, KeyState.FAILED, _NOT_REVOKED, "key.failed", detail, ended),
+                Transition(
+                    key_id,
+                    request.venue,
+                    KeyState.UNCONFIRMED,
+                    (KeyState.REVOKED,),
+                    "key.unconfirmed",
+                    f"revoked, but {detail}",
+                    {**ended, "detail": f"revoked, but {detail}"},
+                ),
+            )
+        ]
+        moved = await asyncio.to_thread(self.ledger.apply, request.incident_id, changes)
+        return len(moved)
 
     @activity.defn(name=options.SUMMARIZE_INCIDENT)
     async def summarize_incident(self, incident_id: str) -> IncidentSummary:

@@ -14,16 +14,18 @@ import heapq
 import itertools
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 from keyrevoke.errors import VenueBanned
+from keyrevoke.ledger.store import PaceAsk, PaceGrant
 
 
 class SlotSource(Protocol):
-    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
-        """Reserve ``count`` request slots ``interval`` seconds apart; returns when the first is (epoch s)."""
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
+        """Reserve ``count`` slots ``interval`` s apart (none for 0), and the pacer's part of the venue's window."""
 
 
 class VenuePacer:
@@ -33,13 +35,19 @@ class VenuePacer:
 
     * across workers, slots reserved in a store all workers share (the ledger), a few at a time, so
       that no two workers are handed the same moment;
-    * within this worker, a send window of ``floor(rate)`` requests, where a request counts from
+    * a send window of ``floor(rate)`` requests for the whole venue, where a request counts from
       the moment it leaves until one second after its answer (or its failure) came back. The venue
       counts a request at some moment between the two, so a request sent when fewer than
       ``floor(rate)`` are counted finds fewer than that in the venue's last second too, whatever
       the delays on the way: a stalled worker or venue that bunches requests together cannot push
       one second over the limit. Counting from the send alone left no margin: a request that
       reached the venue late shared a second with the ones sent a second after it, and got a 429.
+      The window is the venue's, held in parts by its workers' pacers through the ledger: each
+      counts its own requests against the part it holds, the parts never add up to more than the
+      window (the ledger hands them out in transactions), a pacer asks for more when it has more
+      to send, and gives back what it holds beyond its fair part, never below what it still counts.
+      A pacer blocked for want of a part asks again every ``RECHECK_SECONDS``; one that falls
+      silent for ``active_seconds`` has left, and its part is free.
 
     One dispatcher per pacer hands each slot, when it comes up, to the waiting request that goes
     first: an urgent one (a revoke) before the others (probes), then the key of higher inventory
@@ -55,6 +63,8 @@ class VenuePacer:
     """
 
     LATE_SLOT_SECONDS = 0.1
+    ACTIVE_MARGIN_SECONDS = 3.0
+    RECHECK_SECONDS = 0.1
 
     def __init__(self, slots: SlotSource, venue: str, rate: float, chunk: int | None = None) -> None:
         if rate <= 0:
@@ -65,6 +75,13 @@ class VenuePacer:
         self.per_second = max(1, math.floor(rate))
         # At least two slots a time: the first may have passed by the time the reservation is back.
         self.chunk = chunk or max(2, min(50, int(rate / 20)))
+        # Active long enough to cover its chunk of slots and the second its last answers still count
+        # (a pacer asks again at least every RECHECK_SECONDS while it waits): its part of the window
+        # is not handed to others while its requests may still count at the venue.
+        self.active_seconds = self.chunk * self.interval + self.ACTIVE_MARGIN_SECONDS
+        self.pacer_id = uuid.uuid4().hex
+        self.held = 0
+        self._asked_at = 0.0
         self.reservations = 0
         self._slots = slots
         self._reserved: deque[float] = deque()
@@ -74,6 +91,7 @@ class VenuePacer:
         self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._releaser: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def request(self, urgent: bool = False, priority: int = 0) -> AsyncIterator[None]:
@@ -133,6 +151,24 @@ class VenuePacer:
         finally:
             # No await between the last look at the waiters and this: a newcomer starts a new dispatcher.
             self._dispatcher = None
+        if self.held and self._releaser is None:
+            self._releaser = asyncio.create_task(self._release_when_drained())
+
+    async def _release_when_drained(self) -> None:
+        """Nothing left to send: give back the part of the window not in use now, and the rest once no
+        request of this pacer counts at the venue any more."""
+        try:
+            if self._in_flight + len(self._answered) < self.held:
+                await self._ask(0)
+            while self._dispatcher is None and (self._in_flight or self._answered):
+                now = time.monotonic()
+                while self._answered and self._answered[0] <= now - 1.0:
+                    self._answered.popleft()
+                await asyncio.sleep(self._answered[0] + 1.0 - now if self._answered else self.RECHECK_SECONDS)
+            if self._dispatcher is None and not self._waiting:
+                await self._ask(0)
+        finally:
+            self._releaser = None
 
     def _next_waiter(self) -> asyncio.Future[None] | None:
         """The waiter that goes next, dropping the ones cancelled while they waited."""
@@ -150,7 +186,7 @@ class VenuePacer:
             while self._reserved and self._reserved[0] < now - self.late_after:
                 self._reserved.popleft()
             if not self._reserved:
-                first = await asyncio.to_thread(self._slots.reserve_slots, self.venue, self.chunk, self.interval)
+                first = await self._ask(self.chunk)
                 self.reservations += 1
                 self._reserved.extend(first + i * self.interval for i in range(self.chunk))
             slot = self._reserved.popleft()
@@ -159,19 +195,38 @@ class VenuePacer:
             if time.time() - slot < self.late_after:
                 return
 
+    async def _ask(self, count: int) -> float:
+        """Reserve ``count`` slots and ask for this pacer's part of the window; returns the first slot."""
+        using = self._in_flight + len(self._answered)
+        # What it could count at once: its counted requests and every request waiting for a slot.
+        wanted = min(self.per_second, using + len(self._waiting))
+        ask = PaceAsk(self.pacer_id, self.active_seconds, self.per_second, using, wanted)
+        grant = await asyncio.to_thread(self._slots.reserve_pace, self.venue, count, self.interval, ask)
+        self.held = grant.held
+        self._asked_at = time.monotonic()
+        return grant.first
+
     async def _send_window(self) -> None:
-        """Wait for room in this worker's window, and count the next request in it."""
+        """Wait for room in the part of the venue's window this pacer holds, and count the next request in it."""
         while True:
             now = time.monotonic()
             while self._answered and self._answered[0] <= now - 1.0:
                 self._answered.popleft()
-            if self._in_flight + len(self._answered) < self.per_second:
+            counted = self._in_flight + len(self._answered)
+            if counted < self.held:
                 self._in_flight += 1
                 return
             # Room comes when the oldest answer is a second old, or sooner if all are still in flight and
             # one comes back. Only the dispatcher waits here, so clearing the event is safe.
             self._an_answer.clear()
             wait = self._answered[0] + 1.0 - now if self._answered else None
+            if counted < self.per_second:
+                # Less than the whole window is counted here: another pacer may give back a part meanwhile.
+                due = self._asked_at + self.RECHECK_SECONDS - now
+                if due <= 0:
+                    await self._ask(0)
+                    continue
+                wait = due if wait is None else min(wait, due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._an_answer.wait(), wait)
 

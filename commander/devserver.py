@@ -46,6 +46,7 @@ class DevServerConfig:
     ui_port: int | None = None  # None: no web UI
     host: str = "127.0.0.1"
     log_file: Path | None = None
+    namespaces: tuple[str, ...] = ()  # registered at start, besides "default"
 
     @property
     def address(self) -> str:
@@ -72,6 +73,8 @@ class DevServerConfig:
             "--sqlite-pragma",
             "synchronous=normal",
         ]
+        for namespace in self.namespaces:
+            command += ["--namespace", namespace]
         if self.db_file is not None:
             command += ["--db-filename", str(self.db_file)]
         if self.ui_port is None:

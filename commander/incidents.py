@@ -141,6 +141,7 @@ async def start_incident(
                 scope_venues=venue_field,
                 scope_owners=len(set(owners)),
                 scope_owners_sha256=keys_digest(owners),
+                batch_attempts=settings.batch_attempts,
             ),
             id=workflow_id,
             task_queue=settings.control_queue,

@@ -626,10 +626,17 @@ async def cmd_dev_server(args: argparse.Namespace) -> int:
 
 
 async def cmd_sim(args: argparse.Namespace) -> int:
-    from commander.simulate import simulator_for
+    from commander.simulate import ensure_sim_masters, simulator_for
 
     settings = _settings(args)
     masters = Path(args.masters) if args.masters else settings.resolved_masters_file()
+    written = ensure_sim_masters(masters, Path(args.inventory))
+    if written is not None:
+        print(
+            f"no master credentials file: wrote simulated ones for {', '.join(written) or 'no venue'} to {masters}"
+            " (they work with this simulator only)",
+            file=sys.stderr,
+        )
     simulator, skipped = simulator_for(
         Path(args.inventory), masters, Path(args.scenario) if args.scenario else None, args.port
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import secrets
 from pathlib import Path
 
 from keyrevoke.errors import InputError
 from keyrevoke.inventory import InventoryRow, read_inventory
 from keyrevoke.text_lines import read_json
+from keyrevoke.venues import methods_for
 from venuesim import Scenario, SimKey, SimMaster, VenueSimulator
 
 # What a leaked key may do at its venue; sample keys get a stable mix of these.
@@ -61,6 +64,31 @@ def read_masters(path: Path | None) -> list[SimMaster]:
             )
         )
     return masters
+
+
+def ensure_sim_masters(path: Path, inventory: Path) -> list[str] | None:
+    """Write made-up master credentials to ``path`` if it does not exist, for the simulator and the workers.
+
+    One entry per venue of ``inventory`` with a revocation API (venues without one have no master),
+    with a passphrase where the venue signs with one. Returns the venues written, or None if the file
+    was there already (it is never changed). The simulator registers these as the platform's masters,
+    so a simulated incident runs without a hand-made file.
+    """
+    if path.exists():
+        return None
+    rows, _ = read_inventory(inventory)
+    entries: dict[str, dict[str, str]] = {}
+    for venue in sorted({row.venue for row in rows}):
+        methods = methods_for(venue)
+        if methods is None or methods.methods == ("manual",):
+            continue
+        entries[venue] = {"api_key": secrets.token_hex(16), "secret": secrets.token_hex(24)}
+        if methods.needs_passphrase:
+            entries[venue]["passphrase"] = secrets.token_hex(8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return list(entries)
 
 
 def simulator_for(

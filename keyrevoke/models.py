@@ -123,6 +123,7 @@ class IncidentInput:
     scope_venues: str = ""
     scope_owners: int = 0
     scope_owners_sha256: str = ""
+    batch_attempts: int = 12  # of one batch activity, before its keys are tried one by one alone
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class VenueInput:
     escalation_wait_seconds: float = 86_400.0
     escalation_probe_interval_seconds: float = 300.0
     first_batch_size: int = 0  # 0 (as in inputs recorded before it existed): no small first batch
+    batch_attempts: int = 0  # 0 (as in inputs recorded before it existed): a batch is retried without end
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,20 @@ class CompensateRequest:
     venue: str
     reason: str
     limit: int
+
+
+@dataclass(frozen=True)
+class GiveUpRequest:
+    """Keys whose step kept failing, alone too: they end failed (unconfirmed if revoked) with ``error``.
+
+    ``error`` is the last failure's type and message, as the activity classified it: never a secret.
+    """
+
+    incident_id: str
+    venue: str
+    key_ids: tuple[str, ...]
+    step: str
+    error: str
 
 
 @dataclass(frozen=True)
@@ -303,6 +319,10 @@ class VenueProgress:
     stop_reason: str = ""
     awaiting_exchange: int = 0  # escalated keys waiting for the exchange's (and the commander's) word
     exchange_confirmed_by: str = ""
+    # running | paused | cancelling (stopped: cancel or narrow) | awaiting_exchange
+    phase: str = "running"
+    last_change_at: str = ""  # ISO time (workflow clock) a batch step last moved keys; empty: none yet
+    failing: str = ""  # "<step>: <ErrorType>: <message>": attempts ran out; cleared when that step works again
 
 
 @dataclass(frozen=True)

@@ -99,11 +99,12 @@ def payload_codec_from_settings(settings: Settings, create: bool) -> PayloadEncr
     """The codec with the payload key from ``KEYREVOKE_PAYLOAD_KEY`` or the key file, and the old keys.
 
     ``create`` allows making the key file when it is missing, and only the embedded default (neither
-    the key nor its file given) ever does, under the state directory: a process that reads payloads
-    others wrote (the codec server) passes ``False``, since a key of its own would open nothing.
+    the key nor its file given, ``KEYREVOKE_EMBEDDED`` true) ever does, under the state directory: a
+    process that reads payloads others wrote (the codec server) passes ``False``, since a key of its
+    own would open nothing.
     """
     env_key = settings.payload_key.get_secret_value() if settings.payload_key else None
-    embedded = not env_key and settings.payload_key_file is None
+    embedded = settings.embedded and not env_key and settings.payload_key_file is None
     current = load_kek(
         env_key,
         settings.resolved_payload_key_file(),

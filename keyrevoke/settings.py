@@ -21,6 +21,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KEYREVOKE_", extra="ignore", frozen=True)
 
+    embedded: bool = Field(
+        default=True,
+        description="The embedded set-up: a missing key-encryption key, payload key or signing key file is made "
+        "once under the state directory, the ledger defaults to a SQLite file there and the platform hook to "
+        "a file sink. A deployment sets it false: every key then comes from the secret store (a missing one "
+        "is an error, never a new key), and the ledger URL and the hook URL must be given.",
+    )
     state_dir: Path = Field(
         default=Path(".state"),
         description="Folder for the embedded set-up: ledger file, dev-server database, reports, hook sink.",
@@ -91,13 +98,13 @@ class Settings(BaseSettings):
     venue_urls: dict[str, str] = Field(
         default_factory=dict,
         description='Base URL per venue, e.g. {"binance": "http://127.0.0.1:8800"}; a venue not '
-        "listed is called at its real address. The simulator prints these (a port per venue).",
+        "listed is refused (its keys end misconfigured) unless allow_real_exchanges is set. The simulator "
+        "prints these (a port per venue).",
     )
     allow_real_exchanges: bool = Field(
         default=False,
-        description="Allow calls to a venue's real exchange host when KEYREVOKE_VENUE_URLS names no URL for it; "
-        "false refuses such venues (`keyrevoke check` and `incident start` say which), so a forgotten "
-        "simulator URL never sends a revoke to a real exchange.",
+        description="Call a venue not listed in venue_urls at its real exchange host. Off, such a venue's keys "
+        "end misconfigured and nothing is sent to it: a simulator set-up never reaches a real exchange by mistake.",
     )
     venue_activities_per_second: float = Field(
         default=50.0,
@@ -109,9 +116,8 @@ class Settings(BaseSettings):
         default=200.0,
         gt=0,
         description="Requests per second to one venue from all workers together (they reserve request slots "
-        "in the shared ledger). With one worker per venue, the venue's published limit: a request counts until "
-        "a second after its answer, so delays on the way cannot put a second over it. With several workers on "
-        "one venue, a little below it: each worker's count covers its own requests only.",
+        "and share one send window in the ledger): the venue's published limit, however many workers serve it. "
+        "A request counts until a second after its answer, so delays on the way cannot put a second over it.",
     )
     venue_request_timeout_seconds: float = Field(default=10.0, gt=0)
     request_attempts: int = Field(default=4, ge=1, description="Attempts for one venue request (tenacity).")
@@ -124,6 +130,14 @@ class Settings(BaseSettings):
         le=500,
         description="Keys in each venue's first batch, which runs alone until its keys are probed: small, so "
         "the riskiest keys' revokes go out after one round of probes instead of behind every batch's.",
+    )
+    batch_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description="Attempts of one batch activity before its keys are retried one by one alone; a key that "
+        "still fails alone after as many attempts ends failed (or unconfirmed, if it was revoked) with its last "
+        "error, and the other keys go on.",
     )
     keys_in_flight_per_batch: int = Field(
         default=8, ge=1, le=200, description="Keys one batch activity works on at once."

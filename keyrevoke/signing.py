@@ -22,10 +22,11 @@ def load_signing_key(settings: Settings, *, create: bool | None = None) -> Ed255
     """The deployment's signing key: ``KEYREVOKE_SIGNING_KEY`` (32 bytes, urlsafe base64), else its file.
 
     ``create`` defaults to the embedded set-up's rule: a missing file is made only when no file was
-    named (``<state_dir>/signing.key``); a named file that is missing is an error.
+    named (``<state_dir>/signing.key``) and ``KEYREVOKE_EMBEDDED`` is true; otherwise a missing key is
+    an error.
     """
     if create is None:
-        create = settings.signing_key_file is None
+        create = settings.embedded and settings.signing_key_file is None
     secret = settings.signing_key.get_secret_value() if settings.signing_key else None
     seed = load_kek(
         secret,

@@ -33,6 +33,7 @@ from keyrevoke.temporal_client import data_converter
 from tests.harness import Stage, address_of, stage, until
 from tests.ledger_backends import PostgresSession, postgres_schema, stored_bytes
 from tests.otlp_collector import Collector
+from workflows.incident import PATCHES as INCIDENT_PATCHES
 from workflows.incident import IncidentWorkflow
 from workflows.venue import PATCHES, VenueWorkflow
 
@@ -231,7 +232,7 @@ async def test_mass_revoke_through_the_cli(
 
     # Every payload reached the server encrypted; decrypted, the payloads are scanned for secrets below.
     events = [event for h in histories for event in h.events]  # type: ignore[attr-defined]
-    assert {patch_id for event in events for patch_id in _patch_ids(event)} <= set(PATCHES)
+    assert {patch_id for event in events for patch_id in _patch_ids(event)} <= {*PATCHES, *INCIDENT_PATCHES}
     stored = [p for event in events if not _patch_ids(event) for p in iter_payloads(event)]
     assert stored
     assert {p.metadata["encoding"] for p in stored} == {ENCODING}

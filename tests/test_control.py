@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
-from commander.incidents import control, incident_state, start_incident
+from commander.incidents import control, incident_state, sign_request, start_incident
 from keyrevoke.errors import InputError
 from keyrevoke.models import ControlRequest, IncidentInput
 from keyrevoke.operators import action_message, load_operators, operators_for, sign_action
@@ -27,7 +28,8 @@ from keyrevoke.states import FINAL_STATES, KeyState
 from keyrevoke.temporal_client import connect
 from tests.harness import Stage, address_of, running_workers, stage, until
 from tests.test_operators import make_key, register
-from workflows.incident import IncidentWorkflow, incident_workflow_id
+from workflows.incident import IncidentWorkflow, incident_workflow_id, venue_workflow_id
+from workflows.venue import VenueWorkflow
 
 KEYREVOKE = str(Path(sysconfig.get_path("scripts")) / "keyrevoke")
 
@@ -354,3 +356,112 @@ async def test_the_workflow_acts_only_on_signed_actions(paced: Stage, dev_client
     await _result(dev_client, "ctl-unsigned")
     assert _kinds(st, "ctl-unsigned", "incident.cancelled") == []
     assert sum(per.get("confirmed", 0) for per in st.ledger.counts("ctl-unsigned").values()) == 24
+
+
+@pytest.mark.parametrize("action", ["cancel", "narrow"])
+async def test_cancel_and_narrow_end_while_a_venue_is_down(
+    action: str, tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    down = {"venues": {"bybit": {"error_rate": 1.0}}}  # every answer a 503: its batches retry and retry
+    stuck = {"batch_size": 3, "batches_in_flight": 2, "request_attempts": 1, "batch_attempts": 1000}
+    incident = f"ctl-down-{action}"
+    async with stage(tmp_path, 12, queue_prefix, address_of(dev_client), scenario=down, **stuck) as st:
+        async with running_workers(dev_client, st):
+            await start_incident(dev_client, st.ledger, st.settings, incident, [], [])
+            await until(lambda: st.ledger.counts(incident).get("bybit", {}).get("frozen", 0) >= 1)
+            request = ControlRequest("carol", "bybit" if action == "narrow" else "", "venue down")
+            await control(dev_client, st.settings, incident, action, request)
+            # It ends: the stuck batches are cancelled and their keys handed back (a hang fails here).
+            await asyncio.wait_for(_result(dev_client, incident), 120)
+            progress = await dev_client.get_workflow_handle(venue_workflow_id(incident, "bybit")).query(
+                VenueWorkflow.progress
+            )
+
+        bybit = [k for k in st.ledger.key_statuses(incident) if k.venue == "bybit"]
+        assert {k.state for k in bybit} == {KeyState.UNFROZEN}
+        assert all("venue down" in k.detail for k in bybit)
+        by_id = {row.key_id: row for row in st.rows}
+        assert all(st.simulator.is_live("bybit", by_id[k.key_id].api_key) for k in bybit)
+        hook = [json.loads(line) for line in st.settings.resolved_hook_file().read_text().splitlines()]
+        frozen = {h["key_id"] for h in hook if h["action"] == "freeze" and h["venue"] == "bybit"}
+        assert frozen
+        assert frozen <= {h["key_id"] for h in hook if h["action"] == "unfreeze"}
+        assert progress.phase == "cancelling"
+        binance = {k.state for k in st.ledger.key_statuses(incident) if k.venue == "binance"}
+        if action == "narrow":
+            assert binance == {KeyState.CONFIRMED}  # the venue left in goes on to the end
+        else:
+            assert binance <= {KeyState.CONFIRMED, KeyState.UNFROZEN}
+
+
+async def test_control_signalled_while_no_worker_runs_acts_when_one_comes(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    async with stage(tmp_path, 6, queue_prefix, address_of(dev_client)) as st:
+        await start_incident(dev_client, st.ledger, st.settings, "ctl-signal", [], [])
+        handle = dev_client.get_workflow_handle(incident_workflow_id("ctl-signal"))
+        # No worker: the incident has not even planned. Signals wait in its history.
+        await handle.signal("control", args=["explode", ControlRequest("carol")])
+        cancel = sign_request(st.settings, "ctl-signal", "cancel", ControlRequest("carol", reason="false alarm"))
+        await handle.signal("control", args=["cancel", cancel])
+        assert st.ledger.counts("ctl-signal") == {}
+        async with running_workers(dev_client, st):
+            await asyncio.wait_for(_result(dev_client, "ctl-signal"), 120)
+        counts = st.ledger.counts("ctl-signal")
+        assert counts == {"binance": {"unfrozen": 3}, "bybit": {"unfrozen": 3}}
+        assert all("false alarm" in k.detail for k in st.ledger.key_statuses("ctl-signal"))
+        hook = st.settings.resolved_hook_file()
+        assert not hook.exists() or not [line for line in hook.read_text().splitlines() if '"freeze"' in line]
+        assert len(_kinds(st, "ctl-signal", "incident.cancelled")) == 1
+        refused = _kinds(st, "ctl-signal", "incident.control.refused")
+        assert [e["detail"] for e in refused] == ["explode: not an action (pause, resume, cancel, narrow)"]
+
+
+async def test_pause_given_while_the_incident_is_planning_holds_it(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    async with stage(tmp_path, 6, queue_prefix, address_of(dev_client)) as st:
+        await start_incident(dev_client, st.ledger, st.settings, "ctl-early", [], [])
+        # No worker yet: the update reaches the incident with its very first task, before it has planned.
+        pausing = asyncio.create_task(control(dev_client, st.settings, "ctl-early", "pause", ControlRequest("alice")))
+        await asyncio.sleep(1.0)  # the update is on its way before a worker comes
+        async with running_workers(dev_client, st):
+            assert await asyncio.wait_for(pausing, 60) == "paused every venue"
+
+            async def venues_paused() -> bool:
+                try:
+                    progress = [
+                        await dev_client.get_workflow_handle(venue_workflow_id("ctl-early", venue)).query(
+                            VenueWorkflow.progress
+                        )
+                        for venue in ("binance", "bybit")
+                    ]
+                except RPCError:  # not started yet
+                    return False
+                return all(p.phase == "paused" for p in progress)
+
+            await until(venues_paused)
+            await asyncio.sleep(1.0)  # a window in which a paused incident must touch no key
+            assert st.ledger.counts("ctl-early") == {"binance": {"pending": 3}, "bybit": {"pending": 3}}
+            await control(dev_client, st.settings, "ctl-early", "resume", ControlRequest("bob"))
+            await asyncio.wait_for(_result(dev_client, "ctl-early"), 120)
+        assert st.ledger.counts("ctl-early") == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}
+        assert len(_kinds(st, "ctl-early", "incident.paused")) == 1
+
+
+async def test_an_unsigned_control_signal_is_refused_on_record(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    async with stage(tmp_path, 6, queue_prefix, address_of(dev_client)) as st:
+        async with running_workers(dev_client, st):
+            await start_incident(dev_client, st.ledger, st.settings, "ctl-sig-unsigned", [], [])
+            handle = dev_client.get_workflow_handle(incident_workflow_id("ctl-sig-unsigned"))
+            # A signal bypasses the CLI: the workflow itself must refuse what no operator signed.
+            await handle.signal("control", args=["cancel", ControlRequest("mallory", reason="let them live")])
+            await asyncio.wait_for(_result(dev_client, "ctl-sig-unsigned"), 120)
+        assert _kinds(st, "ctl-sig-unsigned", "incident.cancelled") == []
+        refused = _kinds(st, "ctl-sig-unsigned", "incident.control.refused")
+        assert len(refused) == 1
+        assert "not signed" in refused[0]["detail"]
+        counts = st.ledger.counts("ctl-sig-unsigned")
+        assert counts == {"binance": {"confirmed": 3}, "bybit": {"confirmed": 3}}

@@ -7,27 +7,28 @@ with checkov (rendered manifests, Dockerfile, Helm values) and checked for the p
 workers rely on: one Deployment per venue group, probes on the health port, a grace period longer
 than the drain, non-root pods, no secret value in a manifest.
 
-Tools: kubectl (infra/install-kubectl.sh), the packages of infra/requirements-checks.txt in this
-environment, and checkov in its own virtualenv (infra/install-checkov.sh). A missing tool skips
-its tests with the reason, except under CI=true, where it fails them.
+Tools: kubectl (infra/install-kubectl.sh) and checkov in its own virtualenv (infra/install-checkov.sh);
+a missing one fails its tests with the command to run (tests/infra_tools.py). The Python packages
+(PyYAML, kubernetes-validate, jsonschema) come with the dev extra.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
+import yaml as pyyaml
 
 from keyrevoke.venues import SUPPORTED_VENUES
+from tests.infra_tools import executable
 from workers.runner import parse_queues
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,8 @@ GROUPS = {
     "cex-b": ("kucoin", "gate", "mexc", "kraken", "coinbase"),
 }
 GROUP_LABEL = "keyrevoke.io/group"
+WORKER = "keyrevoke-worker"
+COMMANDER = "keyrevoke-commander"
 # Oldest Kubernetes minor the manifests support; the newest schema kubernetes-validate ships is
 # checked as well.
 OLDEST_KUBERNETES = "1.30.0"
@@ -53,38 +56,6 @@ DEFAULT_HTTP_PORT = 9464
 DEFAULT_SHUTDOWN_SECONDS = 30
 # Time between the end of the drain and SIGKILL, for the SDK to cancel what is left and exit.
 GRACE_MARGIN_SECONDS = 10
-
-TOOLS_DIR = Path(
-    os.environ.get("KEYREVOKE_INFRA_TOOLS")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "keyrevoke-infra-tools"
-)
-IN_CI = os.environ.get("CI", "").strip().lower() == "true"
-
-
-def _missing(what: str, how: str) -> None:
-    message = f"{what} is not available: {how}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: the infra checks must run)", pytrace=False)
-    pytest.skip(message)
-
-
-def _module(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        _missing(f"Python module {name!r}", "python -m pip install -r infra/requirements-checks.txt")
-        raise  # unreachable: _missing skips or fails
-
-
-def _executable(name: str, how: str) -> str:
-    found = shutil.which(name)
-    if found is None and (TOOLS_DIR / "bin" / name).is_file():
-        found = str(TOOLS_DIR / "bin" / name)
-    if found is None:
-        _missing(name, how)
-    assert found is not None
-    return found
-
 
 def _run(args: list[str], *, timeout: float, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -96,12 +67,12 @@ def _run(args: list[str], *, timeout: float, cwd: Path = ROOT) -> subprocess.Com
 
 @pytest.fixture(scope="session")
 def yaml() -> ModuleType:
-    return _module("yaml")
+    return pyyaml
 
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    return _executable("kubectl", "bash infra/install-kubectl.sh")
+    return executable("kubectl")
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +118,8 @@ def _deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The worker Deployments by venue group."""
     by_group: dict[str, dict[str, Any]] = {}
     for deployment in _of_kind(docs, "Deployment"):
+        if deployment["metadata"]["labels"].get("app.kubernetes.io/name") != WORKER:
+            continue
         group = deployment["spec"]["template"]["metadata"]["labels"].get(GROUP_LABEL)
         assert group, f"Deployment {_name(deployment)} has no {GROUP_LABEL} label"
         assert group not in by_group, f"two Deployments for group {group}"
@@ -206,8 +179,6 @@ def test_overlay_renders_into_its_namespace(docs: list[dict[str, Any]], overlay:
 def test_manifests_validate(docs: list[dict[str, Any]], version: str) -> None:
     """Built-in kinds against Kubernetes' own schemas (strict: unknown fields are errors); custom
     resources, which kubernetes-validate has no schema for, against infra/k8s/schemas."""
-    kubernetes_validate = _module("kubernetes_validate")
-    jsonschema = _module("jsonschema")
     if version == "latest":
         version = kubernetes_validate.latest_version()
     errors = []
@@ -233,7 +204,6 @@ def test_manifests_validate(docs: list[dict[str, Any]], version: str) -> None:
 
 
 def test_custom_resource_schemas_are_valid() -> None:
-    jsonschema = _module("jsonschema")
     schemas = sorted(SCHEMAS.glob("*.json"))
     assert schemas
     for path in schemas:
@@ -353,6 +323,45 @@ def test_each_group_mounts_only_the_secret_files_it_needs(docs: list[dict[str, A
             assert not [f for f in files if f.endswith("masters.json")], group
         else:
             assert masters in files, f"{group}: master credentials not mounted"
+
+
+def _commander(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [d for d in _of_kind(docs, "Deployment") if _name(d) == COMMANDER]
+    return deployment
+
+
+def test_every_pod_gets_the_keys_it_needs_from_the_secret_and_makes_none(docs: list[dict[str, Any]]) -> None:
+    """KEYREVOKE_EMBEDDED=false, and the ledger KEK, the payload key and the signing key mounted from the
+    Secret in every pod (workers and commander), so no pod makes a key of its own."""
+    pods = {**{group: d for group, d in _deployments(docs).items()}, "commander": _commander(docs)}
+    for name, deployment in pods.items():
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        environment = _environment(container, docs)
+        assert environment.get("KEYREVOKE_EMBEDDED") == "false", f"{name}: pods must not make keys of their own"
+        (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        files = {f"{mount['mountPath']}/{item['path']}" for item in volume["secret"]["items"]}
+        for setting in ("KEYREVOKE_LEDGER_KEK_FILE", "KEYREVOKE_PAYLOAD_KEY_FILE", "KEYREVOKE_SIGNING_KEY_FILE"):
+            assert environment.get(setting) in files, f"{name}: {setting} is not a mounted Secret file"
+
+
+def test_the_commander_pod_has_the_cli_and_no_exchange_access(docs: list[dict[str, Any]]) -> None:
+    deployment = _commander(docs)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 1
+    assert container["command"][-2:] == ["sleep", "infinity"], "the commander pod idles for kubectl exec"
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not _environment(container, docs).get("KEYREVOKE_MASTER_CREDENTIALS_FILE")
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert not [i for i in volume["secret"]["items"] if i["key"] == "masters.json"], "no master credentials"
+    labels = pod and deployment["spec"]["template"]["metadata"]["labels"]
+    covering = [p for p in _of_kind(docs, "NetworkPolicy") if _selects(p["spec"]["podSelector"], labels)]
+    assert [p for p in covering if set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}]
+    assert not [p for p in covering for rule in p["spec"].get("ingress", [])], "the commander pod takes no traffic"
+    internet = [t for p in covering for r in p["spec"].get("egress", []) for t in r.get("to", []) if "ipBlock" in t]
+    assert not internet, "the commander pod reaches no exchange"
 
 
 def test_disruption_budget_and_network_policy_cover_every_group(docs: list[dict[str, Any]]) -> None:
@@ -516,7 +525,7 @@ def test_temporal_helm_values(yaml: ModuleType) -> None:
 
 @pytest.fixture(scope="session")
 def checkov_reports(rendered_files: dict[str, Path]) -> list[dict[str, Any]]:
-    checkov = _executable("checkov", "bash infra/install-checkov.sh")
+    checkov = executable("checkov")
     files = [*rendered_files.values(), DOCKERFILE, HELM_VALUES]
     args = [checkov, "--framework", "kubernetes", "dockerfile", "secrets", "--skip-download", "--output", "json"]
     for path in files:

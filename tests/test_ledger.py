@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -589,3 +591,43 @@ def test_the_states_a_confirm_is_checked_against(ledger: Ledger) -> None:
     ledger.append_event("inc-1", "keyrevoke", "venue.escalated", "binance", "", "2 keys escalated")
     assert ledger.has_event("inc-1", "venue.escalated", "binance")
     assert not ledger.has_event("inc-1", "venue.escalated", "bybit")
+def test_pods_opening_a_fresh_ledger_at_once_all_open_it(ledger_url: str) -> None:
+    """Every pod of a new deployment starts together and creates the schema if missing: none may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keyrevoke.ledger.database import Database
+
+    barrier = threading.Barrier(8)
+
+    def open_one(_: int) -> Database:
+        barrier.wait()
+        return Database(ledger_url)
+
+    with ThreadPoolExecutor(8) as pool:
+        databases = list(pool.map(open_one, range(8)))
+    assert len(databases) == 8
+    for database in databases:
+        database.close()
+
+
+def test_workers_reserving_a_new_venues_first_slots_at_once_all_get_slots_of_their_own(ledger_url: str) -> None:
+    """Workers starting together at a venue nobody has paced yet: none fails, no two slots coincide."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keyrevoke.ledger.store import PaceAsk
+
+    ledgers = [open_ledger(ledger_url, SecretBox(KeyEncryptionKey.generate())) for _ in range(6)]
+    barrier = threading.Barrier(len(ledgers))
+
+    def reserve(number: int) -> float:
+        barrier.wait()
+        ask = PaceAsk(f"pacer-{number}", 30.0, 10, 0, 10)
+        return ledgers[number].reserve_pace("gate", 2, 0.1, ask).first
+
+    try:
+        with ThreadPoolExecutor(len(ledgers)) as pool:
+            firsts = sorted(pool.map(reserve, range(len(ledgers))))
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+    assert all(later - earlier >= 0.2 - 1e-6 for earlier, later in itertools.pairwise(firsts))

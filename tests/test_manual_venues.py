@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from activities.venues.base import Credentials, KeyTarget, VenueAdapter
 from activities.venues.exchanges import ExchangeFactory
 from activities.venues.registry import ADAPTERS
-from keyrevoke.errors import RateLimited, RevokeRefused, UnsupportedVenue, VenueBanned, VenueUnavailable
+from keyrevoke.errors import Misconfigured, RateLimited, RevokeRefused, VenueBanned, VenueUnavailable
 from keyrevoke.venues import SUPPORTED_VENUES
 from tests import venue_stage
 from tests.venue_stage import TamperingFactory, exchanges_for, flip
@@ -345,7 +345,7 @@ async def test_revoke_is_refused_without_any_call_so_the_key_is_escalated(venue)
         assert str(refused.value) == f"{venue}: {ESCALATED}"
         with pytest.raises(RevokeRefused):
             await s.adapter.revoke(target(s.key, method=""))  # the default method is manual
-        with pytest.raises(UnsupportedVenue, match="no revoke method"):
+        with pytest.raises(Misconfigured, match="no revoke method"):
             await s.adapter.revoke(target(s.key, method="sub"))
         assert s.sim.stats.requests[venue] == 0
         assert s.live()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -26,54 +27,55 @@ VENUE_LIMIT = 25  # what the simulated venue allows per second
 OUR_RATE = 20  # what keyrevoke is told to send, a little below
 
 
-async def test_two_workers_together_stay_under_the_venue_limit(
-    tmp_path: Path, queue_prefix: str, dev_client: Client
-) -> None:
+async def _workers_at_one_venue(
+    tmp_path: Path, queue_prefix: str, dev_client: Client, workers: int, our_rate: int, venue_limit: int, keys: int
+) -> tuple[dict[str, Any], int, set[str]]:
+    """``workers`` worker processes revoke ``keys`` Binance keys told ``our_rate``: the simulator's
+    counts, its peak requests in a second, and the workers that took Binance's batches."""
     address = dev_client.service_client.config.target_host
-    scenario = {"venues": {"binance": {"requests_per_second": VENUE_LIMIT}}}
+    incident = f"pace-{queue_prefix}"
+    # A venue that counts a sliding second and answers after 0-40 ms: arrivals bunch as in the wild.
+    scenario = {"venues": {"binance": {"requests_per_second": venue_limit, "latency_ms": 20}}}
     async with stage(
         tmp_path,
-        60,
+        keys,
         queue_prefix,
         address,
         scenario=scenario,
         venues=("binance",),
-        venue_requests_per_second=OUR_RATE,
+        venue_requests_per_second=our_rate,
         batch_size=5,
     ) as st:
         env = cli_env(st)
-        env["KEYREVOKE_VENUE_REQUESTS_PER_SECOND"] = str(OUR_RATE)
+        env["KEYREVOKE_VENUE_REQUESTS_PER_SECOND"] = str(our_rate)
         env["KEYREVOKE_BATCH_SIZE"] = "5"
-        workers = [
+        processes = [
             subprocess.Popen(
                 [KEYREVOKE, "--verbose", "worker", "--queues", "all"],
                 env=env,
                 stdout=(tmp_path / f"worker{n}.log").open("w"),
                 stderr=subprocess.STDOUT,
             )
-            for n in (1, 2)
+            for n in range(workers)
         ]
         try:
-            # Both workers must poll before the first batch, or the first one up takes every batch.
-            logs = [tmp_path / f"worker{n}.log" for n in (1, 2)]
+            # Every worker must poll before the first batch, or the first one up takes every batch.
+            logs = [tmp_path / f"worker{n}.log" for n in range(workers)]
             for _ in range(600):
                 if all("workers running" in log.read_text() for log in logs):
                     break
                 await asyncio.sleep(0.1)
             client = await connect(st.settings)
-            await start_incident(client, st.ledger, st.settings, "pace", [], [])
-            await asyncio.wait_for(client.get_workflow_handle(incident_workflow_id("pace")).result(), 180)
-            history = await client.get_workflow_handle(venue_workflow_id("pace", "binance")).fetch_history()
+            await start_incident(client, st.ledger, st.settings, incident, [], [])
+            await asyncio.wait_for(client.get_workflow_handle(incident_workflow_id(incident)).result(), 300)
+            history = await client.get_workflow_handle(venue_workflow_id(incident, "binance")).fetch_history()
         finally:
-            for worker in workers:
-                worker.send_signal(signal.SIGTERM)
-            for worker in workers:
-                await asyncio.to_thread(worker.wait, 40)
-        assert st.ledger.counts("pace") == {"binance": {"confirmed": 60}}
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                await asyncio.to_thread(process.wait, 40)
+        assert st.ledger.counts(incident) == {"binance": {"confirmed": keys}}
         stats = st.simulator.stats
-        assert stats.snapshot()["rate_limited"].get("binance", 0) == 0
-        # Slots are spaced 1/rate apart across workers: at most one more than the rate in any second.
-        assert stats.peak_requests_per_second("binance") <= OUR_RATE + 1
         batch_types = {options.PREPARE_BATCH, options.REVOKE_BATCH, options.VERIFY_BATCH}
         scheduled = {
             event.event_id: event.activity_task_scheduled_event_attributes.activity_type.name
@@ -86,4 +88,30 @@ async def test_two_workers_together_stay_under_the_venue_limit(
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
             and scheduled[event.activity_task_started_event_attributes.scheduled_event_id] in batch_types
         }
-        assert len(identities) >= 2, "both workers took batches of the venue"
+        return stats.snapshot(), stats.peak_requests_per_second("binance"), identities
+
+
+async def test_two_workers_together_stay_under_the_venue_limit(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    snapshot, peak, identities = await _workers_at_one_venue(
+        tmp_path, queue_prefix, dev_client, workers=2, our_rate=OUR_RATE, venue_limit=VENUE_LIMIT, keys=60
+    )
+    assert snapshot["rate_limited"].get("binance", 0) == 0
+    # Slots are spaced 1/rate apart across workers: at most one more than the rate in any second.
+    assert peak <= OUR_RATE + 1
+    assert len(identities) >= 2, "both workers took batches of the venue"
+
+
+async def test_three_workers_at_the_venues_full_limit_get_no_rate_limit_answer(
+    tmp_path: Path, queue_prefix: str, dev_client: Client
+) -> None:
+    """Each worker told the venue's published limit: one window for the venue, shared through the ledger."""
+    limit = 10
+    snapshot, peak, identities = await _workers_at_one_venue(
+        tmp_path, queue_prefix, dev_client, workers=3, our_rate=limit, venue_limit=limit, keys=45
+    )
+    assert snapshot["rate_limited"].get("binance", 0) == 0, "the venue answered 429"
+    assert snapshot.get("banned", {}).get("binance", 0) == 0
+    assert peak <= limit
+    assert len(identities) >= 2, "the workers shared the venue's batches"

@@ -18,6 +18,7 @@ import pytest
 from activities.pacing import VenuePacer
 from keyrevoke.crypto import KeyEncryptionKey, SecretBox
 from keyrevoke.ledger import Ledger, open_ledger
+from keyrevoke.ledger.store import PaceAsk, PaceGrant, fair_part
 from tests.ledger_backends import sqlite_url
 
 KEK = KeyEncryptionKey(bytes(range(32)))
@@ -75,8 +76,8 @@ async def test_a_lagging_loop_never_sends_more_than_the_rate_in_one_second(ledge
 class PastDueSlots:
     """A slot store whose every slot is already a little overdue (as with a worker whose clock runs behind)."""
 
-    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
-        return time.time() - 0.05
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
+        return PaceGrant(time.time() - 0.05, ask.window)
 
 
 async def test_overdue_slots_still_leave_at_most_the_rate_in_one_second() -> None:
@@ -137,6 +138,54 @@ class StallingVenue:
         else:
             self.arrivals.append(now)
         await asyncio.sleep(self._random.uniform(0.0, 0.05))  # the answer's way back
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_three_workers_at_a_stalling_venue_never_see_more_than_its_limit_at_its_full_rate(
+    tmp_path: Path, seed: int
+) -> None:
+    # Three workers' pacers (each its own ledger connection, as in three worker processes), each told
+    # the venue's full limit: their windows are shares of one window, so the venue never sees more.
+    ledgers = [open_ledger(sqlite_url(tmp_path), SecretBox(KEK)) for _ in range(3)]
+    venue = StallingVenue(limit=10, seed=seed)
+    pacers = [VenuePacer(ledger, "bybit", rate=10) for ledger in ledgers]
+
+    async def one(pacer: VenuePacer) -> None:
+        async with pacer.request():
+            await venue.call()
+
+    stalls = asyncio.create_task(venue.stall_now_and_then())
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one(pacers[n % 3]) for n in range(90))), 60)
+    finally:
+        stalls.cancel()
+        for ledger in ledgers:
+            ledger.close()
+    assert venue.rejected == 0
+    assert len(venue.arrivals) == 90
+
+
+def test_a_venues_window_is_held_in_parts_that_never_add_up_to_more(ledger: Ledger) -> None:
+    def ask(pacer: str, using: int, wanted: int, active: float = 30.0) -> int:
+        return ledger.reserve_pace("okx", 1, 0.1, PaceAsk(pacer, active, 10, using, wanted)).held
+
+    assert ask("a", 0, 10) == 10  # alone: the whole window
+    assert ask("b", 0, 10) == 0  # all of it is held: nothing yet
+    # a may send within its fair part only; it holds what it still counts until that has left
+    assert ask("a", 8, 10) == 5
+    assert ask("b", 0, 10) == 2  # what a does not hold
+    assert ask("a", 3, 10) == 5  # a's requests left the venue's second: it holds its fair part only
+    assert ask("b", 2, 10) == 5
+    assert ask("c", 0, 2, active=0.2) == 0  # a third that wants little waits for the others to give back
+    assert ask("a", 5, 10) == 4
+    assert ask("a", 4, 10) == 4
+    assert ask("c", 0, 2, active=0.2) == 1
+    time.sleep(0.3)  # c fell silent: it has left, and its part is free
+    assert ask("a", 4, 10) == 5
+    assert fair_part(10, 10, [10, 10]) == 4
+    assert fair_part(10, 2, [10, 10]) == 2
+    assert fair_part(10, 10, [2, 10]) == 4
+    assert fair_part(10, 0, [10]) == 0
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -224,7 +273,7 @@ async def test_cancelled_waiters_hold_nothing_up_and_leave_no_count_behind(ledge
 class BrokenSlots:
     """A slot store that cannot answer (a ledger that is down)."""
 
-    def reserve_slots(self, venue: str, count: int, interval: float) -> float:
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
         raise OSError("the ledger is down")
 
 

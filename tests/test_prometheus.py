@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -22,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from temporalio.client import Client
 
 from commander.devserver import free_port
 from commander.incidents import start_incident
+from keyrevoke.states import FINAL_STATES, HANDLED, KeyState
 from tests.harness import stage
+from tests.infra_tools import executable
 from workers.runner import CONTROL, run_workers
 from workflows.incident import incident_workflow_id
 
@@ -43,12 +42,7 @@ LABEL_VALUES = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
 
 
 def _prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("prometheus is not installed (.ci/run installs Debian's package)")
-    pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    return executable("prometheus")
 
 
 class PrometheusApi:
@@ -193,7 +187,7 @@ async def test_prometheus_scrapes_a_worker_and_every_dashboard_and_alert_query_w
                 await asyncio.wait_for(dev_client.get_workflow_handle(incident_workflow_id(incident)).result(), 60)
 
                 expressions = dashboard_expressions(incident)
-                completion = next(expr for where, expr in expressions if where == "Completion per venue")
+                completion = next(expr for where, expr in expressions if where == "Handled per venue")
                 await api.until(
                     completion,
                     lambda result: (
@@ -236,3 +230,107 @@ async def test_prometheus_scrapes_a_worker_and_every_dashboard_and_alert_query_w
         finally:
             stop.set()
             await asyncio.wait_for(workers, 60)
+
+
+# --------------------------------------------------------------------------------------------------
+# The danger the dashboard and alerts must show, on series made for it, evaluated by promtool
+
+
+def _dashboard_expr(title: str) -> str:
+    """A panel's expression with every incident and venue selected."""
+    (expr,) = [e for where, e in dashboard_expressions(".*") if where == title]
+    return expr.replace('venue=~".*"', 'venue=~".+"').replace('incident=~".*"', 'incident=~".+"')
+
+
+def _alert_expr(name: str) -> str:
+    import yaml
+
+    rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+    (rule,) = [rule for rule in rules if rule.get("alert") == name]
+    return str(rule["expr"]).strip()
+
+
+def _keys(venue: str, state: str, count: int) -> dict[str, str]:
+    return {"series": f'keyrevoke_keys{{incident="i1", venue="{venue}", state="{state}"}}', "values": f"{count}x20"}
+
+
+def test_dashboards_and_alerts_show_every_key_that_may_still_work_and_each_stuck_venue(tmp_path: Path) -> None:
+    """Binance stuck (keys revoking, no transition), OKX with keys and no worker on its queue, Bybit moving,
+    Gate finished with escalated and unconfirmed keys: the panels count those as keys that may still work,
+    the stall alert names binance and okx (not bybit), the no-worker alert names okx alone."""
+    promtool = executable("promtool")
+    series = [
+        _keys("binance", "revoking", 4),
+        {"series": 'keyrevoke_key_transitions_total{venue="binance", state="revoked"}', "values": "10x20"},
+        _keys("bybit", "revoking", 3),
+        {"series": 'keyrevoke_key_transitions_total{venue="bybit", state="confirmed"}', "values": "0+1x20"},
+        _keys("okx", "pending", 5),
+        _keys("gate", "confirmed", 5),
+        _keys("gate", "closed", 1),
+        _keys("gate", "escalated", 1),
+        _keys("gate", "unconfirmed", 1),
+        {"series": 'keyrevoke_key_transitions_total{venue="gate", state="confirmed"}', "values": "0+1x20"},
+    ]
+    for queue in ("keyrevoke-control", "keyrevoke-venue-binance", "keyrevoke-venue-bybit", "keyrevoke-venue-gate"):
+        series.append(
+            {"series": f'temporal_num_pollers{{task_queue="{queue}", poller_type="activity_task"}}', "values": "2x20"}
+        )
+
+    def sample(labels: str, value: float) -> dict[str, Any]:
+        return {"labels": labels, "value": value}
+
+    def in_venue(venue: str) -> str:
+        return f'{{incident="i1", venue="{venue}"}}'
+
+    checks = [
+        (_dashboard_expr("Keys that may still work"), [sample("{}", 4 + 3 + 5 + 2)]),
+        (
+            _dashboard_expr("May still work per venue"),
+            [sample(in_venue(v), n) for v, n in (("binance", 4), ("bybit", 3), ("gate", 2), ("okx", 5))],
+        ),
+        (
+            _dashboard_expr("Handled per venue"),
+            [sample(f'{{venue="{v}"}}', n) for v, n in (("binance", 0), ("bybit", 0), ("gate", 0.75), ("okx", 0))],
+        ),
+        (
+            _dashboard_expr("Work finished per venue"),
+            [sample(f'{{venue="{v}"}}', n) for v, n in (("binance", 0), ("bybit", 0), ("gate", 1), ("okx", 0))],
+        ),
+        (_dashboard_expr("Need a human"), [sample("{}", 2)]),
+        (_alert_expr("KeyrevokeVenueStalled"), [sample(in_venue("binance"), 4), sample(in_venue("okx"), 5)]),
+        (_alert_expr("KeyrevokeVenueQueueWithoutWorker"), [sample(in_venue("okx"), 5)]),
+        (_alert_expr("KeyrevokeKeysMayStillWork"), [sample(in_venue("gate"), 2)]),
+    ]
+    tests = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": "10m", "exp_samples": expected} for expr, expected in checks
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "danger.test.yml"
+    path.write_text(json.dumps(tests))  # JSON is YAML
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_state_sets_of_the_dashboard_are_keyrevokes_own() -> None:
+    """Handled is confirmed and closed; finished is every final state; each state named exists."""
+    known = {state.value for state in KeyState}
+    texts = DASHBOARD.read_text() + ALERTS.read_text()
+    for match in re.findall(r'state[!=]~\\?"([a-z|]+)\\?"', texts):
+        assert set(match.split("|")) <= known, f"unknown state in {match}"
+    finished = {s.value for s in FINAL_STATES}
+    for title in ("Keys that may still work", "May still work per venue"):
+        (not_handled,) = re.findall(r'state!~"([a-z|]+)"', _dashboard_expr(title))
+        assert set(not_handled.split("|")) == {s.value for s in HANDLED}, title
+    (finished_regex,) = re.findall(r'state=~"([a-z|]+)"', _dashboard_expr("Work finished per venue"))
+    assert set(finished_regex.split("|")) == finished
+    (handled_regex,) = re.findall(r'state=~"([a-z|]+)"', _dashboard_expr("Handled per venue"))
+    assert set(handled_regex.split("|")) == {s.value for s in HANDLED}

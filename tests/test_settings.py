@@ -168,3 +168,73 @@ def test_a_kek_in_the_environment_is_used_and_no_file_is_made(monkeypatch: pytes
     finally:
         ledger.close()
     assert not (tmp_path / "ledger.kek").exists()
+
+
+def _deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """KEYREVOKE_EMBEDDED=false with a ledger URL and hook URL and every key left out: a pod missing Secret keys."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("KEYREVOKE_EMBEDDED", "false")
+    monkeypatch.setenv("KEYREVOKE_STATE_DIR", str(state))
+    monkeypatch.setenv("KEYREVOKE_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    monkeypatch.setenv("KEYREVOKE_HOOK_URL", "http://127.0.0.1:9/hook")
+    return state
+
+
+def test_outside_the_embedded_set_up_a_missing_key_is_an_error_never_a_new_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from keyrevoke.payload_codec import payload_codec_from_settings
+    from keyrevoke.signing import load_signing_key
+
+    state = _deployed(monkeypatch, tmp_path)
+    settings = Settings()
+
+    with pytest.raises(ConfigurationError, match="no key-encryption key: set KEYREVOKE_LEDGER_KEK"):
+        ledger_from_settings(settings)
+    with pytest.raises(ConfigurationError, match="no payload key: set KEYREVOKE_PAYLOAD_KEY"):
+        payload_codec_from_settings(settings, create=True)
+    with pytest.raises(ConfigurationError, match="no signing key: set KEYREVOKE_SIGNING_KEY"):
+        load_signing_key(settings)
+    assert not state.exists(), "no key file may be made outside the embedded set-up"
+
+
+def test_outside_the_embedded_set_up_the_ledger_and_hook_urls_are_required(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from workers.runner import platform_hook
+
+    _deployed(monkeypatch, tmp_path)
+    monkeypatch.delenv("KEYREVOKE_LEDGER_URL")
+    monkeypatch.delenv("KEYREVOKE_HOOK_URL")
+    monkeypatch.setenv("KEYREVOKE_LEDGER_KEK", KeyEncryptionKey.generate().to_text())
+    settings = Settings()
+
+    with pytest.raises(ConfigurationError, match="no ledger: set KEYREVOKE_LEDGER_URL"):
+        ledger_from_settings(settings)
+    with pytest.raises(ConfigurationError, match="no platform hook: set KEYREVOKE_HOOK_URL"):
+        platform_hook(settings)
+
+
+def test_outside_the_embedded_set_up_the_keys_from_the_secret_store_are_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from keyrevoke.payload_codec import payload_codec_from_settings
+    from keyrevoke.signing import load_signing_key, public_key_text
+
+    state = _deployed(monkeypatch, tmp_path)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    keys = {name: KeyEncryptionKey.generate() for name in ("ledger.kek", "payload.key", "signing.key")}
+    for name, key in keys.items():
+        (secrets / name).write_text(key.to_text() + "\n")
+    monkeypatch.setenv("KEYREVOKE_LEDGER_KEK_FILE", str(secrets / "ledger.kek"))
+    monkeypatch.setenv("KEYREVOKE_PAYLOAD_KEY_FILE", str(secrets / "payload.key"))
+    monkeypatch.setenv("KEYREVOKE_SIGNING_KEY_FILE", str(secrets / "signing.key"))
+    settings = Settings()
+
+    assert payload_codec_from_settings(settings, create=True).current_key_id == keys["payload.key"].key_id
+    ledger_from_settings(settings)  # opens under the given KEK
+    signing = load_signing_key(settings)
+    again = load_signing_key(Settings())
+    assert public_key_text(signing.public_key()) == public_key_text(again.public_key())
+    assert not state.exists()

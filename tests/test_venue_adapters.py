@@ -320,7 +320,7 @@ async def test_a_master_without_permission_is_refused(key, method):
         assert_clean(refused.value)
         assert s.sim.is_live(key.venue, key.api_key)
     async with stage(masters=False) as s:
-        with pytest.raises(RevokeRefused, match="no master credentials configured for method"):
+        with pytest.raises(Misconfigured, match="no master credentials configured for method"):
             await s.adapter(key.venue).revoke(target(key, method))
 
 
@@ -420,9 +420,9 @@ async def test_5xx_and_timeouts_are_venue_unavailable():
 
 async def test_unknown_method_and_missing_sub_account_are_refused():
     async with stage() as s:
-        with pytest.raises(VenueError, match="no revoke method"):
+        with pytest.raises(Misconfigured, match="no revoke method"):
             await s.binance.revoke(target(BIN_A, "self"))
-        with pytest.raises(VenueError, match="no revoke method"):
+        with pytest.raises(Misconfigured, match="no revoke method"):
             await s.bybit.revoke(target(BY_SELF, "broker"))
         # a name where Binance needs the sub-account's numeric id: our own set-up is wrong, nothing is sent
         for account_id, account_name in (("", ""), ("", "desk-5001")):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
@@ -42,10 +43,18 @@ CONTROL = "control"
 
 
 def platform_hook(settings: Settings) -> PlatformHook:
-    """The webhook when a URL is set, else the file sink of the embedded set-up."""
+    """The webhook when a URL is set, else the file sink of the embedded set-up.
+
+    Outside the embedded set-up the URL is required: a file sink inside a pod would take the freeze and
+    unfreeze requests and tell the platform nothing.
+    """
     if settings.hook_url:
         secret = settings.hook_secret.get_secret_value() if settings.hook_secret else None
         return HttpHook(settings.hook_url, secret, settings.venue_request_timeout_seconds)
+    if not settings.embedded:
+        raise ConfigurationError(
+            "no platform hook: set KEYREVOKE_HOOK_URL (KEYREVOKE_EMBEDDED=false never falls back to the file sink)"
+        )
     return FileHook(settings.resolved_hook_file())
 
 
@@ -61,6 +70,30 @@ def packet_settings(settings: Settings) -> PacketSettings:
         keys_per_part=settings.packet_keys_per_part,
         folder=settings.resolved_escalation_dir(),
     )
+def setup_warnings(settings: Settings, queues: Sequence[str]) -> list[str]:
+    """One line per venue among ``queues`` whose keys would end misconfigured with these settings.
+
+    A venue without URL (real exchanges not allowed), or without master credentials when it has
+    revoke methods that need them. Nothing is sent anywhere to find out.
+    """
+    masters = load_master_credentials(settings.resolved_masters_file())
+    lines = []
+    for venue in queues:
+        adapter = ADAPTERS.get(venue)
+        if adapter is None:
+            continue
+        if venue not in settings.venue_urls and not settings.allow_real_exchanges:
+            lines.append(
+                f"warning: {venue}: no venue URL in KEYREVOKE_VENUE_URLS and real exchanges are not allowed "
+                "(KEYREVOKE_ALLOW_REAL_EXCHANGES): its keys will end misconfigured"
+            )
+        needing = sorted(adapter.master_methods)
+        if needing and venue not in masters:
+            lines.append(
+                f"warning: {venue}: no master credentials in {settings.resolved_masters_file()} for method(s) "
+                f"{', '.join(needing)}: keys revoked that way will end misconfigured"
+            )
+    return lines
 
 
 def parse_queues(text: str) -> list[str]:
@@ -93,7 +126,11 @@ async def workers_for(
     own_ledger = ledger is None
     ledger = ledger or ledger_from_settings(settings)
     unwatch = observability.watch_ledger(ledger) if observability and CONTROL in queues else None
-    exchanges = ExchangeFactory(settings.venue_urls, settings.venue_request_timeout_seconds)
+    exchanges = ExchangeFactory(
+        settings.venue_urls,
+        settings.venue_request_timeout_seconds,
+        allow_real_exchanges=settings.allow_real_exchanges,
+    )
     hook = platform_hook(settings)
     mailer = mailer_from_settings(settings)
     writer = GroupCommitWriter(ledger)
@@ -126,6 +163,7 @@ async def workers_for(
                         control.summarize_incident,
                         control.check_confirmation,
                         operators.verify_action,
+                        control.give_up_keys,
                     ],
                     graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
                 )
@@ -201,8 +239,12 @@ async def run_workers(
 ) -> None:
     """Run the workers for ``queues`` until ``stop`` is set, then shut them down gracefully.
 
+    First it warns on stderr, one line each, of venues whose keys its settings would leave misconfigured.
+
     Their metrics are served on the health port's /metrics and pushed by OTLP, as the settings say.
     """
+    for line in setup_warnings(settings, queues):
+        print(line, file=sys.stderr, flush=True)
     observability = process_observability(settings)
     if observability:
         # The Temporal SDK reports its own metrics through the runtime its client connected on.

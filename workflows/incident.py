@@ -8,6 +8,13 @@ from the ledger. Every action, the start too, must be signed by a registered ope
 activity verifies the signature, this workflow refuses a signed action it has seen before and an
 approval by the starter. Every accepted update is written to the event log with the operator's name
 and key fingerprint.
+
+Control is honoured from the first moment: pause, resume, cancel and narrow are taken while the
+incident is still planning, and one given while a venue workflow is being started reaches it once it
+has started (patch ``control-during-start``). The same actions also come as the ``control`` signal
+(action name, ``ControlRequest``), signed like the updates: a signal waits in the history until a
+worker runs, where an update needs a worker to answer it; a refused signal is written to the event
+log as ``incident.control.refused``.
 """
 
 from __future__ import annotations
@@ -42,8 +49,10 @@ with workflow.unsafe.imports_passed_through():
         venue_queue,
     )
     from workflows import options
-    from workflows.patches import CHECKED_CONFIRMATIONS, SIGNED_ACTIONS
+    from workflows.patches import CHECKED_CONFIRMATIONS, CONTROL_DURING_START, PATCHES, SIGNED_ACTIONS
     from workflows.venue import VenueWorkflow
+
+__all__ = ["PATCHES", "IncidentWorkflow", "incident_workflow_id", "venue_workflow_id"]
 
 Request = TypeVar("Request", ControlRequest, ConfirmRequest)
 
@@ -106,12 +115,14 @@ class IncidentWorkflow:
         self._phase = "cancelling" if self._cancel_reason else "running"
         venues = [v.venue for v in self._plan.venues if v.keys > 0]
         for venue in venues:
+            sent = self._venue_input(params, venue)
             self._children[venue] = await workflow.start_child_workflow(
                 VenueWorkflow.run,
-                self._venue_input(params, venue),
+                sent,
                 id=venue_workflow_id(params.incident_id, venue),
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             )
+            await self._catch_up(venue, sent)
         await asyncio.gather(*(self._finish(venue) for venue in venues))
         self._phase = "summarizing"
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -142,7 +153,24 @@ class IncidentWorkflow:
             escalation_wait_seconds=params.escalation_wait_seconds,
             escalation_probe_interval_seconds=params.escalation_probe_interval_seconds,
             first_batch_size=params.first_batch_size,
+            batch_attempts=params.batch_attempts,
         )
+
+    async def _catch_up(self, venue: str, sent: VenueInput) -> None:
+        """Control given while the venue's workflow was starting (after its input was made) reaches it now."""
+        stop = self._cancel_reason or self._stopped.get(venue, "")
+        paused = self._paused_all or venue in self._paused
+        missed_stop = bool(stop) and not sent.stop_reason
+        if not (missed_stop or paused != sent.paused):
+            return
+        # patched() only where it can matter, so histories from before it replay unchanged.
+        if not workflow.patched(CONTROL_DURING_START):
+            return
+        child = self._children[venue]
+        if missed_stop:
+            await child.signal(VenueWorkflow.stop, stop)
+        elif paused != sent.paused:
+            await child.signal(VenueWorkflow.pause if paused else VenueWorkflow.resume)
 
     async def _finish(self, venue: str) -> None:
         await self._children[venue]
@@ -151,6 +179,8 @@ class IncidentWorkflow:
     async def _record(
         self, request: ControlRequest, kind: str, detail: str = "", operator: Operator | None = None
     ) -> None:
+        if self._params is None:  # control may come before the run has read its input
+            await workflow.wait_condition(lambda: self._params is not None)
         assert self._params is not None
         actor = operator.actor if operator else request.actor
         await workflow.execute_activity(
@@ -203,6 +233,8 @@ class IncidentWorkflow:
         """
         if not workflow.patched(SIGNED_ACTIONS):
             return None
+        if self._params is None:  # an update may come before the run has read its input
+            await workflow.wait_condition(lambda: self._params is not None)
         assert self._params is not None
         reason = request.reason if isinstance(request, ControlRequest) else ""
         operator = await self._verified(
@@ -236,13 +268,12 @@ class IncidentWorkflow:
     def _refuse_unless_open(self, request: ControlRequest) -> None:
         if self._phase in ("summarizing", "completed"):
             raise ValueError("the incident has finished: nothing left to control")
-        if self._phase == "planning":
-            raise ValueError("the incident is still being planned: try again in a moment")
         if self._cancel_reason:
             raise ValueError(f"the incident is cancelled ({self._cancel_reason})")
         if not request.actor:
             raise ValueError("the action names no actor")
-        if request.venue and request.venue not in self._venues():
+        # While planning, the scope is not known yet: a venue without keys is left alone once it is.
+        if request.venue and self._plan is not None and request.venue not in self._venues():
             raise ValueError(
                 f"venue {request.venue!r} has no keys in this incident (venues: {', '.join(self._venues())})"
             )
@@ -252,7 +283,9 @@ class IncidentWorkflow:
     @workflow.update
     async def pause(self, request: ControlRequest) -> str:
         """Hold new work at one venue, or everywhere."""
-        operator = await self._authorized(request, "pause", self._can_pause)
+        return await self._pause(request, await self._authorized(request, "pause", self._can_pause))
+
+    async def _pause(self, request: ControlRequest, operator: Operator | None) -> str:
         targets = [request.venue] if request.venue else self._venues()
         if request.venue:
             self._paused.add(request.venue)
@@ -275,7 +308,9 @@ class IncidentWorkflow:
     @workflow.update
     async def resume(self, request: ControlRequest) -> str:
         """Release a pause, at one venue or everywhere."""
-        operator = await self._authorized(request, "resume", self._can_resume)
+        return await self._resume(request, await self._authorized(request, "resume", self._can_resume))
+
+    async def _resume(self, request: ControlRequest, operator: Operator | None) -> str:
         if request.venue:
             self._paused.discard(request.venue)
             targets = [] if self._paused_all else [request.venue]
@@ -301,9 +336,11 @@ class IncidentWorkflow:
     @workflow.update
     async def cancel(self, request: ControlRequest) -> str:
         """Stop everything: revoke nothing more, verify what was revoked, unfreeze the rest."""
-        operator = await self._authorized(request, "cancel", self._can_cancel)
+        return await self._cancel(request, await self._authorized(request, "cancel", self._can_cancel))
+
+    async def _cancel(self, request: ControlRequest, operator: Operator | None) -> str:
         self._cancel_reason = request.reason or f"cancelled by {operator.name if operator else request.actor}"
-        if self._phase == "running":
+        if self._phase in ("planning", "awaiting_approval", "running"):
             self._phase = "cancelling"
         await self._signal(self._venues(), "stop", self._cancel_reason)
         await self._record(request, "incident.cancelled", self._cancel_reason, operator)
@@ -322,7 +359,9 @@ class IncidentWorkflow:
     @workflow.update
     async def narrow(self, request: ControlRequest) -> str:
         """Take one venue out of the incident: its keys not yet revoked are handed back."""
-        operator = await self._authorized(request, "narrow", self._can_narrow)
+        return await self._narrow(request, await self._authorized(request, "narrow", self._can_narrow))
+
+    async def _narrow(self, request: ControlRequest, operator: Operator | None) -> str:
         reason = request.reason or f"narrowed by {operator.name if operator else request.actor}"
         self._stopped[request.venue] = reason
         await self._signal([request.venue], "stop", reason)
@@ -340,6 +379,35 @@ class IncidentWorkflow:
         self._refuse_unless_open(request)
         if request.venue in self._venues_done:
             raise ValueError(f"venue {request.venue!r} has already finished")
+
+    @workflow.signal(name="control")
+    async def control_signal(self, action: str, request: ControlRequest) -> None:
+        """Pause, resume, cancel or narrow as a durable signal: it acts when a worker runs.
+
+        The same checks as the update of that name, the signature included; a refusal goes to the
+        event log, as nobody waits for an answer.
+        """
+        if self._params is None:
+            await workflow.wait_condition(lambda: self._params is not None)
+        actions = {
+            "pause": (self._validate_pause, self._can_pause, self._pause),
+            "resume": (self._validate_resume, self._can_resume, self._resume),
+            "cancel": (self._validate_cancel, self._can_cancel, self._cancel),
+            "narrow": (self._validate_narrow, self._can_narrow, self._narrow),
+        }
+        if action not in actions:
+            await self._record(
+                request, "incident.control.refused", f"{action}: not an action (pause, resume, cancel, narrow)"
+            )
+            return
+        validate, can, act = actions[action]
+        try:
+            validate(request)
+            operator = await self._authorized(request, action, can)
+        except (ValueError, ApplicationError) as refused:
+            await self._record(request, "incident.control.refused", f"{action}: {refused}")
+            return
+        await act(request, operator)
 
     @workflow.update
     async def confirm(self, request: ConfirmRequest) -> str:

@@ -18,6 +18,7 @@ RECORD_EVENT = "record_event"
 VERIFY_ACTION = "verify_action"  # a control action's signature, against the registered operators
 CHECK_CONFIRMATION = "check_confirmation"  # are the keys a confirm lists escalated keys of its venue?
 NOTIFY_OWNERS = "notify_owners"  # one notice per owner, through the platform hook and by mail
+GIVE_UP_KEYS = "give_up_keys"  # keys whose step failed every attempt, alone too: failed, with the last error
 
 # Batch activities: a bounded set of keys, on the venue's own task queue.
 PREPARE_BATCH = "prepare_batch"  # freeze, then the baseline probe
@@ -29,7 +30,7 @@ PROBE_ESCALATED_BATCH = "probe_escalated_batch"  # did the exchange revoke them 
 ACCEPT_EXCHANGE_CONFIRMATION = "accept_exchange_confirmation"
 
 # Errors that no retry will fix; raised as ApplicationError types by the activities.
-NON_RETRYABLE_ERRORS = ["InputError", "ConfigurationError", "SecretStoreError", "UnsupportedVenue"]
+NON_RETRYABLE_ERRORS = ["InputError", "ConfigurationError", "SecretStoreError", "UnsupportedVenue", "Misconfigured"]
 
 # A page, an event or a count takes milliseconds; this is also how long a control activity held by a
 # worker that died waits before another worker retries it, so it is short.

@@ -18,4 +18,20 @@ BATCHED_CONFIRMATIONS = "batched-confirmations"
 #: One notice per owner at the end of a venue's work, and again as escalated keys are confirmed.
 OWNER_NOTICES = "owner-notices"
 
-PATCHES = (SMALL_FIRST_BATCH, SIGNED_ACTIONS, CHECKED_CONFIRMATIONS, BATCHED_CONFIRMATIONS, OWNER_NOTICES)
+#: A batch activity has bounded attempts; then its keys are tried one by one, and one that still fails fails alone.
+BOUNDED_BATCHES = "bounded-batches"
+#: A stop (cancel, narrow) cancels the batches whose keys are not yet revoked and hands them back at once.
+STOP_CANCELS_BATCHES = "stop-cancels-batches"
+#: Control given while a venue workflow was being started reaches it once it has started.
+CONTROL_DURING_START = "control-during-start"
+
+PATCHES = (
+    SMALL_FIRST_BATCH,
+    SIGNED_ACTIONS,
+    CHECKED_CONFIRMATIONS,
+    BATCHED_CONFIRMATIONS,
+    OWNER_NOTICES,
+    BOUNDED_BATCHES,
+    STOP_CANCELS_BATCHES,
+    CONTROL_DURING_START,
+)

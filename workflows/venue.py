@@ -7,6 +7,18 @@ queue, and continues-as-new when its history grows, carrying the page cursor and
 The incident workflow steers it by signal: ``pause`` and ``resume`` hold and release new work (a
 request already sent finishes); ``stop`` ends it early: no key is revoked after the stop, keys already
 revoked are still verified, and keys not yet revoked are handed back to the platform (compensation).
+
+With the ``stop-cancels-batches`` patch a stop cancels the batches whose keys are not revoked yet (a
+venue that is down or a batch stuck retrying cannot hold it up) and hands their keys back at once; a
+revoke cut short still has the keys it did revoke verified. With ``bounded-batches`` a batch activity
+has ``batch_attempts`` attempts; then its keys are tried one by one alone, and a key that fails alone
+too ends failed (``give_up_keys``) with its last error, so that the other keys go on.
+
+The ``progress`` query (``VenueProgress``) is what the commander's screens read of a venue: ``phase``
+(running, paused, cancelling, awaiting_exchange), ``last_change_at`` (workflow time a batch step last
+moved keys) and ``failing`` (the step whose attempts last ran out, with its last error, until a batch
+of that step succeeds again). Attempts and the last failure of activities still retrying are in Temporal's
+``describe()`` (pending activities), not here.
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from keyrevoke.models import (
@@ -26,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         BatchResult,
         CompensateRequest,
         ExchangeConfirmation,
+        GiveUpRequest,
         KeyRef,
         OwnerNoticeRequest,
         Page,
@@ -36,11 +51,20 @@ with workflow.unsafe.imports_passed_through():
         VerifyRequest,
     )
     from workflows import options
-    from workflows.patches import BATCHED_CONFIRMATIONS, OWNER_NOTICES, PATCHES, SMALL_FIRST_BATCH
+    from workflows.patches import (
+        BATCHED_CONFIRMATIONS,
+        BOUNDED_BATCHES,
+        OWNER_NOTICES,
+        PATCHES,
+        SMALL_FIRST_BATCH,
+        STOP_CANCELS_BATCHES,
+    )
 
 COMPENSATION_PAGE = 200
 
 __all__ = ["PATCHES", "VenueWorkflow"]
+
+KeyStep = BatchRequest | VerifyRequest
 
 
 @workflow.defn
@@ -59,6 +83,12 @@ class VenueWorkflow:
         self._confirmation: ExchangeConfirmation | None = None
         self._confirmations: list[ExchangeConfirmation] = []  # received, not yet worked on
         self._prepared_batches = 0
+        self._bounded = False  # bounded-batches
+        self._prompt_stop = False  # stop-cancels-batches
+        self._unrevoked: set[asyncio.Task[None]] = set()  # batches not past their revoke: a stop cancels them
+        self._cancel_sent: set[asyncio.Task[None]] = set()
+        self._last_change_at = ""
+        self._failing = ""
 
     @workflow.run
     async def run(self, params: VenueInput) -> int:
@@ -68,7 +98,10 @@ class VenueWorkflow:
         self._last_seq = params.after_seq
         self._paused = self._paused or params.paused
         self._stop_reason = self._stop_reason or params.stop_reason
+        self._bounded = params.batch_attempts > 0 and workflow.patched(BOUNDED_BATCHES)
+        self._prompt_stop = workflow.patched(STOP_CANCELS_BATCHES)
         running: set[asyncio.Task[None]] = set()
+        compensation: asyncio.Task[None] | None = None
         small_first = self._small_first_batch(params)
         while True:
             while (
@@ -90,6 +123,9 @@ class VenueWorkflow:
                     # ahead of their revokes at the venue's pace.
                     small_first = False
                     await self._first_batch_prepared(batch)
+            # Stopped: what is not revoked yet is handed back now, not after the batches end.
+            if self._prompt_stop and self._stop_reason and compensation is None and not self._cancel_unrevoked(running):
+                compensation = asyncio.create_task(self._compensate(params))
             self._in_flight = len(running)
             if not running:
                 if self._exhausted or self._stop_reason:
@@ -117,16 +153,32 @@ class VenueWorkflow:
                 if task is waiter:
                     continue
                 running.discard(task)
+                if task in self._cancel_sent and (task.cancelled() or _cancellation(task.exception())):
+                    continue  # cut short by the stop
                 task.result()  # a failed batch fails the venue workflow: its retry policy is exhausted
                 self._batches_done += 1
             self._in_flight = len(running)
-        if self._stop_reason:
+        if compensation is not None:
+            await compensation
+            await self._notify_owners(params)
+        elif self._stop_reason:
             await self._compensate(params)
             await self._notify_owners(params)
         else:
             await self._escalation(params)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._batches_done
+
+    def _cancel_unrevoked(self, running: set[asyncio.Task[None]]) -> bool:
+        """Cancel the running batches whose keys are not revoked yet; True while any is still ending."""
+        ending = False
+        for task in running:
+            if task in self._unrevoked:
+                ending = True
+                if task not in self._cancel_sent:
+                    self._cancel_sent.add(task)
+                    task.cancel()
+        return ending
 
     async def _control_changes(self, seen: tuple[bool, str]) -> None:
         await workflow.wait_condition(lambda: (self._paused, self._stop_reason) != seen)
@@ -158,6 +210,9 @@ class VenueWorkflow:
         params: VenueInput,
         request: BatchRequest | VerifyRequest | CompensateRequest | AcceptConfirmationRequest,
     ) -> BatchResult:
+        retry = options.BATCH_RETRY
+        if self._bounded and name in _BOUNDED_STEPS:
+            retry = replace(retry, maximum_attempts=params.batch_attempts)
         result: BatchResult = await workflow.execute_activity(
             name,
             request,
@@ -165,9 +220,64 @@ class VenueWorkflow:
             task_queue=params.task_queue,
             start_to_close_timeout=options.BATCH_TIMEOUT,
             heartbeat_timeout=options.BATCH_HEARTBEAT,
-            retry_policy=options.BATCH_RETRY,
+            retry_policy=retry,
+            # A stop waits for a cancelled batch to end, so that it freezes or revokes nothing after
+            # its keys were handed back; the heartbeat brings the cancel within seconds.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if self._prompt_stop
+            else ActivityCancellationType.TRY_CANCEL,
         )
+        if name in _BOUNDED_STEPS:
+            self._last_change_at = workflow.now().isoformat()
         return result
+
+    async def _step(self, name: str, params: VenueInput, request: KeyStep) -> BatchResult:
+        """A batch step over keys; once its attempts run out, each key is tried alone, and one that
+        fails alone too ends with its last error (bounded-batches), so that it holds up no other key."""
+        if not self._bounded:
+            return await self._batch(name, params, request)
+        try:
+            result = await self._batch(name, params, request)
+        except ActivityError as error:
+            if _cancellation(error):
+                raise
+            self._failing = f"{name}: {_reason(error)}"
+            if len(request.key_ids) == 1:
+                return await self._failed_alone(params, name, request.key_ids, error)
+            alone = await asyncio.gather(*(self._alone(name, params, request, key_id) for key_id in request.key_ids))
+            return BatchResult(tuple(k for r in alone for k in r.proceed), sum(r.ended for r in alone))
+        if self._failing.startswith(f"{name}:"):
+            self._failing = ""  # the step works again
+        return result
+
+    async def _alone(self, name: str, params: VenueInput, request: KeyStep, key_id: str) -> BatchResult:
+        try:
+            return await self._batch(name, params, replace(request, key_ids=(key_id,)))
+        except ActivityError as error:
+            if _cancellation(error):
+                raise
+            return await self._failed_alone(params, name, (key_id,), error)
+
+    async def _failed_alone(
+        self, params: VenueInput, name: str, key_ids: tuple[str, ...], error: ActivityError
+    ) -> BatchResult:
+        if name == options.PROBE_ESCALATED_BATCH:
+            return BatchResult()  # still escalated: the next round probes it again
+        return await self._give_up(params, name, key_ids, error)
+
+    async def _give_up(
+        self, params: VenueInput, name: str, key_ids: tuple[str, ...], error: ActivityError
+    ) -> BatchResult:
+        ended: int = await workflow.execute_activity(
+            options.GIVE_UP_KEYS,
+            GiveUpRequest(params.incident_id, params.venue, key_ids, name, _reason(error)),
+            result_type=int,
+            task_queue=params.control_queue,
+            start_to_close_timeout=options.CONTROL_TIMEOUT,
+            retry_policy=options.CONTROL_RETRY,
+        )
+        self._last_change_at = workflow.now().isoformat()
+        return BatchResult(ended=ended)
 
     async def _proceed(self) -> bool:
         """Wait while paused; False once stopped (what is not revoked yet must stay unrevoked)."""
@@ -176,6 +286,9 @@ class VenueWorkflow:
 
     async def _run_batch(self, params: VenueInput, keys: tuple[KeyRef, ...]) -> None:
         """One batch's whole life: prepare, revoke, then verify until confirmed or the deadline."""
+        if self._prompt_stop:
+            await self._run_batch_stoppable(params, keys)
+            return
         key_ids = tuple(k.key_id for k in keys)
         prepared = await self._batch(
             options.PREPARE_BATCH, params, BatchRequest(params.incident_id, params.venue, key_ids)
@@ -188,6 +301,41 @@ class VenueWorkflow:
         )
         await self._verify_until_deadline(params, revoked.proceed)
 
+    async def _run_batch_stoppable(self, params: VenueInput, keys: tuple[KeyRef, ...]) -> None:
+        """``_run_batch`` that a stop cuts short until its revoke is done (stop-cancels-batches)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._unrevoked.add(task)
+        try:
+            try:
+                prepared = await self._step(
+                    options.PREPARE_BATCH,
+                    params,
+                    BatchRequest(params.incident_id, params.venue, tuple(k.key_id for k in keys)),
+                )
+                self._prepared_batches += 1
+                if not prepared.proceed or not await self._proceed():
+                    return
+            except (asyncio.CancelledError, ActivityError) as error:
+                if _cancellation(error) and task in self._cancel_sent:
+                    return  # stopped: compensation hands the keys back
+                raise
+            try:
+                revoked = await self._step(
+                    options.REVOKE_BATCH, params, BatchRequest(params.incident_id, params.venue, prepared.proceed)
+                )
+            except (asyncio.CancelledError, ActivityError) as error:
+                if not (_cancellation(error) and task in self._cancel_sent):
+                    raise
+                # The revoke was cut short: keys it deleted before the stop are verified all the same
+                # (the verify step probes only the keys recorded revoked).
+                self._unrevoked.discard(task)
+                await self._verify_until_deadline(params, prepared.proceed)
+                return
+        finally:
+            self._unrevoked.discard(task)
+        await self._verify_until_deadline(params, revoked.proceed)
+
     async def _verify_until_deadline(self, params: VenueInput, keys: tuple[str, ...]) -> None:
         """Probe revoked keys until the venue rejects each, or the deadline reports it live."""
         deadline = workflow.now() + timedelta(seconds=params.verify_deadline_seconds)
@@ -198,7 +346,7 @@ class VenueWorkflow:
             if self._paused and not self._stop_reason:
                 await self._proceed()
             final = workflow.now() + interval >= deadline
-            verified = await self._batch(
+            verified = await self._step(
                 options.VERIFY_BATCH, params, VerifyRequest(params.incident_id, params.venue, pending, final)
             )
             pending = verified.proceed
@@ -303,7 +451,7 @@ class VenueWorkflow:
 
     async def _probe_escalated(self, keys: tuple[str, ...]) -> None:
         assert self._input is not None
-        await self._batch(
+        await self._step(
             options.PROBE_ESCALATED_BATCH, self._input, BatchRequest(self._input.incident_id, self._input.venue, keys)
         )
 
@@ -388,4 +536,37 @@ class VenueWorkflow:
             self._stop_reason,
             self._awaiting_exchange,
             self._confirmation.actor if self._confirmation else "",
+            self._phase(),
+            self._last_change_at,
+            self._failing,
         )
+
+    def _phase(self) -> str:
+        if self._stop_reason:
+            return "cancelling"
+        if self._awaiting_exchange:
+            return "awaiting_exchange"
+        return "paused" if self._paused else "running"
+
+
+#: batch steps over keys: bounded, and their keys tried alone once the attempts run out (bounded-batches)
+_BOUNDED_STEPS = frozenset(
+    {options.PREPARE_BATCH, options.REVOKE_BATCH, options.VERIFY_BATCH, options.PROBE_ESCALATED_BATCH}
+)
+
+
+def _cancellation(error: BaseException | None) -> bool:
+    """Whether ``error`` is a cancellation (of the batch's task, or of its activity)."""
+    if isinstance(error, asyncio.CancelledError | CancelledError):
+        return True
+    return isinstance(error, ActivityError) and isinstance(error.cause, CancelledError)
+
+
+def _reason(error: ActivityError) -> str:
+    """The last failure of a step as ``Type: message`` (the activities raise classified errors, no secrets)."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'ApplicationError'}: {cause.message}"
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    return f"{type(error).__name__}: {error}"

@@ -15,7 +15,7 @@ import ccxt
 
 from activities.venues.answers import Answer, AnswerLog, VenueCode, seconds, throttled
 from activities.venues.classify import classify
-from keyrevoke.errors import Misconfigured, RevokeRefused, UnsupportedVenue, VenueError, VenueUnavailable
+from keyrevoke.errors import Misconfigured, RevokeRefused, VenueError, VenueUnavailable
 from keyrevoke.venue_fields import ACCOUNT_ID, needed_field, venue_parameter
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 #: one implicit ccxt call, made on the ccxt object it is given
 Call = Callable[[Any], Awaitable[Any]]
+
+#: where master credentials are set, for the messages of keys that lack them
+MASTERS_HINT = "(add the venue to the master credentials file, KEYREVOKE_MASTER_CREDENTIALS_FILE)"
 
 #: why every key of a venue without a revocation API is escalated
 NO_REVOCATION_API = "no revocation API: escalated to the exchange's security team"
@@ -164,7 +167,7 @@ class VenueAdapter(ABC):
     def require_master_passphrase(self) -> None:
         """Refuse a master delete at a venue that signs with a passphrase when the master credentials have none."""
         if self.master is not None and not self.master.passphrase:
-            raise RevokeRefused(self.venue, "the master credentials have no passphrase")
+            raise Misconfigured(self.venue, f"the master credentials have no passphrase {MASTERS_HINT}")
 
     def sub_account(self, target: KeyTarget) -> str:
         """The account value this venue's delete sends for ``target``: its id or its name (venue_fields).
@@ -189,12 +192,25 @@ class VenueAdapter(ABC):
     def revoke_method(self, target: KeyTarget) -> str:
         """The key's revoke method, refused unless this venue supports it (with master credentials if it needs them)."""
         method = target.method or self.revoke_methods[0]
+        self.check_setup(method)
+        return method
+
+    def check_setup(self, method: str) -> None:
+        """Raise ``Misconfigured`` if keyrevoke's own set-up lacks what a key revoked by ``method`` needs.
+
+        Nothing is sent to the venue: a method the venue does not support (inventory ``method``), a venue
+        without URL (real exchanges not allowed), a method that needs the platform's master credentials
+        when there are none for this venue. ``method`` empty means the venue's default.
+        """
+        method = method or self.revoke_methods[0]
         if method not in self.revoke_methods:
             supported = ", ".join(self.revoke_methods)
-            raise UnsupportedVenue(self.venue, f"no revoke method {method!r} (supported: {supported})")
+            raise Misconfigured(self.venue, f"no revoke method {method!r} (supported: {supported}; inventory `method`)")
+        refused = self.exchanges.unreachable(self.venue)
+        if refused is not None:
+            raise refused
         if method in self.master_methods and self.master is None:
-            raise RevokeRefused(self.venue, f"no master credentials configured for method {method!r}")
-        return method
+            raise Misconfigured(self.venue, f"no master credentials configured for method {method!r} {MASTERS_HINT}")
 
     async def call_as_key(self, credentials: Credentials, call: Call) -> Any:
         """Make ``call`` on an object lent by the factory and signed with ``credentials``, then release it.
@@ -225,7 +241,7 @@ class VenueAdapter(ABC):
         anything else is classified.
         """
         if self.master is None:  # revoke_method has refused master methods without one already
-            raise RevokeRefused(self.venue, "no master credentials configured")
+            raise Misconfigured(self.venue, f"no master credentials configured {MASTERS_HINT}")
         exchange = self.answers.watch(self.exchanges.master(self.venue, self.master))
         try:
             await call(exchange)

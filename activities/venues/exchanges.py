@@ -29,7 +29,7 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 
 from activities.venues.base import Credentials
-from keyrevoke.errors import UnsupportedVenue
+from keyrevoke.errors import Misconfigured, UnsupportedVenue
 
 #: ccxt's credential attributes: the only ones ``create`` sets from a key (``Credentials.as_ccxt_config``)
 CREDENTIAL_FIELDS = frozenset(ccxt_async.Exchange.requiredCredentials)
@@ -86,9 +86,14 @@ class ExchangeFactory:
     """
 
     def __init__(
-        self, venue_urls: Mapping[str, str], timeout_seconds: float = 10.0, idle_per_venue: int = IDLE_PER_VENUE
+        self,
+        venue_urls: Mapping[str, str],
+        timeout_seconds: float = 10.0,
+        idle_per_venue: int = IDLE_PER_VENUE,
+        allow_real_exchanges: bool = False,
     ) -> None:
         self._venue_urls = dict(venue_urls)
+        self._allow_real = allow_real_exchanges
         self._timeout_ms = int(timeout_seconds * 1000)
         self._idle_per_venue = idle_per_venue
         self._ssl_context = ssl.create_default_context()
@@ -105,8 +110,24 @@ class ExchangeFactory:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
+    def unreachable(self, venue: str) -> Misconfigured | None:
+        """Why ``venue`` may not be called (no URL, and real exchanges not allowed); None if it may."""
+        if self._venue_urls.get(venue) or self._allow_real:
+            return None
+        return Misconfigured(
+            venue,
+            "no venue URL in KEYREVOKE_VENUE_URLS, and real exchanges are not allowed "
+            "(set KEYREVOKE_ALLOW_REAL_EXCHANGES=true to call the real exchange)",
+        )
+
     def _build(self, venue: str) -> Any:
-        """A new object for ``venue``, with no key; ccxt's own throttle is off (pacing is keyrevoke's)."""
+        """A new object for ``venue``, with no key; ccxt's own throttle is off (pacing is keyrevoke's).
+
+        A venue with no URL is refused unless real exchanges are allowed: nothing is sent to it.
+        """
+        refused = self.unreachable(venue)
+        if refused is not None:
+            raise refused
         exchange_class = getattr(ccxt_async, venue, None)
         if exchange_class is None:
             raise UnsupportedVenue(venue, "ccxt has no exchange with this id")

@@ -36,7 +36,7 @@ import ccxt
 
 from activities.venues.answers import Answer, AnswerLog, seconds
 from activities.venues.base import KeyTarget, ProbeAnswer, RevokeAnswer, VenueAdapter, ip_binding, key_works, member
-from keyrevoke.errors import RevokeRefused, VenueUnavailable
+from keyrevoke.errors import Misconfigured, RevokeRefused, VenueUnavailable
 
 PARAMETER_ERROR = "400100"
 #: characters that an un-encoded query string cannot carry
@@ -70,9 +70,13 @@ class KucoinAdapter(VenueAdapter):
         sub_name = self.sub_account(target)
         passphrase = target.credentials.passphrase
         if not passphrase:
-            raise RevokeRefused(self.venue, "the sub-account delete needs the key's own passphrase")
+            raise Misconfigured(
+                self.venue, "the sub-account delete needs the key's own passphrase (inventory `passphrase`)"
+            )
         if UNSENDABLE & set(passphrase + sub_name):
-            raise RevokeRefused(self.venue, "the passphrase or sub-account name cannot travel un-encoded in a URL")
+            raise Misconfigured(
+                self.venue, "the passphrase or sub-account name cannot travel un-encoded in a URL (inventory data)"
+            )
         params = {"subName": sub_name, "apiKey": target.credentials.api_key, "passphrase": passphrase}
         return await self.call_as_master(
             target, lambda exchange: exchange.privateDeleteSubApiKey(params), "deleted by master: DELETE sub/api-key"

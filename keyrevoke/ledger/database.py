@@ -102,7 +102,19 @@ CREATE TABLE IF NOT EXISTS owner_notices (
     sent_at TEXT NOT NULL,
     PRIMARY KEY (incident_id, owner, digest)
 );
+CREATE TABLE IF NOT EXISTS venue_pacers (
+    venue TEXT NOT NULL,
+    pacer TEXT NOT NULL,
+    active_until DOUBLE PRECISION NOT NULL,
+    held INTEGER NOT NULL,
+    wanted INTEGER NOT NULL,
+    PRIMARY KEY (venue, pacer)
+);
 """
+
+
+# The PostgreSQL advisory lock the schema's creators take turns under (any fixed number: ours alone).
+SCHEMA_LOCK = 0x6B72_6C65_6467_6572  # "krledger"
 
 
 class Database:
@@ -147,6 +159,11 @@ class Database:
                 f"KEYREVOKE_LEDGER_URL must start with sqlite:/// or postgresql://, got {url.split(':')[0]!r}"
             )
         with self.transaction() as cursor:
+            if self.kind == "postgresql":
+                # Every pod of a new deployment starts at once and creates what is missing: CREATE ... IF
+                # NOT EXISTS is not safe against itself in PostgreSQL (two creators collide on the catalog),
+                # so the creators take turns, under a lock that ends with this transaction.
+                cursor.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
             for statement in SCHEMA.format(serial=serial).split(";"):
                 if statement.strip():
                     cursor.execute(statement)

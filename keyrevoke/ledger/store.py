@@ -33,6 +33,40 @@ def utc_now() -> str:
 
 
 @dataclass(frozen=True)
+class PaceAsk:
+    """What a venue's pacer tells the ledger when it reserves: who, for how long, and its window use."""
+
+    pacer: str  # the pacer's id (one per worker and venue)
+    active_seconds: float  # it counts as active this long, unless it asks again
+    window: int  # the venue's whole window: requests counted at once, at all its workers together
+    using: int  # this pacer's requests counted now (sent, or answered less than a second ago)
+    wanted: int  # how many it could count at once now (those and the requests waiting)
+
+
+@dataclass(frozen=True)
+class PaceGrant:
+    """Slots reserved for a venue's pacer, and the part of the venue's window it holds."""
+
+    first: float  # the first slot reserved (epoch s); the others follow it ``interval`` apart
+    held: int  # requests this pacer may count at once now: within its part of the venue's window and its fair part
+
+
+def fair_part(window: int, wanted: int, others_wanted: list[int]) -> int:
+    """A pacer's fair part of ``window``: equal parts among the pacers that want some, a part another
+    pacer does not want going to those that want more (max-min fairness)."""
+    left, wants = window, sorted([*others_wanted, wanted])
+    for number, want in enumerate(wants):
+        part = left // (len(wants) - number)
+        if want >= part:
+            # Everyone from here on wants at least an equal part of what is left: they split it, the
+            # remainder going one each to the first (so the parts add up to what is left).
+            rest = left - part * (len(wants) - number)
+            return min(wanted, part + (1 if rest else 0)) if wanted >= part else wanted
+        left -= want
+    return wanted
+
+
+@dataclass(frozen=True)
 class ImportResult:
     added: int
     unchanged: int
@@ -459,17 +493,51 @@ class Ledger:
         The row is the venue's schedule: every worker of the venue reserves from it, so their slots
         never overlap and the venue's rate holds across them all.
         """
+        return self.reserve_pace(venue, count, interval, PaceAsk("", 0.0, 1, 0, 0)).first
+
+    def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
+        """Reserve slots as :meth:`reserve_slots` does (none for ``count`` 0), and the pacer's part of the
+        venue's send window.
+
+        The venue's window (``ask.window`` requests counted at once) is split in parts held by its
+        pacers, which never add up to more than the window: a pacer is given what it asks for up to
+        its fair part among the pacers that want some, out of what the others do not hold; it gives
+        back what it holds beyond that, but never below what it ``ask.using`` (its requests still
+        counted at the venue). A pacer not heard of for ``ask.active_seconds`` has left, and its part
+        is free. An empty ``ask.pacer`` reserves slots only.
+        """
         now = time.time()
         lock = " FOR UPDATE" if self.db.kind == "postgresql" else ""
         with self.db.transaction() as tx:
+            # The venue's row exists before it is locked: workers that start together would otherwise both
+            # insert it, and one would fail.
+            tx.execute(
+                "INSERT INTO venue_pace (venue, next_free) VALUES (?, ?) ON CONFLICT (venue) DO NOTHING", (venue, now)
+            )
             rows = tx.fetchall(f"SELECT next_free FROM venue_pace WHERE venue = ?{lock}", (venue,))  # noqa: S608
-            first = max(now, float(rows[0][0])) if rows else now
-            following = first + count * interval
-            if rows:
-                tx.execute("UPDATE venue_pace SET next_free = ? WHERE venue = ?", (following, venue))
-            else:
-                tx.execute("INSERT INTO venue_pace (venue, next_free) VALUES (?, ?)", (venue, following))
-        return first
+            first = max(now, float(rows[0][0]))
+            tx.execute("UPDATE venue_pace SET next_free = ? WHERE venue = ?", (first + count * interval, venue))
+            if not ask.pacer:
+                return PaceGrant(first, ask.window)
+            tx.execute("DELETE FROM venue_pacers WHERE venue = ? AND active_until < ?", (venue, now))
+            others = [
+                (int(held), int(wanted))
+                for name, held, wanted in tx.fetchall(
+                    "SELECT pacer, held, wanted FROM venue_pacers WHERE venue = ?", (venue,)
+                )
+                if name != ask.pacer
+            ]
+            free = ask.window - sum(held for held, _ in others)
+            fair = fair_part(ask.window, ask.wanted, [wanted for _, wanted in others])
+            held = max(min(ask.using, ask.window), min(fair, free))
+            tx.execute("DELETE FROM venue_pacers WHERE venue = ? AND pacer = ?", (venue, ask.pacer))
+            tx.execute(
+                "INSERT INTO venue_pacers (venue, pacer, active_until, held, wanted) VALUES (?, ?, ?, ?, ?)",
+                (venue, ask.pacer, now + ask.active_seconds, held, ask.wanted),
+            )
+        # It keeps what its counted requests hold, but sends only within its fair part, so what it
+        # holds beyond that drains and goes back at its next ask: a busy pacer never starves another.
+        return PaceGrant(first, min(held, fair))
 
     # --- state changes and events -------------------------------------------------------------
 
