@@ -626,10 +626,11 @@ async def cmd_dev_server(args: argparse.Namespace) -> int:
 
 
 async def cmd_sim(args: argparse.Namespace) -> int:
-    from commander.simulate import ensure_sim_masters, simulator_for
+    from commander.simulate import ensure_sim_masters, load_scenario, simulator_for
 
     settings = _settings(args)
     masters = Path(args.masters) if args.masters else settings.resolved_masters_file()
+    load_scenario(Path(args.scenario) if args.scenario else None)  # a bad scenario is named before anything is written
     written = ensure_sim_masters(masters, Path(args.inventory))
     if written is not None:
         print(

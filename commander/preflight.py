@@ -7,15 +7,14 @@ a warning refuses it unless ``--force`` (an error is never overridden).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 from temporalio.client import Client
 
 from commander.situation import queue_service
+from keyrevoke.addresses import is_loopback_url
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.ledger import Ledger
 from keyrevoke.ledger.overview import ScopeVenue, scope_preview
@@ -54,16 +53,6 @@ class Preflight:
     @property
     def keys(self) -> int:
         return sum(v.keys for v in self.scope)
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def unknown_venues(venues: Sequence[str]) -> list[str]:
@@ -187,7 +176,7 @@ def _url_findings(settings: Settings, scope: list[ScopeVenue]) -> list[Finding]:
     for venue in scope:
         url = settings.venue_urls.get(venue.venue)
         if url:
-            where = "loopback: a simulator" if _is_loopback(url) else "not loopback: a real host or a proxy"
+            where = "loopback: a simulator" if is_loopback_url(url) else "not loopback: a real host or a proxy"
             findings.append(Finding(Level.OK, f"{venue.venue}: calls {url} ({where})"))
         elif settings.allow_real_exchanges:
             findings.append(
