@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import math
 import time
 import uuid
@@ -22,6 +23,7 @@ from typing import Protocol
 from keyrevoke.errors import VenueBanned
 from keyrevoke.ledger.store import PaceAsk, PaceGrant
 
+log = logging.getLogger(__name__)
 
 class SlotSource(Protocol):
     def reserve_pace(self, venue: str, count: int, interval: float, ask: PaceAsk) -> PaceGrant:
@@ -167,6 +169,9 @@ class VenuePacer:
                 await asyncio.sleep(self._answered[0] + 1.0 - now if self._answered else self.RECHECK_SECONDS)
             if self._dispatcher is None and not self._waiting:
                 await self._ask(0)
+        except Exception as error:  # giving back is a courtesy: an unclaimed part expires anyway
+            # The worker may be shutting down (its ledger closed): the part lapses within seconds.
+            log.debug("pacer for %s: the window part was not given back (%s)", self.venue, type(error).__name__)
         finally:
             self._releaser = None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import secrets
 import sys
@@ -31,6 +30,7 @@ from aiohttp.abc import AbstractAccessLogger
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from keyrevoke.addresses import is_loopback_host
 from keyrevoke.errors import ConfigurationError, SecretStoreError
 from keyrevoke.payload_codec import PayloadEncryptionCodec, payload_codec_from_settings
 from keyrevoke.settings import Settings
@@ -169,15 +169,6 @@ def build_app(codec: PayloadEncryptionCodec, token: str | None, cors_origin: str
     return app
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def run_codec_server(settings: Settings, stop: asyncio.Event) -> None:
     """Serve the codec for ``settings``' payload keys until ``stop`` is set."""
     # A key of its own would open nothing: the codec server only reads the key the workers use.
@@ -204,7 +195,7 @@ async def run_codec_server(settings: Settings, stop: asyncio.Event) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        if not _is_loopback(settings.codec_server_host):
+        if not is_loopback_host(settings.codec_server_host):
             print(
                 "warning: listening beyond loopback over plain HTTP: tokens and decrypted payloads cross "
                 "the network in the clear unless a TLS proxy is in front",

@@ -17,6 +17,7 @@ from commander.incidents import follow, new_incident_id, start_incident
 from commander.inventory_import import import_inventory
 from commander.sample import write_sample
 from commander.simulate import simulator_for
+from commander.situation import summary_lines
 from keyrevoke.ledger.setup import ledger_from_settings
 from keyrevoke.private_files import private_dir
 from keyrevoke.report import write_report
@@ -59,9 +60,10 @@ async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> i
                     await _until_ready(worker, ready)
                     incident_id = new_incident_id()
                     started = time.monotonic()
-                    await start_incident(client, ledger, settings, incident_id, [], [])
+                    # The demo's keys are its own: a second run revokes them again at the simulator.
+                    await start_incident(client, ledger, settings, incident_id, [], [], include_handled=True)
                     print(f"incident {incident_id} started")
-                    status = await follow(client, ledger, incident_id)
+                    view = await follow(client, ledger, settings, incident_id)
                     elapsed = time.monotonic() - started
                 finally:
                     stop.set()
@@ -76,10 +78,12 @@ async def run_demo(base: Settings, keys: int, scenario: Path | None = None) -> i
         ledger.close()
     total = sum(sum(per.values()) for per in counts.values())
     confirmed = sum(per.get(KeyState.CONFIRMED.value, 0) for per in counts.values())
-    print(f"incident {incident_id}: workflow {status}; {confirmed} of {total} keys confirmed")
+    for line in summary_lines(view, settings):
+        print(line)
+    print(f"incident {incident_id}: workflow {view.workflow_status}; {confirmed} of {total} keys confirmed")
     print(f"wall time {elapsed:.1f} s, {total / elapsed if elapsed else 0:.1f} keys/s")
     print(f"report: {report.json}, {report.csv} and {report.html}, signed in {report.signature}")
-    return 0 if status == "completed" and total > 0 and confirmed == total else 1
+    return 0 if view.workflow_status == "completed" and total > 0 and confirmed == total else 1
 
 
 async def _until_ready(worker: asyncio.Task[None], ready: asyncio.Event) -> None:

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from temporalio.client import (
-    Client,
-    WorkflowExecutionDescription,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from commander.progress import progress_line, progress_table
+from commander.progress import view_lines, view_table
+from commander.situation import IncidentView, describe_workflow, incident_view, queue_service, status_name
 from keyrevoke.errors import InputError
 from keyrevoke.ledger import Ledger
 from keyrevoke.models import (
@@ -37,6 +32,7 @@ from keyrevoke.models import (
     keys_digest,
 )
 from keyrevoke.operators import action_message, operators_for, sign_action, verify_action
+from keyrevoke.safe_text import terminal_text
 from keyrevoke.settings import Settings
 from keyrevoke.text_lines import text_lines
 from keyrevoke.venues import SUPPORTED_VENUES
@@ -105,13 +101,15 @@ async def start_incident(
     owners: list[str],
     require_approval: bool = False,
     signed: SignedAction | None = None,
+    include_handled: bool = True,
 ) -> StartOutcome:
     """Record the incident's scope and start (or join) its workflow.
 
     The start is signed with the CLI's operator key, or ``signed`` comes from ``ssh-keygen -Y sign``;
     it is verified here against the registered operators before anything is recorded (and again by
     the workflow). With ``require_approval`` the incident plans, then waits for another operator's
-    ``approve``.
+    ``approve``. Without ``include_handled`` the keys confirmed dead or closed in an earlier incident
+    stay out of its plan.
     """
     unknown = [v for v in venues if v.lower() not in SUPPORTED_VENUES]
     if unknown:
@@ -120,7 +118,9 @@ async def start_incident(
     signed, starter = await asyncio.to_thread(
         signed_start, settings, incident_id, venues, owners, require_approval, signed
     )
-    _, created = await asyncio.to_thread(ledger.create_incident, incident_id, venues, owners, starter.actor)
+    _, created = await asyncio.to_thread(
+        ledger.create_incident, incident_id, venues, owners, starter.actor, not include_handled
+    )
     workflow_id = incident_workflow_id(incident_id)
     try:
         await client.start_workflow(
@@ -160,6 +160,13 @@ async def start_incident(
 
 CONTROL_ACTIONS = ("pause", "resume", "cancel", "narrow", "approve", "confirm")
 
+#: How long a command waits for the incident's workflow to answer before it says why it does not.
+CONTROL_WAIT_SECONDS = 10.0
+
+
+class NoWorkerAnswered(Exception):
+    """The request is recorded in the ledger, but no worker acted on it; the message says what is missing."""
+
 
 def sign_request(
     settings: Settings, incident_id: str, action: str, request: ControlRequest | ConfirmRequest
@@ -188,6 +195,21 @@ def signed_start(
     request = VerifyActionRequest.of(incident_id, "start", signed, venue_field, reason, owners)
     age = timedelta(seconds=settings.operator_signature_max_age_seconds)
     return signed, verify_action(operators_for(settings), request, age)
+
+
+def verified_operator(
+    settings: Settings, incident_id: str, action: str, request: ControlRequest | ConfirmRequest
+) -> Operator:
+    """The registered operator whose signature ``request`` carries, checked here as the worker will
+    check it, so that an action the workflow would refuse is refused before it is put on record."""
+    reason = request.reason if isinstance(request, ControlRequest) else ""
+    key_ids = request.key_ids if isinstance(request, ConfirmRequest) else ()
+    checked = VerifyActionRequest.of(incident_id, action, request.signed, request.venue, reason, key_ids)
+    age = timedelta(seconds=settings.operator_signature_max_age_seconds)
+    try:
+        return verify_action(operators_for(settings), checked, age)
+    except InputError as error:
+        raise InputError(f"incident {incident_id}: {action} refused: {error}") from None
 
 
 async def control(
@@ -219,6 +241,52 @@ async def control(
     return answer
 
 
+async def control_on_record(
+    client: Client,
+    ledger: Ledger,
+    settings: Settings,
+    incident_id: str,
+    action: str,
+    request: ControlRequest | ConfirmRequest,
+    wait_seconds: float = CONTROL_WAIT_SECONDS,
+) -> str:
+    """``control`` as the CLI sends it: on record first, and never silent when no worker acts.
+
+    The request is written to the incident's event log (who, what, why) before it is sent, so it is on
+    record even when no worker runs to act on it. If no worker serves the control queue, or none
+    answers within ``wait_seconds``, ``NoWorkerAnswered`` says so instead of waiting in silence.
+    """
+    if action not in CONTROL_ACTIONS:
+        raise InputError(f"unknown action {action!r}")
+    await asyncio.to_thread(ledger.require_incident, incident_id)
+    status = status_name(await describe_workflow(client, incident_workflow_id(incident_id)))
+    if status != "running":
+        raise InputError(
+            f"incident {incident_id} is not running (workflow {status}): nothing to {action}; "
+            f"see `keyrevoke incident status {incident_id}`"
+        )
+    request = await asyncio.to_thread(sign_request, settings, incident_id, action, request)
+    operator = await asyncio.to_thread(verified_operator, settings, incident_id, action, request)
+    detail = request.reason if isinstance(request, ControlRequest) else ""
+    await asyncio.to_thread(
+        ledger.append_event, incident_id, operator.actor, f"incident.{action}.requested", request.venue, "", detail
+    )
+    service = await queue_service(client, settings.control_queue, "workflow")
+    if not service.served:
+        raise NoWorkerAnswered(
+            f"{action} of incident {incident_id} is recorded in the ledger, but no worker is serving queue "
+            f"{service.queue}, so nothing acts on it: start `keyrevoke worker`, then run this command again"
+        )
+    try:
+        return await asyncio.wait_for(control(client, settings, incident_id, action, request), wait_seconds)
+    except TimeoutError:
+        raise NoWorkerAnswered(
+            f"{action} of incident {incident_id} is recorded in the ledger, but no worker answered within "
+            f"{wait_seconds:.0f} s (queue {service.queue}): see `keyrevoke incident status {incident_id}`, "
+            "then run this command again"
+        ) from None
+
+
 async def incident_state(client: Client, incident_id: str) -> IncidentState | None:
     """The incident workflow's own view (phase, plan, control state), if it can be asked."""
     try:
@@ -230,19 +298,39 @@ async def incident_state(client: Client, incident_id: str) -> IncidentState | No
     return state
 
 
-async def describe(client: Client, incident_id: str) -> WorkflowExecutionDescription | None:
-    try:
-        return await client.get_workflow_handle(incident_workflow_id(incident_id)).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+async def follow(
+    client: Client, ledger: Ledger, settings: Settings, incident_id: str, interval: float = 1.0
+) -> IncidentView:
+    """Show the incident until its workflow closes (or is not found); returns the last view.
+
+    On a terminal the table refreshes in place; elsewhere a block of plain lines is printed each
+    time something other than the clock changed.
+    """
+    console = Console()
+    view = await incident_view(client, ledger, settings, incident_id)
+    if console.is_terminal:
+        with Live(view_table(view), console=console, refresh_per_second=4) as live:
+            while view.workflow_status == "running":
+                await asyncio.sleep(interval)
+                view = await incident_view(client, ledger, settings, incident_id)
+                live.update(view_table(view))
+        return view
+    last: list[str] = []
+    while True:
+        lines = view_lines(view, with_times=False)
+        if lines != last:
+            # Venue answers and inventory text are shown, never obeyed by the terminal.
+            print("\n".join(terminal_text(line) for line in lines), flush=True)
+            last = lines
+        if view.workflow_status != "running":
+            return view
+        await asyncio.sleep(interval)
+        view = await incident_view(client, ledger, settings, incident_id)
 
 
 async def recorded_chain_head(client: Client, incident_id: str) -> tuple[int, str]:
     """The event chain's length and head that the finished incident workflow returned."""
-    description = await describe(client, incident_id)
-    status = status_name(description)
+    status = status_name(await describe_workflow(client, incident_workflow_id(incident_id)))
     if status != "completed":
         raise InputError(f"incident {incident_id}: its workflow is {status}: no chain head is recorded in Temporal yet")
     handle = client.get_workflow_handle(incident_workflow_id(incident_id), result_type=IncidentSummary)
@@ -252,39 +340,3 @@ async def recorded_chain_head(client: Client, incident_id: str) -> tuple[int, st
             f"incident {incident_id}: its workflow's result records no chain head (an older version ran it)"
         )
     return summary.chain_length, summary.chain_head
-
-
-def status_name(description: WorkflowExecutionDescription | None) -> str:
-    if description is None or description.status is None:
-        return "not found"
-    return description.status.name.lower()
-
-
-async def follow(client: Client, ledger: Ledger, incident_id: str, interval: float = 1.0) -> str:
-    """Show live progress until the incident workflow closes; returns its final status name."""
-    console = Console()
-    live = console.is_terminal
-
-    async def snapshot() -> tuple[dict[str, dict[str, int]], str]:
-        counts = await asyncio.to_thread(ledger.counts, incident_id)
-        return counts, status_name(await describe(client, incident_id))
-
-    counts, status = await snapshot()
-    if live:
-        with Live(progress_table(incident_id, counts, status), console=console, refresh_per_second=4) as view:
-            while status == "running":
-                await asyncio.sleep(interval)
-                counts, status = await snapshot()
-                view.update(progress_table(incident_id, counts, status))
-    else:
-        last = ""
-        while True:
-            line = progress_line(counts)
-            if line != last:
-                print(line, file=sys.stderr, flush=True)
-                last = line
-            if status != "running":
-                break
-            await asyncio.sleep(interval)
-            counts, status = await snapshot()
-    return status

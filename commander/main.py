@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -21,12 +22,13 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from keyrevoke.errors import ConfigurationError, InputError, KeyrevokeError
+from commander import exit_codes
+from keyrevoke.errors import ConfigurationError, InputError, KeyrevokeError, ServiceUnreachable
 from keyrevoke.errors import InputError as KeyrevokeInputError
 from keyrevoke.safe_text import terminal_text
 from keyrevoke.settings import Settings
 
-EXIT_INPUT = 2
+EXIT_INPUT = exit_codes.REFUSED
 
 # Verbs import what they need inside their function: `keyrevoke --help` and the light verbs stay fast
 # without loading ccxt and the Temporal SDK.
@@ -139,17 +141,44 @@ def _write_message(path: Path, message: str, again: str) -> int:
     return 0
 
 
+def _err(line: str) -> None:
+    for part in line.split("\n"):
+        print(terminal_text(part), file=sys.stderr, flush=True)
+
+
+def _print_lines(lines: Sequence[str]) -> None:
+    """Lines of a view on stdout; venue answers and inventory text in them are shown, never obeyed."""
+    for line in lines:
+        print(terminal_text(line))
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    from commander.connection import connect_temporal, open_ledger
+    from commander.incidents import read_owners
+    from commander.preflight import preflight
+
+    settings = _settings(args)
+    owners = read_owners(Path(args.owners)) if args.owners else []
+    client = await connect_temporal(settings)
+    ledger = open_ledger(settings)
+    try:
+        report = await preflight(client, ledger, settings, args.venue or [], owners, args.include_handled)
+    finally:
+        ledger.close()
+    for finding in report.findings:
+        print(terminal_text(finding.line()))
+    if report.errors or report.warnings:
+        print(f"not ready: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+        return exit_codes.REFUSED
+    print(f"ready: an incident would revoke {report.keys} keys")
+    return exit_codes.OK
+
+
 async def cmd_incident_start(args: argparse.Namespace) -> int:
-    from commander.incidents import (
-        follow,
-        new_incident_id,
-        read_owners,
-        signed_start,
-        start_incident,
-        start_message,
-    )
-    from keyrevoke.ledger.setup import ledger_from_settings
-    from keyrevoke.temporal_client import connect
+    from commander.connection import connect_temporal, open_ledger
+    from commander.incidents import follow, new_incident_id, read_owners, signed_start, start_incident, start_message
+    from commander.preflight import preflight
+    from commander.situation import summary_lines
 
     settings = _settings(args)
     owners = read_owners(Path(args.owners)) if args.owners else []
@@ -161,23 +190,50 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
     signed, _ = await asyncio.to_thread(
         signed_start, settings, incident_id, args.venue or [], owners, args.require_approval, _signature(args)
     )
-    ledger = ledger_from_settings(settings)
+    client = await connect_temporal(settings)
+    ledger = open_ledger(settings)
     try:
-        client = await connect(settings)
+        joining = args.id is not None and await asyncio.to_thread(ledger.get_incident, incident_id) is not None
+        if not joining:
+            report = await preflight(client, ledger, settings, args.venue or [], owners, args.include_handled)
+            for finding in report.findings:
+                _err(finding.line())
+            if report.errors:
+                _err(f"keyrevoke: refused: {len(report.errors)} error(s) above; nothing was started")
+                return exit_codes.REFUSED
+            if report.warnings and not args.force:
+                _err(
+                    f"keyrevoke: refused: {len(report.warnings)} warning(s) above; fix them, or start anyway "
+                    "with --force"
+                )
+                return exit_codes.REFUSED
+            handled = sum(v.handled_before for v in report.scope)
+            keys = report.keys + (handled if args.include_handled else 0)
+            left_out = "" if args.include_handled or not handled else f"; {handled} already handled left out"
+            _err(f"plan: {keys} keys at {sum(1 for v in report.scope if v.keys)} venue(s){left_out}")
         outcome = await start_incident(
-            client, ledger, settings, incident_id, args.venue or [], owners, args.require_approval, signed
+            client,
+            ledger,
+            settings,
+            incident_id,
+            args.venue or [],
+            owners,
+            args.require_approval,
+            signed,
+            include_handled=args.include_handled,
         )
-        print(outcome.incident_id)
+        print(outcome.incident_id, flush=True)
         if not outcome.new:
-            print(f"incident {incident_id} was already started: joined it", file=sys.stderr)
+            _err(f"incident {incident_id} was already started: joined it")
         if args.require_approval:
             await _show_plan(client, incident_id)
         if args.watch:
-            status = await follow(client, ledger, incident_id)
-            return 0 if status == "completed" else 1
+            view = await follow(client, ledger, settings, incident_id)
+            _print_lines(summary_lines(view, settings))
+            return view.exit_code
     finally:
         ledger.close()
-    return 0
+    return exit_codes.OK
 
 
 async def _show_plan(client: Any, incident_id: str) -> None:
@@ -188,21 +244,19 @@ async def _show_plan(client: Any, incident_id: str) -> None:
         state = await incident_state(client, incident_id)
         if state is not None and state.plan is not None:
             lines = [f"  {v.venue}: {v.keys} keys" for v in state.plan.venues]
-            print(f"plan of incident {incident_id} ({state.plan.total_keys} keys):", file=sys.stderr)
-            print("\n".join(lines), file=sys.stderr)
-            print(
-                f"waiting for approval: keyrevoke incident approve {incident_id} (by another person)", file=sys.stderr
-            )
+            _err(f"plan of incident {incident_id} ({state.plan.total_keys} keys):")
+            _err("\n".join(lines))
+            _err(f"waiting for approval: keyrevoke incident approve {incident_id} (by another person)")
             return
         await asyncio.sleep(0.5)
-    print("the plan is not ready yet: see `keyrevoke incident status`", file=sys.stderr)
+    _err("the plan is not ready yet: see `keyrevoke incident status`")
 
 
 async def cmd_incident_control(args: argparse.Namespace) -> int:
-    from commander.incidents import control, operator_identity, sign_request
+    from commander.connection import connect_temporal, open_ledger
+    from commander.incidents import control_on_record, operator_identity, sign_request
     from keyrevoke.models import ControlRequest
     from keyrevoke.operators import action_message
-    from keyrevoke.temporal_client import connect
 
     settings = _settings(args)
     venue = (getattr(args, "venue", None) or "").lower()
@@ -211,17 +265,22 @@ async def cmd_incident_control(args: argparse.Namespace) -> int:
         message = action_message(args.id, args.action, venue, reason)
         return _write_message(Path(args.write_message), message, f"keyrevoke incident {args.action} {args.id} ...")
     unsigned = ControlRequest(operator_identity(settings), venue, reason, _signature(args))
+    # Signed before any server is asked: a key that cannot sign needs no Temporal to say so.
     request = await asyncio.to_thread(sign_request, settings, args.id, args.action, unsigned)
-    client = await connect(settings)
-    print(terminal_text(await control(client, settings, args.id, args.action, request)))
-    return 0
+    client = await connect_temporal(settings)
+    ledger = open_ledger(settings)
+    try:
+        print(terminal_text(await control_on_record(client, ledger, settings, args.id, args.action, request)))
+    finally:
+        ledger.close()
+    return exit_codes.OK
 
 
 async def cmd_incident_confirm(args: argparse.Namespace) -> int:
-    from commander.incidents import control, operator_identity, read_owners, sign_request
+    from commander.connection import connect_temporal, open_ledger
+    from commander.incidents import control_on_record, operator_identity, read_owners, sign_request
     from keyrevoke.models import ConfirmRequest
     from keyrevoke.operators import action_message
-    from keyrevoke.temporal_client import connect
 
     settings = _settings(args)
     # A key file has one key_id per line, like an owners file.
@@ -232,79 +291,222 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
         return _write_message(Path(args.write_message), message, f"keyrevoke incident confirm {args.id} ...")
     unsigned = ConfirmRequest(operator_identity(settings), venue, key_ids, _signature(args))
     request = await asyncio.to_thread(sign_request, settings, args.id, "confirm", unsigned)
-    client = await connect(settings)
-    print(terminal_text(await control(client, settings, args.id, "confirm", request)))
-    return 0
+    client = await connect_temporal(settings)
+    ledger = open_ledger(settings)
+    try:
+        print(terminal_text(await control_on_record(client, ledger, settings, args.id, "confirm", request)))
+    finally:
+        ledger.close()
+    return exit_codes.OK
 
 
 async def cmd_incident_status(args: argparse.Namespace) -> int:
-    from commander.incidents import describe, follow, incident_state, status_name
-    from commander.progress import progress_json, progress_table
-    from keyrevoke.ledger.setup import ledger_from_settings
-    from keyrevoke.temporal_client import connect
+    from commander.connection import connect_temporal, open_ledger
+    from commander.incidents import follow
+    from commander.progress import view_lines, view_table
+    from commander.situation import incident_view, summary_lines
 
     settings = _settings(args)
-    ledger = ledger_from_settings(settings)
+    ledger = open_ledger(settings)
     try:
-        ledger.require_incident(args.id)
-        client = await connect(settings)
+        await asyncio.to_thread(ledger.require_incident, args.id)
+        client = await connect_temporal(settings)
         if args.watch and not args.json:
-            await follow(client, ledger, args.id)
-            return 0
-        status = status_name(await describe(client, args.id))
-        state = await incident_state(client, args.id) if status == "running" else None
-        counts = ledger.counts(args.id)
+            view = await follow(client, ledger, settings, args.id)
+        else:
+            view = await incident_view(client, ledger, settings, args.id)
+            while args.watch and view.workflow_status == "running":
+                await asyncio.sleep(1.0)
+                view = await incident_view(client, ledger, settings, args.id)
     finally:
         ledger.close()
-    control = {
-        "phase": state.phase if state else status,
-        "paused": ["all"] if state and state.paused_all else list(state.paused_venues if state else ()),
-        "taken_out": list(state.stopped_venues if state else ()),
-        "cancel_reason": state.cancel_reason if state else "",
-        "approved_by": state.approved_by if state else "",
-    }
     if args.json:
-        print(json.dumps({**progress_json(args.id, counts, status), **control}, indent=2))
-    else:
+        print(json.dumps(view.to_json(), indent=2))
+        return view.exit_code
+    if not args.watch:
         from rich.console import Console
 
-        Console().print(progress_table(args.id, counts, status))
-        if state:
-            notes = [f"phase {state.phase}"]
-            if control["paused"]:
-                notes.append("paused: " + ", ".join(control["paused"]))
-            if state.stopped_venues:
-                notes.append("taken out: " + ", ".join(state.stopped_venues))
-            if state.cancel_reason:
-                notes.append(f"cancelled: {state.cancel_reason}")
-            print(terminal_text("; ".join(notes)))  # a reason is another person's free text
-    return 0
+        console = Console()
+        if console.is_terminal:
+            console.print(view_table(view))
+        else:
+            _print_lines(view_lines(view))
+    _print_lines(summary_lines(view, settings))
+    return view.exit_code
+
+
+async def cmd_incident_list(args: argparse.Namespace) -> int:
+    from commander.connection import connect_temporal, open_ledger
+    from commander.situation import describe_workflow, status_name
+    from keyrevoke.ledger.overview import list_incidents
+    from keyrevoke.states import Measures
+    from workflows.incident import incident_workflow_id
+
+    settings = _settings(args)
+    ledger = open_ledger(settings)
+    try:
+        incidents = await asyncio.to_thread(list_incidents, ledger, args.limit)
+    finally:
+        ledger.close()
+    client = await connect_temporal(settings)
+    statuses = await asyncio.gather(
+        *(describe_workflow(client, incident_workflow_id(i.incident_id)) for i in incidents)
+    )
+    rows: list[dict[str, Any]] = []
+    for incident, description in zip(incidents, statuses, strict=True):
+        m = Measures.from_counts(incident.counts)
+        rows.append(
+            {
+                "incident_id": incident.incident_id,
+                "workflow": status_name(description),
+                "started": incident.created_at,
+                "started_by": incident.created_by,
+                "keys": m.total,
+                "finished_ratio": round(m.finished_ratio, 4),
+                "may_still_work": m.may_still_work,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return exit_codes.OK
+    width = max([len("incident"), *(len(r["incident_id"]) for r in rows)])
+    print(f"{'incident':<{width}}  {'workflow':<10} {'started':<24} {'keys':>7} {'finished':>8} {'may still work':>14}")
+    for r in rows:
+        print(
+            terminal_text(
+                f"{r['incident_id']:<{width}}  {r['workflow']:<10} {r['started']:<24} {r['keys']:>7}"
+                f" {r['finished_ratio']:>8.0%} {r['may_still_work']:>14}"
+            )
+        )
+    print(
+        f"{len(rows)} incident(s)"
+        + (f" (the {args.limit} latest: --limit shows more)" if len(rows) == args.limit else "")
+    )
+    return exit_codes.OK
+
+
+def _key_state(value: str | None) -> Any:
+    from keyrevoke.states import KeyState
+
+    if value is None:
+        return None
+    try:
+        return KeyState(value)
+    except ValueError:
+        raise InputError(f"--state: unknown state {value!r} (known: {', '.join(s.value for s in KeyState)})") from None
+
+
+async def cmd_incident_keys(args: argparse.Namespace) -> int:
+    from commander.connection import open_ledger
+    from keyrevoke.ledger.overview import page_keys
+
+    settings = _settings(args)
+    state = _key_state(args.state)
+    ledger = open_ledger(settings)
+    try:
+        await asyncio.to_thread(ledger.require_incident, args.id)
+        count = 0
+        if not args.json:
+            print(f"{'key_id':<20} {'venue':<9} {'state':<13} {'key':<12} {'owner':<16} {'fingerprint':<24} last error")
+        for key in page_keys(ledger, args.id, state, args.venue):
+            count += 1
+            if args.json:
+                print(json.dumps(dataclasses.asdict(key)))
+            else:
+                detail = " ".join(key.detail.split())
+                print(
+                    terminal_text(
+                        f"{key.key_id:<20} {key.venue:<9} {key.state:<13} {key.key_hint:<12} {key.owner:<16}"
+                        f" {key.fingerprint:<24} {detail}"
+                    )
+                )
+    finally:
+        ledger.close()
+    if not args.json:
+        print(f"{count} keys")
+    return exit_codes.OK
+
+
+async def cmd_incident_close(args: argparse.Namespace) -> int:
+    from commander.connection import open_ledger
+    from commander.incidents import read_owners
+    from keyrevoke.ledger.overview import close_keys, key_ids_in
+    from keyrevoke.operators import action_message
+
+    settings = _settings(args)
+    state = _key_state(args.state)
+    if bool(args.keys) == bool(state):
+        raise InputError("name the keys to close: --keys FILE, or --state STATE (with --venue to narrow)")
+    venue = (args.venue or "").lower()
+    ledger = open_ledger(settings)
+    try:
+        await asyncio.to_thread(ledger.require_incident, args.id)
+        if args.keys:
+            key_ids = read_owners(Path(args.keys), "key list")
+        else:
+            key_ids = await asyncio.to_thread(key_ids_in, ledger, args.id, state, args.venue)
+            if not key_ids:
+                raise InputError(
+                    f"incident {args.id} has no {state.value} keys" + (f" at {args.venue}" if args.venue else "")
+                )
+        if args.write_message:
+            message = action_message(args.id, "close", venue, args.reason, key_ids)
+            return _write_message(Path(args.write_message), message, f"keyrevoke incident close {args.id} ...")
+        # No workflow acts on a close: the signature is checked here, against the registered operators,
+        # before anything is written, and the event log names the key that decided.
+        operator = await asyncio.to_thread(_signed_close, settings, args, venue, key_ids)
+        done = await asyncio.to_thread(close_keys, ledger, args.id, key_ids, operator.actor, args.reason)
+    finally:
+        ledger.close()
+    line = f"{done.closed} keys closed by {operator.actor}: {args.reason}"
+    if done.already_handled:
+        line += f"; {done.already_handled} were confirmed or closed already (unchanged)"
+    print(terminal_text(line))
+    return exit_codes.OK
+
+
+def _signed_close(settings: Settings, args: argparse.Namespace, venue: str, key_ids: Sequence[str]) -> Any:
+    """The registered operator who signed this close (with the CLI's key, or ``--signature``)."""
+    from datetime import timedelta
+
+    from keyrevoke.models import VerifyActionRequest
+    from keyrevoke.operators import operators_for, sign_action, verify_action
+
+    signed = _signature(args) or sign_action(settings, args.id, "close", venue, args.reason, key_ids)
+    request = VerifyActionRequest.of(args.id, "close", signed, venue, args.reason, key_ids)
+    age = timedelta(seconds=settings.operator_signature_max_age_seconds)
+    try:
+        return verify_action(operators_for(settings), request, age)
+    except InputError as error:
+        raise InputError(f"incident {args.id}: close refused: {error}") from None
 
 
 async def cmd_incident_report(args: argparse.Namespace) -> int:
-    from keyrevoke.ledger.setup import ledger_from_settings
+    from commander.connection import open_ledger
     from keyrevoke.report import write_report
     from keyrevoke.signing import load_signing_key
 
     settings = _settings(args)
     signing_key = load_signing_key(settings)
-    ledger = ledger_from_settings(settings)
+    ledger = open_ledger(settings)
     try:
+        # Checked before anything is written: an unknown incident leaves no empty folder behind.
+        await asyncio.to_thread(ledger.require_incident, args.id)
         out = Path(args.out) if args.out else settings.state_dir / "reports" / args.id
         report = await asyncio.to_thread(write_report, ledger, args.id, out, signing_key)
     finally:
         ledger.close()
     for path in report.paths():
         print(path)
-    return 0
+    return exit_codes.OK
 
 
 async def cmd_incident_packets(args: argparse.Namespace) -> int:
+    from commander.connection import open_ledger
     from commander.packets import packet_lines, send_packets
-    from keyrevoke.ledger.setup import ledger_from_settings
 
     settings = _settings(args)
-    ledger = ledger_from_settings(settings)
+    ledger = open_ledger(settings)
     try:
         ledger.require_incident(args.id)
         if args.send:
@@ -374,12 +576,12 @@ def _public_key(args: argparse.Namespace) -> Any:
 
 async def _temporal_anchor(args: argparse.Namespace, path: Path) -> Any:
     """The chain head the incident workflow returned: Temporal's copy, outside the ledger."""
+    from commander.connection import connect_temporal
     from commander.incidents import recorded_chain_head
     from keyrevoke.report_check import ChainAnchor, read_incident_id
-    from keyrevoke.temporal_client import connect
 
     incident_id = await asyncio.to_thread(read_incident_id, path)
-    client = await connect(_settings(args))
+    client = await connect_temporal(_settings(args))
     length, head = await recorded_chain_head(client, incident_id)
     return ChainAnchor(length, head, f"the incident workflow's result in Temporal ({length} events)")
 
@@ -395,7 +597,7 @@ async def cmd_signing_key_public(args: argparse.Namespace) -> int:
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
-    from keyrevoke.temporal_client import connect
+    from commander.connection import connect_temporal
     from workers.runner import parse_queues, process_observability, run_workers
 
     settings = _settings(args)
@@ -403,7 +605,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     # Connected on the runtime that reports the SDK's metrics, so the workers need no second connection.
     observability = process_observability(settings)
-    client = await connect(settings, observability.temporal_runtime() if observability else None)
+    client = await connect_temporal(settings, observability.temporal_runtime() if observability else None)
     await run_workers(client, settings, queues, stop)
     return 0
 
@@ -424,10 +626,11 @@ async def cmd_dev_server(args: argparse.Namespace) -> int:
 
 
 async def cmd_sim(args: argparse.Namespace) -> int:
-    from commander.simulate import ensure_sim_masters, simulator_for
+    from commander.simulate import ensure_sim_masters, load_scenario, simulator_for
 
     settings = _settings(args)
     masters = Path(args.masters) if args.masters else settings.resolved_masters_file()
+    load_scenario(Path(args.scenario) if args.scenario else None)  # a bad scenario is named before anything is written
     written = ensure_sim_masters(masters, Path(args.inventory))
     if written is not None:
         print(
@@ -478,9 +681,25 @@ def _signing_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--message", metavar="FILE", help="the signed message (default: the signature's name less .sig)")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keyrevoke")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keyrevoke", description="Revoke leaked exchange API keys, provably.")
+    parser = argparse.ArgumentParser(
+        prog="keyrevoke",
+        description="Revoke leaked exchange API keys, provably.",
+        epilog="exit codes: 0 done and every key confirmed dead or closed; 2 refused (bad input, preflight); "
+        "3 ended but keys may still work; 4 still running or no worker acted; 5 Temporal or the ledger "
+        "unreachable; 130 interrupted",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
+    parser.add_argument("--version", action="version", version=f"keyrevoke {_version()}", help="print the version")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def verb(
@@ -494,27 +713,43 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    def scope_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--venue", action="append", help="only this venue (repeatable; default: every venue)")
+        sub.add_argument("--owners", help="file with one owner per line: only their keys")
+        sub.add_argument(
+            "--include-handled",
+            action="store_true",
+            help="also revoke keys an earlier incident confirmed dead or a person closed (left out by default)",
+        )
+
     inventory = verbs.add_parser("inventory", help="the inventory of keys").add_subparsers(dest="action", required=True)
     sub = verb(inventory, "import", cmd_inventory_import, "import a CSV or JSONL inventory into the ledger")
-    sub.add_argument("file")
+    sub.add_argument("file", help="the inventory file (.csv or .jsonl)")
     sub = verb(inventory, "show", cmd_inventory_show, "list the ledger's keys by fingerprint")
-    sub.add_argument("--venue")
-    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--venue", help="only this venue's keys")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     ledger_verbs = verbs.add_parser("ledger", help="the ledger itself").add_subparsers(dest="action", required=True)
     sub = verb(ledger_verbs, "rekey", cmd_ledger_rekey, "re-seal every secret under a new key-encryption key")
     sub.add_argument("--new-kek-file", required=True, help="file with the new key (urlsafe base64 of 32 bytes)")
     sub.add_argument("--generate", action="store_true", help="make a new key in that file if it does not exist")
 
+    sub = verb(
+        verbs, "check", cmd_check, "preflight: can an incident with this scope run as configured? (exit 0 if so)"
+    )
+    scope_options(sub)
+
     incident = verbs.add_parser("incident", help="mass revokes").add_subparsers(dest="action", required=True)
-    sub = verb(incident, "start", cmd_incident_start, "start (or join) a mass revoke; prints the incident id")
+    sub = verb(
+        incident, "start", cmd_incident_start, "check, show the plan, start (or join) a mass revoke; prints its id"
+    )
     sub.add_argument("--id", help="incident id (default: a new one); the same id joins the same incident")
-    sub.add_argument("--venue", action="append", help="only this venue (repeatable)")
-    sub.add_argument("--owners", help="file with one owner per line: only their keys")
-    sub.add_argument("--watch", action="store_true", help="follow progress until the incident ends")
+    scope_options(sub)
+    sub.add_argument("--watch", action="store_true", help="follow progress until the incident ends; exit as `status`")
     sub.add_argument(
         "--require-approval", action="store_true", help="plan, show the plan, and wait for another person's approval"
     )
+    sub.add_argument("--force", action="store_true", help="start despite preflight warnings (never despite errors)")
     _signing_options(sub)
     for action, help_text, venue_help in (
         ("pause", "hold new work, at one venue or everywhere", "only this venue"),
@@ -525,26 +760,42 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = verb(incident, action, cmd_incident_control, help_text)
         sub.set_defaults(action=action)
-        sub.add_argument("id")
+        sub.add_argument("id", help="the incident id")
         if venue_help:
             sub.add_argument("--venue", required=action == "narrow", help=venue_help)
-        if action in ("cancel", "narrow", "pause"):
-            sub.add_argument("--reason", help="why: goes into the event log")
+        sub.add_argument("--reason", help="why: goes into the event log")
         _signing_options(sub)
     sub = verb(incident, "confirm", cmd_incident_confirm, "the exchange revoked a venue's escalated keys in bulk")
-    sub.add_argument("id")
-    sub.add_argument("--venue", required=True)
+    sub.add_argument("id", help="the incident id")
+    sub.add_argument("--venue", required=True, help="the venue whose exchange confirmed the revokes")
     sub.add_argument("--keys", help="file with one key_id per line (default: every escalated key of the venue)")
     _signing_options(sub)
-    sub = verb(incident, "status", cmd_incident_status, "keys by state per venue")
-    sub.add_argument("id")
+    sub = verb(incident, "status", cmd_incident_status, "keys by state per venue, what stops them, what to do next")
+    sub.add_argument("id", help="the incident id")
     sub.add_argument("--watch", action="store_true", help="live view until the incident ends")
-    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--json", action="store_true", help="print the view as JSON")
+    sub = verb(incident, "list", cmd_incident_list, "the latest incidents: status, start, keys, may still work")
+    sub.add_argument("--limit", type=int, default=50, help="how many incidents, newest first (default 50)")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub = verb(incident, "keys", cmd_incident_keys, "an incident's keys with state and last error, for who must act")
+    sub.add_argument("id", help="the incident id")
+    sub.add_argument("--state", help="only keys in this state (e.g. live, escalated, failed)")
+    sub.add_argument("--venue", help="only this venue's keys")
+    sub.add_argument("--json", action="store_true", help="one JSON object per key and line")
+    sub = verb(
+        incident, "close", cmd_incident_close, "a person closes keys that may still work (say, the owner deleted them)"
+    )
+    sub.add_argument("id", help="the incident id")
+    sub.add_argument("--keys", help="file with one key_id per line")
+    sub.add_argument("--state", help="close every key in this state (instead of --keys)")
+    sub.add_argument("--venue", help="with --state: only this venue's keys")
+    sub.add_argument("--reason", required=True, help="why they no longer work: goes into the event log")
+    _signing_options(sub)
     sub = verb(incident, "report", cmd_incident_report, "write the evidence report (JSON, CSV and HTML)")
-    sub.add_argument("id")
+    sub.add_argument("id", help="the incident id")
     sub.add_argument("--out", help="folder for report.json, report.csv and report.html")
     sub = verb(incident, "packets", cmd_incident_packets, "escalation packets: which were mailed, which not and why")
-    sub.add_argument("id")
+    sub.add_argument("id", help="the incident id")
     sub.add_argument("--venue", help="only this venue")
     sub.add_argument("--send", action="store_true", help="write and mail them now (a part already mailed is not)")
     sub = verb(
@@ -570,12 +821,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--queues", default="all", help="comma list: control, venue names, or all (default)")
 
     sub = verb(verbs, "dev-server", cmd_dev_server, "run the embedded Temporal dev server, persisted to a file")
-    sub.add_argument("--port", type=int, default=7233)
+    sub.add_argument("--port", type=int, default=7233, help="frontend port (default 7233)")
     sub.add_argument("--ui-port", type=int, default=None, help="serve the web UI on this port")
     sub.add_argument("--db", help="database file (default: <state dir>/temporal.db)")
 
     sub = verb(verbs, "sim", cmd_sim, "serve an inventory's keys from the venue simulator on loopback")
-    sub.add_argument("--inventory", required=True)
+    sub.add_argument("--inventory", required=True, help="the inventory whose keys the simulator serves")
     sub.add_argument(
         "--port",
         type=int,
@@ -608,6 +859,14 @@ def _warn_if_state_is_readable(args: argparse.Namespace) -> None:
         print(terminal_text(f"keyrevoke: {warning}"), file=sys.stderr)
 
 
+def _temporal_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` is Temporal's frontend going away in the middle of a command."""
+    service = sys.modules.get("temporalio.service")
+    if service is None:
+        return False
+    return isinstance(error, service.RPCError) and error.status == service.RPCStatusCode.UNAVAILABLE
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and return the exit code."""
     args = build_parser().parse_args(argv)
@@ -632,18 +891,49 @@ def run(argv: Sequence[str] | None = None) -> int:
         name = f"KEYREVOKE_{field.group(1).upper()}" if field else "a KEYREVOKE_ variable"
         print(f"keyrevoke: error: setting {name}: cannot parse its value", file=sys.stderr)
         return EXIT_INPUT
+    except ServiceUnreachable as error:
+        print(f"keyrevoke: error: {terminal_text(error)}", file=sys.stderr)
+        return exit_codes.UNREACHABLE
     except KeyrevokeError as error:
         # Messages may quote input (a file's line, a key id): shown, never obeyed by the terminal.
         print(f"keyrevoke: error: {terminal_text(error)}", file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:
+        # The reader went away (`keyrevoke inventory show | head`): what it read was what it wanted.
+        _quiet_stdout()
+        return exit_codes.OK
     except KeyboardInterrupt:
-        return 130
+        return exit_codes.INTERRUPTED
+    except Exception as error:
+        from commander.incidents import NoWorkerAnswered
+
+        if isinstance(error, NoWorkerAnswered):
+            print(f"keyrevoke: {terminal_text(error)}", file=sys.stderr)
+            return exit_codes.NOT_FINISHED
+        if _temporal_unavailable(error):
+            print(
+                f"keyrevoke: error: lost Temporal ({getattr(error, 'message', error)}): start it with "
+                "`keyrevoke dev-server` or set KEYREVOKE_TEMPORAL_ADDRESS",
+                file=sys.stderr,
+            )
+            return exit_codes.UNREACHABLE
+        raise
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what is left cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main() -> None:
     """Console-script entry point."""
     code = run()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
     sys.stderr.flush()
     # The Temporal SDK's runtime can abort the interpreter at exit (sdk-python issue 300, exit 134):
     # everything is flushed and closed by now, so leave without the interpreter's teardown.

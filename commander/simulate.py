@@ -101,14 +101,24 @@ def simulator_for(
     rows, errors = read_inventory(inventory)
     if not rows:
         raise InputError(f"{inventory}: no valid row to serve")
-    # read here, not by Scenario.from_file: a damaged file is named with its line, in one line
-    data = read_json(scenario, "scenario file") if scenario else None
-    if data is not None and not isinstance(data, dict):
-        raise InputError(f"{scenario}: a scenario is a JSON object")
+    loaded = load_scenario(scenario)
     try:
-        loaded = Scenario.from_dict(data) if data is not None else None
         simulator = VenueSimulator((sim_key(row) for row in rows), read_masters(masters), loaded, port=port)
     except (OSError, ValueError) as error:
         # the simulator names the field or venue it cannot use; say which file it came from
         raise InputError(f"{scenario or inventory}: {error}") from None
     return simulator, len(errors)
+
+
+def load_scenario(scenario: Path | None) -> Scenario | None:
+    """The simulator's fault scenario from its JSON file; a damaged file is named with its line, in one line."""
+    if scenario is None:
+        return None
+    # read here, not by Scenario.from_file, for that one-line error
+    data = read_json(scenario, "scenario file")
+    if not isinstance(data, dict):
+        raise InputError(f"{scenario}: a scenario is a JSON object")
+    try:
+        return Scenario.from_dict(data)
+    except ValueError as error:
+        raise InputError(f"{scenario}: {error}") from None

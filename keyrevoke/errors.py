@@ -37,6 +37,10 @@ class IncidentConflictError(InputError):
     """An incident id is reused with a different scope."""
 
 
+class ServiceUnreachable(KeyrevokeError):
+    """Temporal or the ledger's database does not answer; the message names the address and the fix."""
+
+
 # --- secrets at rest ----------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from sshsig.allowed_signers import AllowedSigner
 
 from keyrevoke.errors import ConfigurationError, InputError
 from keyrevoke.models import Operator, SignedAction, VerifyActionRequest, keys_digest
+from keyrevoke.private_files import private_dir
 from keyrevoke.settings import Settings
 
 #: The SSHSIG namespace of keyrevoke's signatures (``ssh-keygen -Y sign -n keyrevoke``).
@@ -115,10 +116,23 @@ def load_operators(path: Path) -> list[RegisteredOperator]:
 
 
 def operators_for(settings: Settings) -> list[RegisteredOperator]:
-    """The deployment's operators; the embedded set-up (no operators file set) makes its own once."""
+    """The deployment's operators; the embedded set-up (no operators file set) makes its own once.
+
+    Outside the embedded set-up (``KEYREVOKE_EMBEDDED=false``) the operators file must be given: a
+    process that registered a key of its own would refuse every operator the others accept.
+    """
     if settings.operators_file is None:
+        _require_embedded(settings)
         ensure_embedded_operator(settings)
     return load_operators(settings.resolved_operators_file())
+
+
+def _require_embedded(settings: Settings) -> None:
+    if not settings.embedded:
+        raise ConfigurationError(
+            "no operators file: set KEYREVOKE_OPERATORS_FILE (an ssh-keygen allowed_signers file of the "
+            "operators' public keys); outside the embedded set-up no operator key is ever made"
+        )
 
 
 def ensure_embedded_operator(settings: Settings) -> None:
@@ -155,7 +169,8 @@ def _os_user() -> str:
 
 
 def _write_once(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # The state directory may not exist yet: made here, it is private like every folder keyrevoke makes.
+    private_dir(path.parent)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -200,6 +215,7 @@ def _read_private_key(path: Path) -> Ed25519PrivateKey:
 def operator_key(settings: Settings) -> Ed25519PrivateKey:
     """The key this CLI signs with: the setting's file, or the embedded set-up's own key."""
     if settings.operator_key_file is None and settings.operators_file is None:
+        _require_embedded(settings)
         ensure_embedded_operator(settings)
     return _read_private_key(settings.resolved_operator_key_file())
 

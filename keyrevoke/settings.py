@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         description="The embedded set-up: a missing key-encryption key, payload key or signing key file is made "
         "once under the state directory, the ledger defaults to a SQLite file there and the platform hook to "
         "a file sink. A deployment sets it false: every key then comes from the secret store (a missing one "
-        "is an error, never a new key), and the ledger URL and the hook URL must be given.",
+        "is an error, never a new key), and the ledger URL, the hook URL and the operators file must be given.",
     )
     state_dir: Path = Field(
         default=Path(".state"),
@@ -165,6 +165,11 @@ class Settings(BaseSettings):
         le=65535,
         description="Worker health and metrics endpoint (/healthz, /readyz, /metrics for Prometheus); 0 turns it off.",
     )
+    worker_http_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's health and metrics endpoint listens on: loopback by default; 0.0.0.0 "
+        "where the kubelet and Prometheus reach the pod from outside (the Kubernetes manifests set it).",
+    )
     worker_shutdown_seconds: float = Field(
         default=30.0, gt=0, description="On SIGTERM, how long running activities get to finish."
     )
@@ -205,7 +210,8 @@ class Settings(BaseSettings):
         default=None,
         description="The registered operators: an ssh-keygen allowed_signers file, one line per operator "
         "('name ssh-ed25519 AAAA...'). Every control action must be signed by one of these keys. Empty means "
-        "the embedded set-up: <state_dir>/operators, made once with one generated key (<state_dir>/operator.key).",
+        "the embedded set-up: <state_dir>/operators, made once with one generated key (<state_dir>/operator.key); "
+        "with embedded false it must be set (no operator key is ever made).",
     )
     operator_key_file: Path | None = Field(
         default=None,

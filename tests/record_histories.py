@@ -7,8 +7,8 @@ these files, guarding nothing else) so that the replay test can read them.
 
 Record again, into a new folder, when a workflow changes on purpose, and keep the old folders while
 incidents started by the old code may still be running: the replay test then proves the new code can
-carry them on. v1: before the small first batch; v2: with it; v3 (to record): signed actions, checked
-confirmations, taken in two batches.
+carry them on. v1: before the small first batch; v2: with it; v3: signed actions, checked confirmations
+taken in two batches, owner notices, bounded batches and stops that cancel unrevoked batches.
 """
 
 from __future__ import annotations

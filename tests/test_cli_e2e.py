@@ -26,9 +26,11 @@ from temporalio.worker import Replayer
 
 from commander.devserver import free_port
 from commander.sample import API_VENUES, write_sample
+from commander.situation import queue_service
 from keyrevoke.payload_codec import ENCODING, iter_payloads
+from keyrevoke.settings import Settings
 from keyrevoke.temporal_client import data_converter
-from tests.harness import Stage, address_of, stage
+from tests.harness import Stage, address_of, stage, until
 from tests.ledger_backends import PostgresSession, postgres_schema, stored_bytes
 from tests.otlp_collector import Collector
 from workflows.incident import PATCHES as INCIDENT_PATCHES
@@ -68,6 +70,13 @@ async def keyrevoke(env: dict[str, str], *args: str, check: bool = True) -> subp
         command = " ".join(args)
         raise AssertionError(f"keyrevoke {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+async def served(client: Client, settings: Settings, venues: tuple[str, ...]) -> bool:
+    """Whether a worker polls the control queue and every venue queue (what `keyrevoke check` looks for)."""
+    queues = [queue_service(client, settings.control_queue, "workflow")]
+    queues += [queue_service(client, settings.venue_queue(v), "activity") for v in venues]
+    return all(q.served for q in await asyncio.gather(*queues))
 
 
 @pytest.fixture
@@ -149,6 +158,7 @@ async def test_mass_revoke_through_the_cli(
     again = await keyrevoke(env, "inventory", "import", str(st.inventory))
     assert again.stdout.strip() == "0 added, 240 unchanged, 0 rejected"
 
+    await until(lambda: served(dev_client, st.settings, API_VENUES))  # else the preflight refuses the start
     first = await keyrevoke(env, "incident", "start", "--id", incident)
     assert first.stdout.strip() == incident
     # A second start of the same incident while it runs joins it instead of doubling the work.
@@ -158,12 +168,15 @@ async def test_mass_revoke_through_the_cli(
 
     watched = await keyrevoke(env, "incident", "status", incident, "--watch")
     assert watched.returncode == 0
+    assert f"incident {incident}: workflow completed; 240 keys; work finished 100%; may still work 0" in watched.stdout
     status = json.loads((await keyrevoke(env, "incident", "status", incident, "--json")).stdout)
     assert status["workflow"] == "completed"
-    assert status["done_ratio"] == 1.0
+    assert status["finished_ratio"] == 1.0
+    assert status["may_still_work"] == 0
     assert set(status["venues"]) == set(API_VENUES)
-    assert sum(v.get("confirmed", 0) for v in status["venues"].values()) == 240
-    assert all(set(v) == {"confirmed"} for v in status["venues"].values())
+    assert sum(v["states"].get("confirmed", 0) for v in status["venues"].values()) == 240
+    assert all(set(v["states"]) == {"confirmed"} for v in status["venues"].values())
+    assert all(v["may_still_work"] == 0 for v in status["venues"].values())
 
     # Every key is really gone at its venue, and was revoked exactly once.
     for row in st.rows:
@@ -310,6 +323,9 @@ def test_demo_confirms_every_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "200 of 200 keys confirmed" in result.stdout
+    assert "200 keys; work finished 100%; may still work 0" in result.stdout
+    assert "every key is confirmed dead or closed by a person" in result.stdout
+    assert f"signed in {state / 'report.json.sig'}" in result.stdout
     report = json.loads((state / "report.json").read_text())
     assert report["totals"]["confirmed"] == 200
     assert (state / "report.csv").exists()

@@ -164,6 +164,9 @@ def _cli_env(st: Stage, key: Path) -> dict[str, str]:
             "KEYREVOKE_TASK_QUEUE_PREFIX": s.task_queue_prefix,
             "KEYREVOKE_OPERATORS_FILE": str(s.operators_file),
             "KEYREVOKE_OPERATOR_KEY_FILE": str(key),
+            # What the start's preflight checks: the stage's master credentials and simulator URLs.
+            "KEYREVOKE_MASTER_CREDENTIALS_FILE": str(st.masters),
+            "KEYREVOKE_VENUE_URLS": json.dumps(s.venue_urls),
             # The incident's pace is the start's: as slow as the other tests here.
             "KEYREVOKE_BATCH_SIZE": str(s.batch_size),
             "KEYREVOKE_BATCHES_IN_FLIGHT": str(s.batches_in_flight),
@@ -246,6 +249,14 @@ async def test_two_person_rule_needs_two_registered_keys(keyed, tmp_path: Path) 
     # The log names each operator with the key that decided.
     assert _kinds(st, "two", "incident.created")[0]["actor"] == f"erin ({fingerprints['erin']})"
     assert [e["actor"] for e in _kinds(st, "two", "incident.approved")] == [f"frank ({fingerprints['frank']})"]
+
+    # A close is done on the ledger by the command line, not by the workflow: it is checked there the same way.
+    close = ("incident", "close", "two", "--state", "confirmed", "--venue", "bybit", "--reason", "owner deleted them")
+    _refused(await _cli({**mallory, "KEYREVOKE_OPERATOR": "frank"}, *close), "close refused: key")
+    assert _kinds(st, "two", "key.closed") == []
+    closed = await _cli(frank, *close)
+    assert closed.returncode == 0, closed.stderr
+    assert f"closed by frank ({fingerprints['frank']}): owner deleted them" in closed.stdout
 
 
 async def test_replayed_stale_and_mismatched_signatures_are_refused(keyed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

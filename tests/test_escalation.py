@@ -156,6 +156,9 @@ async def test_confirm_is_checked_and_exchanges_confirm_in_batches(
                     "KEYREVOKE_VERIFY_INTERVAL_SECONDS": "0.3",
                     "KEYREVOKE_ESCALATION_WAIT_SECONDS": "60",
                     "KEYREVOKE_ESCALATION_PROBE_INTERVAL_SECONDS": "60",
+                    # What the start's preflight checks: the stage's master credentials and simulator URLs.
+                    "KEYREVOKE_MASTER_CREDENTIALS_FILE": str(st.masters),
+                    "KEYREVOKE_VENUE_URLS": json.dumps(st.settings.venue_urls),
                 }
             )
             started = await _cli(env, "incident", "start", "--id", "cf")

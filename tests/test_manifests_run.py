@@ -9,13 +9,17 @@ in a setting is mapped to the folder of the mount it lies under. What stands in 
 Temporal dev server for the in-cluster service name, one PostgreSQL ledger (the test Secret's URL), a
 webhook receiver (its URL and secret), an OTLP collector for the prod overlay's collector, a port per
 pod for the health port, and the venue simulator for "the internet" of the pods whose NetworkPolicy
-allows it. The commander's steps are the ``kubectl exec`` lines of the infra README, run with the
-commander container's environment.
+allows it. The registered operators are a ``keyrevoke-operators`` ConfigMap made, as the platform
+would, from the public half of a real OpenSSH key the test makes with ``ssh-keygen``. The commander's
+steps are the lines of the infra README as written: ``kubectl exec`` run with the commander container's
+environment, ``kubectl cp`` between the commander pod's volumes and a folder standing in for the
+operator's laptop, and ``ssh-keygen -Y sign`` on the laptop with the operator's key.
 
 An incident over every venue must end with every key confirmed, one venue replica killed mid-run
 (and replaced, as its Deployment would) changing nothing. The test fails on a setting no container
 can use (unknown to keyrevoke, or a path nothing is mounted at), on a Secret key the README and the
-manifests disagree about, and on any key, ledger or hook file a pod makes in its own scratch volume.
+manifests disagree about, on any key, ledger, hook or operators file a pod makes in its own scratch
+volume, and on a private key anywhere in the cluster.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,8 +71,12 @@ REPLICAS = 2
 KEYS = 24  # three per venue
 MANUAL = ("kraken", "coinbase")
 SECRET_NAME = "keyrevoke-secrets"
-# Files a pod must never make for itself: keys, a ledger of its own, a hook file sink nobody reads.
-OWN_FILES = ("ledger.kek", "payload.key", "signing.key", "ledger.sqlite", "platform-hook.jsonl")
+OPERATOR = "alice"
+# Files a pod must never make for itself: keys, a ledger of its own, a hook file sink nobody reads, an
+# operator key registered by itself alone (it would refuse every real operator's signature).
+OWN_FILES = (
+    "ledger.kek", "payload.key", "signing.key", "ledger.sqlite", "platform-hook.jsonl", "operator.key", "operators"
+)  # fmt: skip
 BIN = Path(sys.executable).parent
 CLUSTER_HOST = re.compile(r"([a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.local)(:\d+)?")
 
@@ -165,17 +174,59 @@ def secret_keys_used(container: Container) -> set[str]:
     return used
 
 
-def readme_commander_steps(namespace: str) -> list[list[str]]:
-    """The ``kubectl exec`` lines of the infra README's commander section, split as a shell would."""
+def readme_config_maps() -> dict[str, set[str]]:
+    """The ConfigMaps the infra README has the platform create out of band, with their keys."""
+    made: dict[str, set[str]] = {}
+    for line in INFRA_README.read_text().splitlines():
+        words = shlex.split(line, comments=True) if " create configmap " in line else []
+        if words[3:5] == ["create", "configmap"]:
+            keys = {w.split("=", 2)[1] for w in words if w.startswith("--from-file=")}
+            made.setdefault(words[5], set()).update(keys)
+    return made
+
+
+def config_map_keys_mounted(container: Container) -> dict[str, set[str]]:
+    mounted: dict[str, set[str]] = {}
+    for volume in container.pod_spec.get("volumes", []):
+        config_map = volume.get("configMap")
+        if config_map:
+            mounted.setdefault(config_map["name"], set()).update(item["key"] for item in config_map["items"])
+    return mounted
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the README's commander block: ``kubectl ...``, ``VAR=$(kubectl ...)`` or a laptop command."""
+
+    words: list[str]
+    variable: str = ""
+
+    @property
+    def kubectl(self) -> bool:
+        return self.words[0] == "kubectl"
+
+
+ASSIGNMENT = re.compile(r"^([A-Z_]+)=\$\((kubectl .*)\)$")
+
+
+def readme_commander_steps(namespace: str) -> list[Step]:
+    """The commander section's lines of the infra README, split as a shell would, in ``namespace``."""
     section = INFRA_README.read_text().split("### The commander, in the cluster", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash", 1)[1].split("```", 1)[0]
     steps = []
     for line in block.splitlines():
-        if line.startswith("kubectl "):
-            words = shlex.split(line)
+        if not line.strip() or line.startswith("#"):
+            continue
+        assigned = ASSIGNMENT.match(line)
+        variable, command = (assigned.group(1), assigned.group(2)) if assigned else ("", line)
+        words = shlex.split(command, comments=True)
+        if words[0] == "kubectl":
             assert words[1:3] == ["-n", OVERLAYS["dev"]], f"infra README: {line}"
-            steps.append([*words[:2], namespace, *words[3:]])
-    assert steps, "the infra README's commander section has no kubectl exec step"
+            words = [*words[:2], namespace, *words[3:]]
+        else:
+            assert words[0] == "ssh-keygen", f"infra README: a commander step the test does not know: {line}"
+        steps.append(Step(words, variable))
+    assert any(s.kubectl and s.words[3] == "exec" for s in steps), "the README's commander section has no exec step"
     return steps
 
 
@@ -266,6 +317,14 @@ def make_pod(container: Container, replica: str, cluster: Cluster, config_maps: 
                 path = folder / item["path"]
                 path.write_text(cluster.secret[item["key"]])
                 path.chmod(0o440)
+        elif "configMap" in volume:
+            data = config_maps.get(volume["configMap"]["name"])
+            assert data is not None, f"{name}: volume {mount['name']}: no ConfigMap {volume['configMap']['name']}"
+            for item in volume["configMap"]["items"]:
+                assert item["key"] in data, f"{name}: ConfigMap key {item['key']} is not in the test ConfigMap"
+                path = folder / item["path"]
+                path.write_text(data[item["key"]])
+                path.chmod(0o444)
         else:
             pytest.fail(f"{name}: volume {mount['name']} of a kind the test does not map", pytrace=False)
         mounts[mount["mountPath"]] = folder
@@ -339,6 +398,45 @@ def exec_in(pod: Pod, words: list[str], workdir: Path) -> tuple[list[str], Path 
     return argv, stdin
 
 
+def pod_named(pod: Pod, step: Step) -> str:
+    """``VAR=$(kubectl get pod -l SELECTOR -o jsonpath=...)``: the name of the pod the selector picks."""
+    words = step.words
+    assert words[3:5] == ["get", "pod"], f"infra README: {shlex.join(words)}"
+    selector = dict(pair.split("=", 1) for pair in words[words.index("-l") + 1].split(","))
+    assert selector.items() <= pod.container.labels.items(), f"{shlex.join(words)} does not pick {pod.name}"
+    assert any(w.startswith("jsonpath={.items[0].metadata.name}") for w in words), shlex.join(words)
+    return pod.name
+
+
+def copy_between(pod: Pod, step: Step, laptop: Path, variables: dict[str, str]) -> None:
+    """``kubectl -n NS cp [POD:]SRC [POD:]DST``: one side in the pod's volumes, the other on the laptop."""
+    words = [re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], word) for word in step.words]
+    source, target = words[4:6]
+    where = shlex.join(step.words)
+
+    def side(spec: str) -> tuple[Path, bool]:
+        pod_name, colon, path = spec.partition(":")
+        if not colon:
+            return laptop / spec, False
+        assert pod_name == pod.name, f"{where}: copies with pod {pod_name}, not the commander's {pod.name}"
+        return Path(_in_pod(path, pod.mounts, where)), True
+
+    (src, _), (dst, into_pod) = side(source), side(target)
+    assert src.exists(), f"{where}: {source} does not exist"
+    if into_pod:
+        # Only a writable volume takes a file: the root filesystem and the Secret and ConfigMaps are read-only.
+        assert any(dst.is_relative_to(folder) for folder in pod.scratch), f"{where}: {target} is not writable"
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+
+
+def on_the_laptop(step: Step, laptop: Path) -> list[str]:
+    """A command the operator runs on their own machine; ``~`` is the laptop's home."""
+    return [str(laptop / word[2:]) if word.startswith("~/") else word for word in step.words]
+
+
 # --------------------------------------------------------------------------------------------------
 # The webhook the platform would run
 
@@ -386,17 +484,28 @@ def test_every_config_map_and_secret_key_reaches_a_container(kubectl: str) -> No
     """A ConfigMap no container reads, a Secret key the README lists that no pod receives, or one a pod
     needs that the README leaves out."""
     documented = readme_secret_keys()
+    made_by_platform = readme_config_maps()
+    assert "keyrevoke-operators" in made_by_platform, "the infra README does not say how to make the operators"
     for overlay in OVERLAYS:
         docs = render(kubectl, overlay)
         used: set[str] = set()
         read: set[str] = set()
+        mounted: dict[str, set[str]] = {}
         for container in containers(docs).values():
             used |= secret_keys_used(container)
             read |= {source["configMapRef"]["name"] for source in container.spec.get("envFrom", [])}
+            for name, keys in config_map_keys_mounted(container).items():
+                mounted.setdefault(name, set()).update(keys)
         rendered = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "ConfigMap"}
+        read |= set(mounted)
         assert rendered <= read, f"overlays/{overlay}: no container reads ConfigMap {rendered - read}"
         assert used == documented, f"overlays/{overlay}: used but not in the README {used - documented}, " + (
             f"in the README but no pod receives it {documented - used}"
+        )
+        # A ConfigMap the cluster must already hold is one the README has the platform make, key for key.
+        out_of_band = {name: keys for name, keys in mounted.items() if name not in rendered}
+        assert out_of_band == made_by_platform, (
+            f"overlays/{overlay}: ConfigMaps mounted {out_of_band}, made as the README says {made_by_platform}"
         )
 
 
@@ -404,12 +513,24 @@ def test_every_config_map_and_secret_key_reaches_a_container(kubectl: str) -> No
 async def test_the_manifests_run_an_incident_to_the_end(
     overlay: str, kubectl: str, tmp_path: Path, pg_session: Any, http: aiohttp.ClientSession
 ) -> None:
-    """Two replicas of each worker Deployment and the README's commander steps: every key of every venue
-    confirmed, a venue replica killed mid-run, every key frozen through the signed webhook, no pod with
-    a key, ledger or hook file of its own."""
+    """Two replicas of each worker Deployment and the README's commander steps, every control action
+    signed on the operator's laptop with ssh-keygen: every key of every venue confirmed, a venue replica
+    killed mid-run, every key frozen through the signed webhook, no pod with a key, ledger, hook or
+    operators file of its own, no private key in the cluster."""
     docs = render(kubectl, overlay)
     namespace = OVERLAYS[overlay]
     config_maps = {doc["metadata"]["name"]: doc.get("data", {}) for doc in docs if doc["kind"] == "ConfigMap"}
+    (settings_env,) = [data for data in config_maps.values() if "KEYREVOKE_TEMPORAL_ADDRESS" in data]
+    # The operator's own key, on their laptop; the platform registers its public half in the cluster.
+    laptop = tmp_path / "laptop"
+    (laptop / ".ssh").mkdir(parents=True)
+    operator_key = laptop / ".ssh" / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{OPERATOR}@laptop", "-f", str(operator_key)],
+        check=True,
+    )
+    public = operator_key.with_suffix(".pub").read_text()
+    config_maps["keyrevoke-operators"] = {"allowed_signers": f"{OPERATOR} {public}"}
     by_name = containers(docs)
     workers = {name: c for name, c in by_name.items() if c.labels.get("app.kubernetes.io/name") == "keyrevoke-worker"}
     assert workers, f"overlays/{overlay}: no worker Deployment"
@@ -424,7 +545,6 @@ async def test_the_manifests_run_an_incident_to_the_end(
     simulator, _ = simulator_for(inventory, masters)
     await simulator.start()
     receiver = HookReceiver(b"test hook secret")
-    settings_env = config_maps[next(iter(config_maps))]
     temporal_service = settings_env["KEYREVOKE_TEMPORAL_ADDRESS"]
     temporal_namespace = settings_env["KEYREVOKE_TEMPORAL_NAMESPACE"]
     keys = {name: KeyEncryptionKey.generate() for name in ("ledger.kek", "payload.key", "signing.key")}
@@ -468,34 +588,54 @@ async def test_the_manifests_run_an_incident_to_the_end(
                 exec_pod = make_pod(commander, "0", cluster, config_maps)
                 ledger = open_ledger(ledger_url, SecretBox(keys["ledger.kek"]))
                 steps = readme_commander_steps(namespace)
-                (start,) = [words for words in steps if words[-3:-1] == ["start", "--id"]]
-                incident = start[-1]
+                starts = {s.words[s.words.index("--id") + 1] for s in steps if "start" in s.words and "--id" in s.words}
+                (incident,) = starts
+                variables: dict[str, str] = {}
+                signed: list[str] = []
                 try:
-                    for words in steps:
-                        argv, stdin = exec_in(exec_pod, words, tmp_path)
+                    for step in steps:
+                        if step.variable:
+                            variables[step.variable] = pod_named(exec_pod, step)
+                            continue
+                        if not step.kubectl:
+                            laptop_argv = on_the_laptop(step, laptop)
+                            subprocess.run(laptop_argv, cwd=laptop, check=True, capture_output=True, timeout=60)
+                            continue
+                        if step.words[3] == "cp":
+                            copy_between(exec_pod, step, laptop, variables)
+                            continue
+                        argv, stdin = exec_in(exec_pod, step.words, tmp_path)
                         verb = argv[1:3]
-                        if verb == ["incident", "confirm"]:
+                        if "--signature" in argv:
+                            signed.append(argv[2])
+                        if verb == ["incident", "confirm"] and "--signature" not in argv:
+                            # The exchange's team deletes the keys, and then the commander writes the confirm.
                             venue = argv[argv.index("--venue") + 1]
                             await _exchange_revokes(ledger, simulator, incident, venue)
                         await _run(exec_pod, argv, stdin)
-                        if verb == ["incident", "start"]:
+                        if verb == ["incident", "start"] and "--signature" in argv:
                             replacement = await _kill_a_venue_replica_mid_run(
                                 ledger, incident, pods, cluster, config_maps, http
                             )
                             pods.append(replacement)
+                    assert signed.count("start") == 1, "the README's start is not signed with --signature"
+                    assert signed.count("confirm") == len(MANUAL), "each manual venue's confirm is signed"
                     counts = ledger.counts(incident)
                     assert counts == {
                         venue: {KeyState.CONFIRMED.value: sum(row["venue"] == venue for row in rows)}
                         for venue in SUPPORTED_VENUES
                     }, counts
+                    # The event log names the registered operator whose key signed, not the pod's user.
+                    actors = {event["actor"] for event in ledger.events(incident)}
+                    assert any(OPERATOR in str(actor) for actor in actors), actors
                 finally:
                     ledger.close()
-                report = exec_pod.mounts["/tmp"] / "report" / "report.json"  # noqa: S108
-                assert report.is_file(), "the README's report step wrote no report in the commander pod"
+                assert (laptop / "report" / "report.json").is_file(), "the README's steps bring no report out"
                 frozen = {r["key_id"] for r in receiver.requests if r["action"] == "freeze"}
                 assert frozen == {row["key_id"] for row in rows}, "every key is frozen through the platform hook"
                 assert receiver.bad_signatures == 0
                 _no_pod_made_its_own([*pods, exec_pod])
+                _no_private_key_in(cluster.root)
                 if otlp:
                     assert collector.spans, "the prod overlay's collector received no trace"
     except BaseException:
@@ -522,6 +662,13 @@ async def _ready(http: aiohttp.ClientSession, pod: Pod) -> None:
         return False
 
     await until(ready, 180)
+
+
+def _no_private_key_in(root: Path) -> None:
+    """The operators sign on their laptops: no private key is ever in a pod's volume (nor in a log)."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert b"PRIVATE KEY" not in path.read_bytes(), f"a private key in the cluster: {path.relative_to(root)}"
 
 
 def _no_pod_made_its_own(pods: list[Pod]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -238,3 +240,36 @@ def test_outside_the_embedded_set_up_the_keys_from_the_secret_store_are_used(
     again = load_signing_key(Settings())
     assert public_key_text(signing.public_key()) == public_key_text(again.public_key())
     assert not state.exists()
+
+
+async def test_outside_the_embedded_set_up_the_operators_file_is_required_and_no_operator_key_is_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A deployment's process never registers an operator key of its own: it would refuse the others'."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.operators import OperatorActivities
+    from keyrevoke.models import VerifyActionRequest
+    from keyrevoke.operators import operators_for, sign_action
+
+    state = _deployed(monkeypatch, tmp_path)
+    settings = Settings()
+    needed = "no operators file: set KEYREVOKE_OPERATORS_FILE"
+
+    with pytest.raises(ConfigurationError, match=needed):
+        operators_for(settings)
+    with pytest.raises(ConfigurationError, match=needed):
+        sign_action(settings, "inc-1", "start")
+    # The control worker says so to the commander instead of trusting a key of its own.
+    signed = sign_action(Settings(embedded=True, state_dir=tmp_path / "laptop"), "inc-1", "pause")
+    with pytest.raises(ApplicationError, match=needed):
+        await OperatorActivities(settings).verify_action(VerifyActionRequest.of("inc-1", "pause", signed))
+    # Through the CLI: one line, exit 2, nothing made.
+    keyrevoke = Path(sys.executable).parent / "keyrevoke"
+    result = subprocess.run(
+        [str(keyrevoke), "incident", "start", "--id", "inc-1"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"keyrevoke: error: {needed}"), line
+    assert not state.exists(), "no operator key or operators file may be made outside the embedded set-up"

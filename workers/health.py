@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
 
 from aiohttp import web
+
+from keyrevoke.errors import ConfigurationError
 
 #: Prometheus' text exposition format.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -21,7 +24,7 @@ class HealthServer:
     def __init__(
         self,
         port: int,
-        host: str = "0.0.0.0",  # noqa: S104 - probes come from the kubelet, scrapes from Prometheus
+        host: str = "127.0.0.1",
         metrics: Callable[[], bytes] | None = None,
     ) -> None:
         self.port = port
@@ -37,7 +40,20 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as error:
+            await self._runner.cleanup()
+            self._runner = None
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"the worker's HTTP port {self.host}:{self.port} is taken (another worker on this host?): "
+                    "set KEYREVOKE_WORKER_HTTP_PORT to a free port, or 0 to turn the endpoint off"
+                ) from None
+            raise ConfigurationError(
+                f"the worker cannot listen on {self.host}:{self.port} ({error.strerror}): "
+                "check KEYREVOKE_WORKER_HTTP_HOST and KEYREVOKE_WORKER_HTTP_PORT"
+            ) from None
 
     async def stop(self) -> None:
         if self._runner:

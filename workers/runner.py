@@ -251,7 +251,11 @@ async def run_workers(
         client = await observability.on_temporal_runtime(client)
     health = None
     if settings.worker_http_port:
-        health = HealthServer(settings.worker_http_port, metrics=observability.exposition if observability else None)
+        health = HealthServer(
+            settings.worker_http_port,
+            settings.worker_http_host,
+            metrics=observability.exposition if observability else None,
+        )
     async with (
         observability.running() if observability else contextlib.nullcontext(),
         workers_for(client, settings, queues, ledger, observability) as built,

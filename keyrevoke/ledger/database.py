@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from keyrevoke.errors import ConfigurationError
+from keyrevoke.errors import ConfigurationError, ServiceUnreachable
 from keyrevoke.ledger.migrations import migrate
 from keyrevoke.private_files import create_private_file
 
@@ -149,7 +149,10 @@ class Database:
             try:
                 self._connection = psycopg.connect(url, autocommit=True)
             except psycopg.OperationalError as error:
-                raise ConfigurationError(f"cannot connect to the PostgreSQL ledger: {error}") from None
+                raise ServiceUnreachable(
+                    f"cannot reach the PostgreSQL ledger at {_where(url)}: start PostgreSQL or set KEYREVOKE_LEDGER_URL"
+                    f" ({_first_line(error)})"
+                ) from None
             serial = "BIGINT GENERATED ALWAYS AS IDENTITY"
         else:
             raise ConfigurationError(
@@ -228,3 +231,15 @@ class _Tx:
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._cursor.execute(self._database._sql(sql), tuple(params))
         return [tuple(row) for row in self._cursor.fetchall()]
+
+
+def _where(url: str) -> str:
+    """host:port/database of a PostgreSQL URL, without its user or password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

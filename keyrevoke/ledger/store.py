@@ -136,6 +136,7 @@ class IncidentRecord:
     owners: int
     created_at: str
     created_by: str
+    exclude_handled: bool = False  # keys confirmed dead or closed in another incident stay out of its plan
 
 
 @dataclass(frozen=True)
@@ -307,16 +308,25 @@ class Ledger:
     # --- incidents ----------------------------------------------------------------------------
 
     def create_incident(
-        self, incident_id: str, venues: Iterable[str], owners: Iterable[str], actor: str
+        self,
+        incident_id: str,
+        venues: Iterable[str],
+        owners: Iterable[str],
+        actor: str,
+        exclude_handled: bool = False,
     ) -> tuple[IncidentRecord, bool]:
         """Record an incident's scope; returns the record and whether it was new.
 
         The same id with the same scope returns the existing record; with another scope it is refused.
+        ``exclude_handled`` leaves out of the plan the keys another incident confirmed dead or a person closed.
         """
         venue_list = sorted({v.lower() for v in venues})
         owner_list = sorted(set(owners))
         owners_digest = hashlib.sha256("\n".join(owner_list).encode()).hexdigest()
-        scope = json.dumps({"venues": venue_list, "owners": len(owner_list), "owners_sha256": owners_digest})
+        fields: dict[str, Any] = {"venues": venue_list, "owners": len(owner_list), "owners_sha256": owners_digest}
+        if exclude_handled:  # only then, so that the scope of earlier incidents reads the same
+            fields["exclude_handled"] = True
+        scope = json.dumps(fields)
         with self.db.transaction() as tx:
             existing = tx.fetchall("SELECT scope FROM incidents WHERE incident_id = ?", (incident_id,))
             if existing:
@@ -348,7 +358,14 @@ class Ledger:
         if not rows:
             return None
         scope = json.loads(rows[0][0])
-        return IncidentRecord(incident_id, tuple(scope["venues"]), scope["owners"], rows[0][1], rows[0][2])
+        return IncidentRecord(
+            incident_id,
+            tuple(scope["venues"]),
+            scope["owners"],
+            rows[0][1],
+            rows[0][2],
+            bool(scope.get("exclude_handled", False)),
+        )
 
     def chain_head(self, incident_id: str) -> tuple[str, int]:
         """The hash of the incident's last event and the number of events."""
@@ -374,6 +391,11 @@ class Ledger:
         if record.owners:
             conditions.append("k.owner IN (SELECT owner FROM incident_owners WHERE incident_id = ?)")
             params.append(incident_id)
+        if record.exclude_handled:
+            conditions.append(
+                "k.key_id NOT IN (SELECT key_id FROM incident_keys WHERE incident_id <> ? AND state IN (?, ?))"
+            )
+            params.extend([incident_id, KeyState.CONFIRMED.value, KeyState.CLOSED.value])
         where = " AND ".join(conditions) or "1 = 1"
         base = self._next_seq(incident_id)
         with self.db.transaction() as tx:
