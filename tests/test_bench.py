@@ -1,4 +1,9 @@
-"""The benchmark harness keeps working: its smallest configuration runs every section and writes the document."""
+"""The benchmark harness keeps working: its smallest scale run measures every stage and writes the document.
+
+Only the scale section runs here: its stages (a ledger written directly, then status, keys, report and
+verify-report as processes; a small real incident) end the same way on any machine. The throughput and
+rate sections compare speeds, which a busy test machine bends; `python -m bench run --tiny` runs them.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_smallest_benchmark_run_measures_every_section_and_writes_the_document(tmp_path: Path) -> None:
+def test_the_smallest_scale_run_measures_every_stage_and_writes_the_document(tmp_path: Path) -> None:
     document = tmp_path / "benchmarks.md"
     ran = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--tiny", "--results", str(tmp_path), "--out", str(document)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--tiny",
+            "--only",
+            "scale",
+            "--no-postgres",
+            "--results",
+            str(tmp_path),
+            "--out",
+            str(document),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -23,15 +41,6 @@ def test_the_smallest_benchmark_run_measures_every_section_and_writes_the_docume
     assert ran.returncode == 0, ran.stderr[-3000:]
     (results_file,) = tmp_path.glob("*-tiny.json")
     results = json.loads(results_file.read_text())
-
-    for rep in results["throughput"]:
-        for variant in ("plain", "keyrevoke", "perkey"):
-            assert rep[variant]["confirmed"] == rep[variant]["keys"], (variant, rep[variant]["counts"])
-            assert rep[variant]["extra"]["cpu"]["worker"] > 0
-    for section in ("rate", "workers"):
-        (run,) = results[section]["runs"]
-        assert run["confirmed"] == run["keys"], (section, run["counts"])
-    assert results["workers"]["runs"][0]["extra"]["workers"] == 3
 
     (sqlite,) = results["million"]
     stages = sqlite["stages"]
@@ -48,6 +57,6 @@ def test_the_smallest_benchmark_run_measures_every_section_and_writes_the_docume
 
     text = document.read_text()
     first_screen = text.split("## ", 1)[0]
-    for answer in ("keyrevoke / plain script", "keyrevoke / workflow per key", "**Machine:**", "`incident status`"):
+    for answer in ("**Machine:**", "`incident status`", "peak RSS"):
         assert answer in first_screen
     assert tempfile.gettempdir() not in text  # no path of the machine it ran on
