@@ -39,9 +39,13 @@ def load_signing_key(settings: Settings, *, create: bool | None = None) -> Ed255
 
 
 def public_key_text(public_key: Ed25519PublicKey) -> str:
-    """The public key as one line of urlsafe base64 of its 32 raw bytes (what ``--public-key`` reads)."""
+    """The public key as one line of base64 of its 32 raw bytes (what ``--public-key`` reads).
+
+    Standard base64, not urlsafe: a urlsafe text may begin with ``-`` (one key in 64), and a command
+    line would take ``--public-key -C1y...`` for two options. Either alphabet is read back.
+    """
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.urlsafe_b64encode(raw).decode()
+    return base64.b64encode(raw).decode()
 
 
 def public_key_from_text(text: str, where: str) -> Ed25519PublicKey:
@@ -50,4 +54,4 @@ def public_key_from_text(text: str, where: str) -> Ed25519PublicKey:
         raw = base64.urlsafe_b64decode(text.strip().encode())
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as error:
-        raise ValueError(f"{where}: not an Ed25519 public key (urlsafe base64 of 32 bytes)") from error
+        raise ValueError(f"{where}: not an Ed25519 public key (base64 of 32 bytes)") from error

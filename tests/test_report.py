@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import re
@@ -14,17 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commander.main import run
+from commander.main import build_parser, run
 from keyrevoke.evidence import GENESIS, event_hash
 from keyrevoke.ledger.store import Transition
 from keyrevoke.report import ReportFiles, write_report
 from keyrevoke.report_check import ChainAnchor, verify_report
 from keyrevoke.report_signature import ReportDoesNotHold, SignedStatement, signature_document
-from keyrevoke.signing import public_key_text
+from keyrevoke.signing import public_key_from_text, public_key_text
 from keyrevoke.states import KeyState
 from tests.report_fixtures import INCIDENT, SIGNING_KEY, incident_ledger, signed_report
 
@@ -387,3 +389,22 @@ def test_the_readme_recipe_checks_a_report_with_cryptography_alone(report: Repor
     ran = subprocess.run([sys.executable, "-I", "-c", code], cwd=folder, capture_output=True, text=True, check=False)
     assert ran.returncode != 0
     assert "report.csv" in ran.stderr
+
+
+
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def test_a_public_key_never_reads_as_an_option_on_the_command_line() -> None:
+    """One key in 64 has a urlsafe base64 text that begins with ``-``; the text keyrevoke prints must not."""
+    keys = iter(Ed25519PrivateKey.generate, None)
+    key = next(k for k in keys if base64.urlsafe_b64encode(_raw(k.public_key())).startswith(b"-")).public_key()
+    text = public_key_text(key)
+    assert not text.startswith("-")
+    parsed = build_parser().parse_args(["incident", "verify-report", "report.json", "--public-key", text])
+    assert parsed.public_key == text
+    assert _raw(public_key_from_text(text, "--public-key")) == _raw(key)
+    # A key printed earlier in the urlsafe alphabet is still read.
+    urlsafe = base64.urlsafe_b64encode(_raw(key)).decode()
+    assert _raw(public_key_from_text(urlsafe, "--public-key")) == _raw(key)
