@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,7 +134,7 @@ class Database:
             # 0600 before SQLite opens it: its -wal and -shm files take the database file's mode.
             create_private_file(path)
             connection = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
+            _write_ahead_log(connection, seconds=30.0)
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=30000")
             self._connection: Any = connection
@@ -243,3 +244,20 @@ def _where(url: str) -> str:
 
 def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _write_ahead_log(connection: sqlite3.Connection, seconds: float) -> None:
+    """Switch the database file to WAL, waiting while another process or thread switches it too.
+
+    Processes opening a new ledger file at once all ask for WAL; SQLite answers the losers "database
+    is locked" at once, without its busy handler (the switch needs the file alone), so wait here.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
