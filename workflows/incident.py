@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["PATCHES", "IncidentWorkflow", "incident_workflow_id", "venue_workflow_id"]
 
 Request = TypeVar("Request", ControlRequest, ConfirmRequest)
+Result = TypeVar("Result")
 
 
 def incident_workflow_id(incident_id: str) -> str:
@@ -211,18 +212,24 @@ class IncidentWorkflow:
         if digest in self._used_signatures:
             raise _refused("this signed action was already used (a replay): sign the action again")
         self._used_signatures.add(digest)
+        operator: Operator = await self._checked(options.VERIFY_ACTION, request, Operator)
+        return operator
+
+    async def _checked(self, activity: str, argument: object, result_type: type[Result]) -> Result:
+        """A check on the control queue; its refusal reaches the commander as the update's one-line reason."""
+        assert self._params is not None
         try:
-            operator: Operator = await workflow.execute_activity(
-                options.VERIFY_ACTION,
-                request,
-                result_type=Operator,
+            result: Result = await workflow.execute_activity(
+                activity,
+                argument,
+                result_type=result_type,
                 task_queue=control_queue(self._params.task_queue_prefix),
                 start_to_close_timeout=options.CONTROL_TIMEOUT,
                 retry_policy=options.CONTROL_RETRY,
             )
         except ActivityError as error:
             raise _refused(_reason(error)) from None
-        return operator
+        return result
 
     async def _authorized(
         self, request: Request, action: str, validate: Callable[[Request], None], key_ids: tuple[str, ...] = ()
@@ -421,17 +428,11 @@ class IncidentWorkflow:
         actor = operator.actor if operator else request.actor
         if workflow.patched(CHECKED_CONFIRMATIONS):
             assert self._params is not None
-            try:
-                await workflow.execute_activity(
-                    options.CHECK_CONFIRMATION,
-                    ConfirmationCheckRequest(self._params.incident_id, request.venue, request.key_ids),
-                    result_type=int,
-                    task_queue=control_queue(self._params.task_queue_prefix),
-                    start_to_close_timeout=options.CONTROL_TIMEOUT,
-                    retry_policy=options.CONTROL_RETRY,
-                )
-            except ActivityError as error:
-                raise _refused(_reason(error)) from None
+            await self._checked(
+                options.CHECK_CONFIRMATION,
+                ConfirmationCheckRequest(self._params.incident_id, request.venue, request.key_ids),
+                int,
+            )
             if request.venue in self._venues_done:
                 raise _refused(_no_longer_waits(request.venue))
         child = self._children[request.venue]
