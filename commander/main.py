@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -27,6 +27,9 @@ from keyrevoke.errors import ConfigurationError, InputError, KeyrevokeError, Ser
 from keyrevoke.errors import InputError as KeyrevokeInputError
 from keyrevoke.safe_text import terminal_text
 from keyrevoke.settings import Settings
+
+if TYPE_CHECKING:
+    from keyrevoke.ledger.store import Ledger
 
 EXIT_INPUT = exit_codes.REFUSED
 
@@ -294,10 +297,34 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     client = await connect_temporal(settings)
     ledger = open_ledger(settings)
     try:
-        print(terminal_text(await control_on_record(client, ledger, settings, args.id, "confirm", request)))
+        try:
+            answer = await control_on_record(client, ledger, settings, args.id, "confirm", request)
+        except InputError:
+            settled = None if key_ids else await asyncio.to_thread(_venue_settled, ledger, args.id, venue)
+            if settled is None:
+                raise
+            # keyrevoke's own re-check of the escalated keys saw them dead before this confirm came:
+            # what the commander asks for holds already, so it is no failure.
+            answer = f"{venue}: nothing to confirm: {settled}"
+        print(terminal_text(answer))
     finally:
         ledger.close()
     return exit_codes.OK
+
+
+def _venue_settled(ledger: Ledger, incident_id: str, venue: str) -> str | None:
+    """Why a whole-venue confirm has nothing to do: the venue escalated keys, and every one of its keys
+    is dead or closed already."""
+    from activities.escalation import ESCALATION_EVENTS
+    from keyrevoke.states import Measures
+
+    counts = ledger.counts(incident_id).get(venue)
+    if not counts or not any(ledger.has_event(incident_id, kind, venue) for kind in ESCALATION_EVENTS):
+        return None
+    measures = Measures.from_counts(counts)
+    if not measures.safe:
+        return None
+    return f"all {measures.total} of its keys are confirmed dead or closed already"
 
 
 async def cmd_incident_status(args: argparse.Namespace) -> int:
