@@ -283,7 +283,7 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     from commander.connection import connect_temporal, open_ledger
     from commander.incidents import control_on_record, operator_identity, read_owners, sign_request
     from keyrevoke.models import ConfirmRequest
-    from keyrevoke.operators import action_message
+    from keyrevoke.operators import ActionRefused, action_message
 
     settings = _settings(args)
     # A key file has one key_id per line, like an owners file.
@@ -299,6 +299,8 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
     try:
         try:
             answer = await control_on_record(client, ledger, settings, args.id, "confirm", request)
+        except ActionRefused:
+            raise  # the signature or operator is wrong: said as it is, whatever the keys' states
         except InputError:
             settled = None if key_ids else await asyncio.to_thread(_venue_settled, ledger, args.id, venue)
             if settled is None:
