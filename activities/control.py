@@ -7,8 +7,8 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.escalation import ESCALATION_EVENTS
 from keyrevoke.ledger import Ledger
+from keyrevoke.ledger.outreach import escalation_happened
 from keyrevoke.ledger.store import Transition, utc_now
 from keyrevoke.models import (
     ConfirmationCheckRequest,
@@ -115,7 +115,7 @@ class ControlActivities:
 
     def _check_confirmation(self, request: ConfirmationCheckRequest) -> int:
         venue = request.venue
-        if not any(self.ledger.has_event(request.incident_id, kind, venue) for kind in ESCALATION_EVENTS):
+        if not escalation_happened(self.ledger, request.incident_id, venue):
             raise _refused(f"{venue} has escalated no keys to the exchange (yet): nothing to confirm")
         if not request.key_ids:
             waiting = self.ledger.page_in_state(request.incident_id, venue, KeyState.ESCALATED, 0, 1)

@@ -29,7 +29,13 @@ from temporalio import activity
 from keyrevoke.contacts import ExchangeContact, load_contacts
 from keyrevoke.errors import ConfigurationError
 from keyrevoke.ledger import Ledger
-from keyrevoke.ledger.outreach import count_in_state, packet_sent, record_packet_sent
+from keyrevoke.ledger.outreach import (
+    ESCALATION_UNSENT,
+    ESCALATION_WRITTEN,
+    count_in_state,
+    packet_sent,
+    record_packet_sent,
+)
 from keyrevoke.ledger.store import utc_now
 from keyrevoke.mail import Mailer, MailError
 from keyrevoke.models import BatchRequest, BatchResult
@@ -42,11 +48,6 @@ from keyrevoke.venues import display_name
 from workflows import options
 
 log = logging.getLogger(__name__)
-
-UNSENT = "escalation.packet.unsent"
-WRITTEN = "venue.escalated"
-#: Either says the venue's escalation happened (a packet written, or why none was): it waits for the exchange.
-ESCALATION_EVENTS = (WRITTEN, UNSENT)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class EscalationDesk:
             self.ledger.append_event,
             incident_id,
             "keyrevoke",
-            WRITTEN,
+            ESCALATION_WRITTEN,
             venue,
             "",
             f"{total} keys escalated to the exchange; packet (encrypted to {recipient.fingerprint}): {files}",
@@ -289,7 +290,9 @@ class EscalationDesk:
 
     async def _unsent(self, incident_id: str, venue: str, detail: str) -> None:
         log.warning("%s: escalation packet not sent: %s", venue, detail)
-        await asyncio.to_thread(self.ledger.append_event, incident_id, "keyrevoke", UNSENT, venue, "", detail)
+        await asyncio.to_thread(
+            self.ledger.append_event, incident_id, "keyrevoke", ESCALATION_UNSENT, venue, "", detail
+        )
 
 
 class EscalationActivities:

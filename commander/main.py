@@ -317,11 +317,11 @@ async def cmd_incident_confirm(args: argparse.Namespace) -> int:
 def _venue_settled(ledger: Ledger, incident_id: str, venue: str) -> str | None:
     """Why a whole-venue confirm has nothing to do: the venue escalated keys, and every one of its keys
     is dead or closed already."""
-    from activities.escalation import ESCALATION_EVENTS
+    from keyrevoke.ledger.outreach import escalation_happened
     from keyrevoke.states import Measures
 
     counts = ledger.counts(incident_id).get(venue)
-    if not counts or not any(ledger.has_event(incident_id, kind, venue) for kind in ESCALATION_EVENTS):
+    if not counts or not escalation_happened(ledger, incident_id, venue):
         return None
     measures = Measures.from_counts(counts)
     if not measures.safe:

@@ -20,9 +20,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.control import ControlActivities
-from activities.escalation import ESCALATION_EVENTS
 from commander.incidents import control, incident_state, start_incident
 from keyrevoke.errors import InputError
+from keyrevoke.ledger.outreach import escalation_happened
 from keyrevoke.models import ConfirmationCheckRequest, ConfirmRequest
 from keyrevoke.operators import operators_for
 from keyrevoke.report import write_report
@@ -166,7 +166,7 @@ async def test_confirm_is_checked_and_exchanges_confirm_in_batches(
             binance = sorted(r.key_id for r in st.rows if r.venue == "binance")
             bybit = sorted(r.key_id for r in st.rows if r.venue == "bybit")
             # Binance's escalation happened once its event is in the log (its packet written, or why not).
-            await until(lambda: any(st.ledger.has_event("cf", kind, "binance") for kind in ESCALATION_EVENTS))
+            await until(lambda: escalation_happened(st.ledger, "cf", "binance"))
 
             async def bybit_done() -> bool:
                 state = await incident_state(client, "cf")

@@ -14,6 +14,10 @@ from datetime import UTC, datetime
 from keyrevoke.ledger.store import Ledger, utc_now
 from keyrevoke.states import KeyState
 
+#: A venue's escalation is on record with one of these: its packet written, or why none went out.
+ESCALATION_WRITTEN = "venue.escalated"
+ESCALATION_UNSENT = "escalation.packet.unsent"
+
 
 @dataclass(frozen=True, repr=False)
 class EscalatedKey:
@@ -43,6 +47,11 @@ class OwnerKey:
     key_id: str
     key_hint: str
     state: str
+
+
+def escalation_happened(ledger: Ledger, incident_id: str, venue: str) -> bool:
+    """Whether the venue's escalation happened (a packet written, or why none was): it waits for the exchange."""
+    return any(ledger.has_event(incident_id, kind, venue) for kind in (ESCALATION_WRITTEN, ESCALATION_UNSENT))
 
 
 def count_in_state(ledger: Ledger, incident_id: str, venue: str, state: KeyState) -> int:
