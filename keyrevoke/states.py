@@ -61,8 +61,8 @@ NEXT_STEP: dict[KeyState, str] = {
     KeyState.ESCALATED: "send the escalation packet to the exchange's security team; on its answer run "
     "`keyrevoke incident confirm`",
     KeyState.LIVE: "the owners must delete them at the exchange now; then `keyrevoke incident close`",
-    KeyState.FAILED: "read each key's last error (`keyrevoke incident keys ID --state failed`), fix the input, "
-    "start again",
+    KeyState.FAILED: "read each key's last error (`keyrevoke incident keys ID --state failed`), fix what it "
+    "names (a bad row, or a venue that did not answer: wait until it does), start again",
     KeyState.UNFROZEN: "they were handed back unrevoked (cancel or narrow): start a new incident if they must die",
     KeyState.MISCONFIGURED: "fix keyrevoke's configuration (`keyrevoke check`), then start the incident again",
 }
